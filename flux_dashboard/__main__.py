@@ -1,0 +1,3 @@
+from flux_dashboard.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""One exception tree for everything the data layer can report.
+
+    FluxError                      base; ``str(err)`` is a plain sentence for the user
+    ├── ApiError                   the API answered with an error status
+    │   ├── AuthenticationError    401: key missing, wrong or revoked
+    │   ├── ForbiddenError         403: the key may not read this sensor
+    │   ├── NotFoundError          404: unknown sensor or path
+    │   ├── InvalidRequestError    400/422: a parameter the API refused (carries the field errors)
+    │   ├── RateLimitedError       429: rate limit or monthly quota (carries ``retry_after``)
+    │   └── ServerError            5xx after every retry
+    ├── ApiConnectionError         the API could not be reached (DNS, refused, TLS)
+    │   └── ApiTimeoutError        it was reached but did not answer in time
+    ├── SchemaError                a response or a row did not have the documented shape
+    ├── IncompleteDataError        some hours could not be loaded completely (carries them)
+    └── ConfigError                a setting is invalid
+
+Messages say what to do next. None of them ever contains the API key: the
+client builds them from status codes, parameters it chose and response bodies,
+and ``redact`` scrubs the key out of anything foreign as a last line of defence.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class FluxError(Exception):
+    """Base class: ``str(err)`` is a plain message that says what to do."""
+
+
+class ApiError(FluxError):
+    def __init__(self, message: str, *, status: int | None = None, body: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body[:500]
+
+
+class AuthenticationError(ApiError):
+    pass
+
+
+class ForbiddenError(ApiError):
+    pass
+
+
+class NotFoundError(ApiError):
+    pass
+
+
+class InvalidRequestError(ApiError):
+    def __init__(self, message: str, *, status: int | None = None, body: str = "",
+                 field_errors: list[dict] | None = None) -> None:
+        super().__init__(message, status=status, body=body)
+        self.field_errors = field_errors or []
+
+
+class RateLimitedError(ApiError):
+    def __init__(self, message: str, *, status: int | None = 429, body: str = "",
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, status=status, body=body)
+        self.retry_after = retry_after
+
+
+class ServerError(ApiError):
+    pass
+
+
+class ApiConnectionError(FluxError):
+    pass
+
+
+class ApiTimeoutError(ApiConnectionError):
+    pass
+
+
+class SchemaError(FluxError):
+    def __init__(self, message: str, *, column: str | None = None, value: object = None) -> None:
+        super().__init__(message)
+        self.column = column
+        self.value = value
+
+
+class IncompleteDataError(FluxError):
+    """Raised when some hours of a range could not be loaded completely.
+
+    ``hours`` lists the UTC start of every incomplete hour; ``partial`` holds
+    the rows that were loaded completely (the caller may show them, flagged).
+    """
+
+    def __init__(self, message: str, *, hours: list[datetime], partial=None,
+                 cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.hours = hours
+        self.partial = partial
+        self.cause = cause
+
+
+class ConfigError(FluxError):
+    pass
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Remove ``secret`` from ``text`` (used on anything we did not write ourselves)."""
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, "[redacted]")
+    return text
