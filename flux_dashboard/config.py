@@ -1,0 +1,167 @@
+"""Settings: where the data comes from and how hard we may pull on it.
+
+Sources, highest priority first: explicit arguments (CLI flags), environment
+variables, ``.streamlit/secrets.toml``, defaults. With no API key at all the
+dashboard and the CLI run on the embedded simulator ("demo mode").
+
+The key is held in a ``Secret`` whose repr and str never show it; everything
+that needs to identify a data source (cache keys, rate-limiter registry) uses
+``Settings.source_id``: the API URL plus a salted, non-reversible fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from flux_dashboard.errors import ConfigError
+
+DEFAULT_API_URL = "https://api.control.serenicity.fr/api/v1"
+DEMO_API_URL = "http://demo.invalid/api/v1"
+DEMO_KEY = "demo-key-not-secret"
+DEFAULT_RATE_LIMIT = 100  # requests per minute per key (documented)
+DEMO_RATE_LIMIT = 60_000  # the embedded simulator is in-process: no reason to wait
+DEFAULT_PER_PAGE = 1000
+DEFAULT_MAX_RANGE_DAYS = 92
+
+
+class Secret:
+    """A string that does not print itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self):  # never pickled into a cache by accident
+        raise TypeError("Secret values cannot be pickled")
+
+
+def fingerprint(key: str) -> str:
+    """A short, salted, non-reversible identifier of an API key."""
+    return hashlib.blake2b(key.encode(), digest_size=8, person=b"flux-key-fp").hexdigest()
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "flux-dashboard"
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_url: str = DEFAULT_API_URL
+    api_key: Secret | None = field(default=None, repr=False, compare=False)
+    rate_limit_per_min: int = DEFAULT_RATE_LIMIT
+    per_page: int = DEFAULT_PER_PAGE
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    max_concurrency: int = 8
+    max_range_days: int = DEFAULT_MAX_RANGE_DAYS
+    timeout_s: float = 30.0
+    demo: bool = False
+    dense_demo: bool = False
+
+    @property
+    def source_id(self) -> str:
+        """Identifies the data source in cache keys: URL + key fingerprint, never the key."""
+        fp = fingerprint(self.api_key.reveal()) if self.api_key else "nokey"
+        return f"{'demo' if self.demo else 'api'}|{self.api_url}|{fp}"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.api_url).netloc or self.api_url
+
+    def describe(self) -> str:
+        if self.demo:
+            return "Demo sensor, simulated data"
+        return f"Serenicity API · {self.host}"
+
+    def with_overrides(self, **kw) -> Settings:
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+
+def _read_secrets(path: Path) -> dict:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"Could not read {path}: {exc.__class__.__name__}. "
+                          "Fix the file or remove it.") from None
+
+
+def _int(name: str, raw: str | int | None, default: int, minimum: int = 1) -> int:
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}.") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}.")
+    return value
+
+
+def load_settings(
+    env: dict[str, str] | None = None,
+    secrets: dict | None = None,
+    secrets_path: Path | None = None,
+    **overrides,
+) -> Settings:
+    """Build settings from the environment, then secrets, then defaults.
+
+    ``secrets`` may be passed directly (Streamlit's ``st.secrets``); otherwise
+    ``secrets_path`` (default ``.streamlit/secrets.toml`` in the working
+    directory) is read if present. ``overrides`` (CLI flags) win over both.
+    """
+    env = dict(os.environ if env is None else env)
+    if secrets is None:
+        secrets = _read_secrets(secrets_path or Path.cwd() / ".streamlit" / "secrets.toml")
+    sec = {k.upper(): v for k, v in secrets.items() if isinstance(v, str | int)}
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        if value in (None, ""):
+            value = sec.get(name)
+        return None if value in (None, "") else str(value).strip()
+
+    key = overrides.pop("api_key", None) or get("SERENICITY_API_KEY")
+    url = overrides.pop("api_url", None) or get("SERENICITY_API_URL") or DEFAULT_API_URL
+    url = url.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError("SERENICITY_API_URL must start with http:// or https://.")
+    # No key and no URL: the embedded simulator. A URL without a key is a local
+    # simulator served over HTTP (it accepts any key), so it gets the demo key.
+    embedded = key is None and url == DEFAULT_API_URL
+    rate_default = DEMO_RATE_LIMIT if embedded else DEFAULT_RATE_LIMIT
+    settings = Settings(
+        api_url=DEMO_API_URL if embedded else url,
+        api_key=Secret(key or DEMO_KEY),
+        rate_limit_per_min=_int("FLUX_RATE_LIMIT", get("FLUX_RATE_LIMIT"), rate_default),
+        per_page=_int("FLUX_PER_PAGE", get("FLUX_PER_PAGE"), DEFAULT_PER_PAGE),
+        cache_dir=Path(get("FLUX_CACHE_DIR") or default_cache_dir()).expanduser(),
+        max_concurrency=_int("FLUX_MAX_CONCURRENCY", get("FLUX_MAX_CONCURRENCY"), 8),
+        max_range_days=_int("FLUX_MAX_RANGE_DAYS", get("FLUX_MAX_RANGE_DAYS"),
+                            DEFAULT_MAX_RANGE_DAYS),
+        demo=embedded,
+        dense_demo=(get("FLUX_DEMO_DENSE") or "").lower() in ("1", "true", "yes"),
+    )
+    return settings.with_overrides(**overrides)
