@@ -1,0 +1,190 @@
+"""Command line: ``python -m flux_dashboard {export,sensors,simulate}``.
+
+Progress goes to stderr, data to files or stdout. Every failure is one plain
+line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flux_dashboard import errors as E
+
+EXIT_USAGE, EXIT_ERROR, EXIT_INCOMPLETE = 2, 1, 3
+
+
+def parse_when(text: str) -> datetime:
+    """ISO date or date-time; naive values are UTC."""
+    raw = text.strip()
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO date or date-time (example: 2026-11-01T00:00Z)") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+        if v < 1:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number") from None
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no usage dump
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m flux_dashboard",
+                description="Serenicity flow data: export, list sensors, run the simulator.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--api-url", help="API base URL (default: SERENICITY_API_URL or the "
+                        "embedded simulator when no key is configured)")
+        sp.add_argument("--rate-limit", type=_positive, metavar="PER_MIN",
+                        help="requests per minute (default 100 on the real API)")
+        sp.add_argument("--cache-dir", type=Path, help="on-disk cache folder")
+        sp.add_argument("--per-page", type=_positive, help="rows asked per page (default 1000)")
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+    ex = sub.add_parser("export", help="write a sensor's flows for a time range to a file")
+    ex.add_argument("--sensor", type=int, required=True, help="sensor id")
+    ex.add_argument("--from", dest="start", type=parse_when, required=True,
+                    help="start (ISO, inclusive, UTC unless an offset is given)")
+    ex.add_argument("--to", dest="end", type=parse_when, required=True,
+                    help="end (ISO, exclusive)")
+    ex.add_argument("--ip0", action="append", default=[], help="local IP (repeatable)")
+    ex.add_argument("--ip1", help="remote IP")
+    ex.add_argument("--protocol")
+    ex.add_argument("--port")
+    ex.add_argument("--mac")
+    g = ex.add_mutually_exclusive_group()
+    g.add_argument("--only-in", action="store_true")
+    g.add_argument("--only-out", action="store_true")
+    ex.add_argument("--only-toxic", action="store_true")
+    ex.add_argument("--out", type=Path, required=True, help="FILE.parquet or FILE.csv")
+    common(ex)
+
+    se = sub.add_parser("sensors", help="list the sensors the key can read")
+    common(se)
+
+    sim = sub.add_parser("simulate", help="serve the simulated API over HTTP", add_help=False)
+    sim.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def _settings(args):
+    from flux_dashboard.config import load_settings
+
+    return load_settings(api_url=args.api_url, rate_limit_per_min=args.rate_limit,
+                         cache_dir=args.cache_dir, per_page=args.per_page)
+
+
+def _progress_printer(quiet: bool):
+    if quiet:
+        return None
+    last = [0.0]
+
+    def show(p) -> None:
+        now = datetime.now().timestamp()
+        if now - last[0] < 0.5 and p.requests_done < p.requests_planned:
+            return
+        last[0] = now
+        print(f"\rrequests {p.requests_done}/{p.requests_planned} · rows {p.rows:,} · "
+              f"hours {p.hours_done}/{p.hours_total} · ~{p.seconds_left:.0f}s left   ",
+              end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_export(args) -> int:
+    from flux_dashboard.filters import Filters
+    from flux_dashboard.service import build_service
+
+    if args.out.suffix.lower() not in (".parquet", ".csv"):
+        print("error: --out must end in .parquet or .csv", file=sys.stderr)
+        return EXIT_USAGE
+    if args.end <= args.start:
+        print("error: --to must be after --from", file=sys.stderr)
+        return EXIT_USAGE
+    direction = "IN" if args.only_in else "OUT" if args.only_out else "all"
+    filters, problems = Filters.parse(devices=args.ip0, remote_ip=args.ip1,
+                                      protocol=args.protocol, port=args.port, mac=args.mac,
+                                      direction=direction, toxic_only=args.only_toxic)
+    if problems:
+        print(f"error: {problems[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    service = build_service(_settings(args))
+    try:
+        service.client.sensor(args.sensor)  # a clear "unknown sensor" before any flux request
+        result = service.loader.load(args.sensor, args.start, args.end,
+                                     server_filters=filters.server_params(),
+                                     progress=_progress_printer(args.quiet))
+    finally:
+        service.close()
+    frame = filters.apply(result.frame)  # e.g. several --ip0 values are filtered locally
+    if not args.quiet:
+        print(file=sys.stderr)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    if args.out.suffix.lower() == ".csv":
+        frame.write_csv(tmp)
+    else:
+        frame.write_parquet(tmp)
+    tmp.replace(args.out)
+    if not args.quiet:
+        print(f"{frame.height:,} rows written to {args.out} "
+              f"({result.flux_requests} flux requests, {result.cached_hours} hours from cache)",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_sensors(args) -> int:
+    from flux_dashboard.service import build_service
+
+    service = build_service(_settings(args))
+    try:
+        sensors = service.client.sensors()
+    finally:
+        service.close()
+    print(f"# {service.settings.describe()}", file=sys.stderr)
+    for s in sensors:
+        print(f"{s.get('id')}\t{s.get('status', '?')}\t{s.get('timezone', '?')}\t"
+              f"{s.get('full_name') or s.get('name')}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate"]:
+        from flux_dashboard.simulator import main as simulate
+
+        return simulate(argv[1:])
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return {"export": cmd_export, "sensors": cmd_sensors}[args.command](args)
+    except E.IncompleteDataError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    except E.FluxError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"\nerror: {exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})",
+              file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,159 @@
+"""On-disk cache of complete past hours, one Parquet file per sensor and UTC day.
+
+Layout: ``<root>/<source>/<sensor>/<filters>/<YYYY-MM-DD>.parquet`` where
+``<source>`` is a hash of the data source id (API URL + key fingerprint, so
+demo, simulator and real data, or two accounts, never mix) and ``<filters>``
+is ``all`` or a hash of the server-side filters the rows were fetched with.
+
+Each file records in its Parquet key-value metadata which hours of the day it
+covers (an hour with no flows is covered too) and how many rows it holds.
+A file that cannot be read, whose schema differs, whose row count disagrees
+or that holds rows outside its hours is treated as absent, deleted and
+refetched, never served. Writes go to a temporary file in the same folder and
+are renamed into place, so a crash never leaves half a file behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from flux_dashboard.schema import FLOW_SCHEMA, empty_frame
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = "1"
+HOUR = timedelta(hours=1)
+
+
+def filters_key(server_params: Mapping[str, object] | None) -> str:
+    if not server_params:
+        return "all"
+    canon = json.dumps({k: str(v) for k, v in sorted(server_params.items())})
+    return "f-" + hashlib.blake2b(canon.encode(), digest_size=8).hexdigest()
+
+
+class Store:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self._locks: dict[Path, threading.Lock] = defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()
+
+    # -- paths
+    def _dir(self, source_id: str, sensor_id: int, fkey: str) -> Path:
+        src = hashlib.blake2b(source_id.encode(), digest_size=8).hexdigest()
+        return self.root / src / f"sensor-{int(sensor_id)}" / fkey
+
+    def _path(self, base: Path, day: date) -> Path:
+        return base / f"{day.isoformat()}.parquet"
+
+    def _lock(self, path: Path) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks[path]
+
+    # -- reading
+    def _read_day(self, path: Path, day: date) -> tuple[pl.DataFrame, set[int]] | None:
+        if not path.exists():
+            return None
+        try:
+            meta = pl.read_parquet_metadata(path)
+            if meta.get("flux_format") != FORMAT_VERSION:
+                raise ValueError("format version")
+            hours = {int(h) for h in json.loads(meta["flux_hours"])}
+            rows = int(meta["flux_rows"])
+            df = pl.read_parquet(path)
+            if df.schema != FLOW_SCHEMA:
+                raise ValueError("schema")
+            if df.height != rows:
+                raise ValueError(f"{df.height} rows, metadata says {rows}")
+            if df.height:
+                sh = df.get_column("start_of_hour")
+                if (sh.dt.date() != day).any() or not set(sh.dt.hour().unique()) <= hours:
+                    raise ValueError("rows outside the covered hours")
+        except Exception as exc:  # any damage: never serve it, refetch instead
+            log.warning("cache file %s is damaged (%s); it will be refetched", path.name,
+                        exc.__class__.__name__)
+            try:
+                path.unlink()
+            except OSError:
+                pass
+            return None
+        return df, hours
+
+    def read(self, source_id: str, sensor_id: int, fkey: str, hours: Iterable[datetime]
+             ) -> tuple[pl.DataFrame, set[datetime]]:
+        """Cached rows of the requested hours and the set of hours that were cached."""
+        base = self._dir(source_id, sensor_id, fkey)
+        by_day: dict[date, set[int]] = defaultdict(set)
+        for h in hours:
+            by_day[h.date()].add(h.hour)
+        frames, covered = [], set()
+        for day, wanted in sorted(by_day.items()):
+            got = self._read_day(self._path(base, day), day)
+            if got is None:
+                continue
+            df, have = got
+            use = wanted & have
+            if not use:
+                continue
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            covered |= {start + timedelta(hours=h) for h in use}
+            if use != have:
+                df = df.filter(pl.col("start_of_hour").dt.hour().is_in(sorted(use)))
+            frames.append(df)
+        frame = pl.concat(frames, rechunk=False) if frames else empty_frame()
+        return frame, covered
+
+    # -- writing
+    def write(self, source_id: str, sensor_id: int, fkey: str, hours: Iterable[datetime],
+              frame: pl.DataFrame) -> None:
+        """Record ``hours`` as complete with their rows from ``frame`` (merged per day)."""
+        base = self._dir(source_id, sensor_id, fkey)
+        by_day: dict[date, set[int]] = defaultdict(set)
+        for h in hours:
+            by_day[h.date()].add(h.hour)
+        if not by_day:
+            return
+        base.mkdir(parents=True, exist_ok=True)
+        day_col = frame.get_column("start_of_hour").dt.date()
+        for day, new_hours in by_day.items():
+            path = self._path(base, day)
+            new_rows = frame.filter(
+                (day_col == day) & pl.col("start_of_hour").dt.hour().is_in(sorted(new_hours)))
+            with self._lock(path):
+                old = self._read_day(path, day)
+                if old is not None:
+                    old_df, old_hours = old
+                    keep = old_df.filter(~pl.col("start_of_hour").dt.hour().is_in(
+                        sorted(new_hours)))
+                    new_rows = pl.concat([keep, new_rows])
+                    new_hours = new_hours | old_hours
+                new_rows = new_rows.sort("start_of_hour")
+                self._atomic_write(path, new_rows, new_hours)
+
+    def _atomic_write(self, path: Path, df: pl.DataFrame, hours: set[int]) -> None:
+        meta = {"flux_format": FORMAT_VERSION, "flux_hours": json.dumps(sorted(hours)),
+                "flux_rows": str(df.height)}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
+        os.close(fd)
+        try:
+            df.write_parquet(tmp, metadata=meta, statistics=False)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def clear(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.root, ignore_errors=True)
