@@ -250,12 +250,18 @@ class Client:
             self.request_count += 1
             self.flux_request_count += flux
         headers = {"Authorization": f"Api-Key {self._key}"}
+        # Failures are raised outside the except blocks so that the httpx
+        # exception (whose text may quote the request) is not even kept as
+        # __context__ of what we raise.
+        failure: _Retryable | None = None
         try:
             resp = self._http.get(path, params=params, headers=headers)
         except httpx.TimeoutException:
-            raise _Retryable("timeout", detail="timeout") from None
+            failure = _Retryable("timeout", detail="timeout")
         except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise _Retryable("connection", detail=exc.__class__.__name__) from None
+            failure = _Retryable("connection", detail=exc.__class__.__name__)
+        if failure is not None:
+            raise failure
         status = resp.status_code
         if status in RETRYABLE_STATUS:
             raise _Retryable("status", status, parse_retry_after(resp.headers.get("Retry-After")),
@@ -265,7 +271,8 @@ class Client:
         try:
             return json.loads(resp.content)
         except (ValueError, UnicodeDecodeError):
-            raise _Retryable("malformed", status, detail="malformed JSON") from None
+            failure = _Retryable("malformed", status, detail="malformed JSON")
+        raise failure
 
     def _body(self, resp: httpx.Response) -> str:
         try:

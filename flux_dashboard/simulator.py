@@ -409,8 +409,8 @@ def _ip_int(ip: str) -> int:
     return (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
 
 
-def _build_devices(seed: int, sensor_id: int, specs: list[tuple], dense_extra: int
-                   ) -> list[_Device]:
+def _build_devices(seed: int, sensor_id: int, specs: list[tuple], dense_extra: int,
+                   rate_factor: float = 1.0) -> list[_Device]:
     rng = random.Random(f"devices:{seed}:{sensor_id}")
     specs = list(specs)
     for i in range(dense_extra):
@@ -443,6 +443,7 @@ def _build_devices(seed: int, sensor_id: int, specs: list[tuple], dense_extra: i
                 .isoformat(timespec="milliseconds"),
             }
         rate, mix = _KINDS[kind]
+        rate *= rate_factor
         names = list(mix)
         dev = _Device(idx, ip, mac, vendor, netbios, custom, kind,
                       rate * (0.6 + 0.8 * rng.random()), [SERVICES[n] for n in names],
@@ -454,7 +455,8 @@ def _build_devices(seed: int, sensor_id: int, specs: list[tuple], dense_extra: i
 
 def _build_sites(cfg: SimulatorConfig) -> dict[int, _Site]:
     inst = cfg.installed.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    main_devices = _build_devices(cfg.seed, 54, _MAIN_DEVICES, 85 if cfg.dense else 0)
+    main_devices = _build_devices(cfg.seed, 54, _MAIN_DEVICES, 85 if cfg.dense else 0,
+                                  1.8 if cfg.dense else 1.0)
     main = _Site(
         54, "Cabinet Martin – Paris", "Cabinet Martin Avocats – 12 rue de Rivoli, Paris",
         ZoneInfo("Europe/Paris"), "Europe/Paris", True, "CONNECTED", timedelta(0),
@@ -548,6 +550,7 @@ class _Query:
     items: list
     order: list[int]
     keys: list
+    hours: list[int] | None = None  # flux queries: the hour of each item
     starts: list[int] | None = None  # tie-group boundaries in sort order (unstable mode)
 
 
@@ -759,10 +762,10 @@ class Simulator:
         full = self._full_hour(sensor_id, h)
         if hour_ms + HOUR_MS <= end_ms:
             return full
-        return self._open_hour(h, full, end_ms - hour_ms)
+        return self._open_hour(sensor_id, h, full, end_ms - hour_ms)
 
-    def _open_hour(self, h: int, full: list[tuple], cut: int) -> list[tuple]:
-        key = ("open", id(full), cut)
+    def _open_hour(self, sensor_id: int, h: int, full: list[tuple], cut: int) -> list[tuple]:
+        key = ("open", sensor_id, h, cut)
         cached = self._queries.get(key)
         if cached is not None:
             return cached.items
@@ -1083,16 +1086,18 @@ class Simulator:
             self._remember(qkey, q)
         else:
             self._queries.move_to_end(qkey)
-        page_items = self._page(q, page, per_page)
-        return {"meta": page_items[0],
-                "data": [self._materialise(site, h, r) for h, r in page_items[1]]}
+        meta, idx = self._page(q, page, per_page)
+        assert q.hours is not None
+        return {"meta": meta, "data": [self._materialise(site, q.hours[i], q.items[i])
+                                       for i in idx]}
 
     def _flux_query(self, site: _Site, hours: range, end_ms: int, f: dict, sort_by: str,
                     desc: bool) -> _Query:
         mac_devs = None
         if "mac" in f:
             mac_devs = {d.idx for d in site.devices if d.mac == f["mac"]}
-        items: list[tuple[int, tuple]] = []
+        items: list[tuple] = []
+        item_hours: list[int] = []
         for h in hours:
             rows = self._hour_rows(site.id, h, end_ms)
             if f:
@@ -1105,40 +1110,49 @@ class Simulator:
                     and ("only_toxic" not in f or r[TOX] >= 0)
                     and ("only_in" not in f or r[DIR] == "IN")
                     and ("only_out" not in f or r[DIR] == "OUT"))]
-            items.extend((h, r) for r in rows)
-        ipk = self._ip_key
+            items.extend(rows)
+            item_hours.extend([h] * len(rows))
+        ipd = self._ipint  # generation already mapped every address of every row
         if sort_by == "startOfHour":
-            keys = [h for h, _ in items]
+            keys = item_hours
         elif sort_by == "ip0":
-            keys = [ipk(r[IP0]) for _, r in items]
+            keys = [ipd[r[IP0]] for r in items]
         elif sort_by == "ip1":
-            keys = [ipk(r[IP1]) for _, r in items]
+            keys = [ipd[r[IP1]] for r in items]
         elif sort_by == "sumFlux":
-            keys = [r[OUT] + r[INB] for _, r in items]
+            keys = [r[OUT] + r[INB] for r in items]
         elif sort_by == "port":
             # Postgres puts NULL last ascending and first descending.
-            keys = [65_536 if r[PORT] is None else r[PORT] for _, r in items]
+            keys = [65_536 if r[PORT] is None else r[PORT] for r in items]
         else:
             col = DIR if sort_by == "dir" else PROTO
-            keys = [r[col] for _, r in items]
-        return self._sorted(items, keys, desc)
+            keys = [r[col] for r in items]
+        return self._sorted(items, keys, desc, item_hours)
 
     @staticmethod
-    def _sorted(items: list, keys: list, desc: bool) -> _Query:
+    def _sorted(items: list, keys: list, desc: bool, hours: list[int] | None = None) -> _Query:
+        """Order items by keys (stable: ties keep the canonical order, in both directions)."""
         n = len(items)
-        if all(keys[i] <= keys[i + 1] for i in range(min(n - 1, 1_000_000))) and not desc:
-            order = list(range(n))  # already in key order (startOfHour): skip the sort
+        if keys and not isinstance(keys[0], int):
+            rank = {k: i for i, k in enumerate(sorted(set(keys)))}
+            keys = [rank[k] for k in keys]
+        # Packing (key, index) into one int lets list.sort compare machine-fast ints with
+        # no key function: ~3x faster than sorted(range(n), key=...) on a dense month.
+        shift = max(1, n.bit_length())
+        if desc:
+            packed = [(-k << shift) | i for i, k in enumerate(keys)]
         else:
-            # Stable sort: ties keep the canonical order, in both directions.
-            order = sorted(range(n), key=keys.__getitem__, reverse=desc)
-        return _Query(items, order, keys)
+            packed = [(k << shift) | i for i, k in enumerate(keys)]
+        packed.sort()
+        mask = (1 << shift) - 1
+        return _Query(items, [v & mask for v in packed], keys, hours=hours)
 
     def _remember(self, key: tuple, q: _Query) -> None:
         self._queries[key] = q
         while len(self._queries) > 12:
             self._queries.popitem(last=False)
 
-    def _page(self, q: _Query, page: int, per_page: int) -> tuple[dict, list]:
+    def _page(self, q: _Query, page: int, per_page: int) -> tuple[dict, list[int]]:
         per_page = min(per_page, max(1, self.config.max_per_page))
         total = len(q.order)
         last = max(1, math.ceil(total / per_page))
@@ -1158,7 +1172,7 @@ class Simulator:
                 "next_page_url": f"/?page={page + 1}" if page < last else None,
                 "previous_page_url": f"/?page={page - 1}" if page > 1 else None,
             })
-        return meta, [q.items[i] for i in idx]
+        return meta, idx
 
     def _unstable_slice(self, q: _Query, lo: int, hi: int) -> list[int]:
         """Positions [lo, hi) of an order where every tie group gets a fresh permutation.
@@ -1229,9 +1243,10 @@ class Simulator:
                 keys = [k[0] for k, _ in items]
             q = self._sorted(items, keys, desc)
             self._remember(qkey, q)
-        meta, page_items = self._page(q, page, per_page)
+        meta, idx = self._page(q, page, per_page)
         data = []
-        for (h, ip), (inb, out, tin, tout, count) in page_items:
+        for i in idx:
+            (h, ip), (inb, out, tin, tout, count) = q.items[i]
             item: dict[str, object] = {"utc_hour": _hour_str(h)}
             if per_ip0:
                 item["ip0"] = ip
@@ -1295,9 +1310,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer  # noqa: N815
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

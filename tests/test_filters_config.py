@@ -1,0 +1,130 @@
+"""Filters as data (table-driven) and settings (env over secrets, key never shown)."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from flux_dashboard.config import DEMO_API_URL, Secret, load_settings
+from flux_dashboard.errors import ConfigError
+from flux_dashboard.filters import Filters
+
+ROWS = pl.DataFrame({
+    "start_of_hour": [datetime(2026, 3, 2, h, tzinfo=UTC) for h in (6, 12, 22, 23)],
+    "ip0": ["10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.3"],
+    "ip1": ["1.1.1.1", "8.8.8.8", "1.1.1.1", "9.9.9.9"],
+    "dir": ["OUT", "IN", "OUT", "OUT"],
+    "protocol": ["TCP", "UDP", "ICMP", "TCP"],
+    "port": pl.Series([443, 53, None, 22], dtype=pl.Int32),
+    "mac_address": ["aa:bb:cc:dd:ee:01", "aa:bb:cc:dd:ee:02", "aa:bb:cc:dd:ee:01", None],
+    "toxic": [False, True, True, False],
+    "tor_node": [False, True, False, False],
+    "trojan": [False, False, True, False],
+})
+
+
+@pytest.mark.parametrize("kwargs,expected_rows", [
+    ({}, [0, 1, 2, 3]),
+    ({"devices": ["10.0.0.1"]}, [0, 2]),
+    ({"devices": ["10.0.0.1", "10.0.0.3"]}, [0, 2, 3]),
+    ({"remote_ip": "8.8.8.8"}, [1]),
+    ({"protocol": "tcp"}, [0, 3]),
+    ({"port": "443"}, [0]),
+    ({"mac": "AA-BB-CC-DD-EE-01"}, [0, 2]),
+    ({"direction": "IN"}, [1]),
+    ({"toxic_only": True}, [1, 2]),
+    ({"threats": ["trojan"]}, [2]),
+    ({"threats": ["trojan", "tor_node"]}, [1, 2]),
+    ({"toxic_only": True, "direction": "OUT"}, [2]),
+    # Paris is UTC+1 in March: 06Z=07h, 12Z=13h, 22Z=23h, 23Z=00h; hno 19..7 -> rows 0, 2, 3
+    ({"off_hours_only": True}, [0, 2, 3]),
+])
+def test_filter_expressions(kwargs, expected_rows):
+    f, problems = Filters.parse(**kwargs)
+    assert problems == []
+    hno = [*range(0, 8), *range(19, 24)]
+    got = ROWS.with_row_index().filter(f.to_expr("Europe/Paris", hno))["index"].to_list()
+    assert got == expected_rows
+    # URL round trip gives the same filters
+    assert Filters.from_query(f.to_query()) == (f, [])
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    ({"remote_ip": "1.1.1"}, "Remote IP"),
+    ({"remote_ip": "192.168.1.300"}, "Remote IP"),
+    ({"port": "70000"}, "Port"),
+    ({"port": "http"}, "Port"),
+    ({"mac": "00:11:22"}, "MAC"),
+    ({"devices": ["pc-1"]}, "Device"),
+    ({"direction": "UP"}, "Direction"),
+    ({"threats": ["aliens"]}, "Threat"),
+])
+def test_invalid_input_gives_plain_messages(kwargs, fragment):
+    f, problems = Filters.parse(**kwargs)
+    assert len(problems) == 1 and problems[0].startswith(fragment)
+
+
+def test_server_params_and_remainder():
+    f, _ = Filters.parse(devices=["10.0.0.1"], toxic_only=True, direction="OUT", port=22,
+                         threats=["trojan"])
+    params = f.server_params()
+    assert params == {"ip0": "10.0.0.1", "port": 22, "only_toxic": True, "only_out": True}
+    rest = f.without_server_side(params)
+    assert rest == Filters(threats=("trojan",))
+    # several devices cannot be expressed to the API: filtered locally
+    assert "ip0" not in Filters.parse(devices=["10.0.0.1", "10.0.0.2"])[0].server_params()
+
+
+def test_describe():
+    f, _ = Filters.parse(devices=["10.0.0.1"], toxic_only=True, direction="OUT")
+    assert f.describe({"10.0.0.1": "PC-1"}) == "device PC-1 · OUT · toxic only"
+    assert Filters().describe() == "all flows"
+
+
+def test_settings_env_wins_over_secrets_and_key_is_hidden(tmp_path):
+    env = {"SERENICITY_API_KEY": "env-key-123456", "FLUX_RATE_LIMIT": "50"}
+    s = load_settings(env=env, secrets={"SERENICITY_API_KEY": "file-key-999999",
+                                        "SERENICITY_API_URL": "https://x.test/api/v1/"})
+    assert s.api_key.reveal() == "env-key-123456"
+    assert s.api_url == "https://x.test/api/v1" and not s.demo
+    assert s.rate_limit_per_min == 50
+    for text in (repr(s), str(s), s.source_id, s.describe()):
+        assert "env-key-123456" not in text
+    with pytest.raises(TypeError):
+        pickle.dumps(s.api_key)
+
+
+def test_no_key_is_demo_mode():
+    s = load_settings(env={}, secrets={})
+    assert s.demo and s.api_url == DEMO_API_URL and s.describe() == "Demo sensor, simulated data"
+
+
+def test_url_without_key_is_a_local_simulator():
+    s = load_settings(env={"SERENICITY_API_URL": "http://127.0.0.1:9/api/v1"}, secrets={})
+    assert not s.demo and s.rate_limit_per_min == 100 and s.host == "127.0.0.1:9"
+
+
+def test_two_keys_two_sources():
+    a = load_settings(env={"SERENICITY_API_KEY": "key-a-aaaaaaa"}, secrets={})
+    b = load_settings(env={"SERENICITY_API_KEY": "key-b-bbbbbbb"}, secrets={})
+    assert a.source_id != b.source_id
+
+
+def test_secrets_file(tmp_path):
+    p = tmp_path / "secrets.toml"
+    p.write_text('SERENICITY_API_KEY = "from-file-key"\n')
+    s = load_settings(env={}, secrets_path=p)
+    assert s.api_key == Secret("from-file-key") and not s.demo
+
+
+@pytest.mark.parametrize("env,fragment", [
+    ({"FLUX_RATE_LIMIT": "fast"}, "FLUX_RATE_LIMIT"),
+    ({"FLUX_PER_PAGE": "0"}, "FLUX_PER_PAGE"),
+    ({"SERENICITY_API_URL": "ftp://x"}, "SERENICITY_API_URL"),
+])
+def test_bad_settings(env, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_settings(env=env, secrets={})
