@@ -576,13 +576,16 @@ def protocol_port_tree(
 
 
 def port_device_matrix(
-    df: pl.DataFrame, top_ports: int = 15, top_devices: int = 15, value: str = "bytes"
+    df: pl.DataFrame, top_ports: int = 15, top_devices: int = 15, value: str = "bytes",
+    others: bool = True,
 ) -> pl.DataFrame:
     """Long form of the port x device grid: port_label, device, ip0, value.
 
     Rows cover every (port, device) pair of the kept categories (zeros
     included), ordered by port total then device total, "Others" last on both
-    axes. ``device`` is the device label ("name (ip)"); ip0 is "Others" for Others.
+    axes (``others=False`` drops the Others row and column, which otherwise
+    can dwarf the rest of a heatmap). ``device`` is the device label
+    ("name (ip)"); ip0 is "Others" for Others.
     """
     _check("value", value, ("bytes", "flows", "toxic_flows"))
     metric = {
@@ -615,10 +618,10 @@ def port_device_matrix(
     cells = df.group_by(port_bucket, dev_bucket).agg(metric)
 
     port_axis = kept_ports.to_frame()
-    if ports.height > top_ports:
+    if others and ports.height > top_ports:
         port_axis = pl.concat([port_axis, pl.DataFrame({"port_label": [OTHERS]})])
     dev_axis = kept_dev.select("ip0", "device")
-    if devices.height > top_devices:
+    if others and devices.height > top_devices:
         dev_axis = pl.concat(
             [dev_axis, pl.DataFrame({"ip0": [OTHERS], "device": [OTHERS]})]
         )

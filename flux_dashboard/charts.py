@@ -41,6 +41,9 @@ TOXIC_COLOUR = "#d62728"
 CRITICAL_COLOUR = "#7f0000"
 UNQUALIFIED_COLOUR = "#f1a7a7"
 CLEAN_COLOUR = "#9aa5b1"
+# Calm colours for plain categories (protocols): no red, green or purple, which
+# carry the toxic and cyberweather meanings.
+CATEGORY_COLOURS = ("#4c78a8", "#72b7b2", "#9aa5b1", "#6b8fb8", "#86bcb6", "#b8c4d0")
 LEVEL_COLOURS: dict[int, str] = {lvl: colour for _, lvl, _, colour in CYBERWEATHER_LEVELS}
 LEVEL_NAMES: dict[int, str] = {lvl: name for _, lvl, name, _ in CYBERWEATHER_LEVELS}
 
@@ -137,6 +140,7 @@ def _with_tz(label: str, tz: str | None) -> str:
 
 def _base(fig: go.Figure, title: str, xtitle: str | None, ytitle: str | None, **layout):
     layout = {
+        "height": 420,
         "legend": _LEGEND,
         "margin": {"l": 10, "r": 10, "t": 70, "b": 10},
         "hoverlabel": {"align": "left"},
@@ -145,10 +149,11 @@ def _base(fig: go.Figure, title: str, xtitle: str | None, ytitle: str | None, **
     fig.update_layout(
         template=TEMPLATE, title={"text": title, "x": 0.01, "xanchor": "left"}, **layout
     )
+    # Only the main axes: a secondary y axis keeps its own title.
     if xtitle is not None:
-        fig.update_xaxes(title_text=xtitle, automargin=True)
+        fig.update_layout(xaxis={"title": {"text": xtitle}, "automargin": True})
     if ytitle is not None:
-        fig.update_yaxes(title_text=ytitle, automargin=True)
+        fig.update_layout(yaxis={"title": {"text": ytitle}, "automargin": True})
     return fig
 
 
@@ -274,6 +279,7 @@ def traffic_over_time_fig(frame: pl.DataFrame, title: str = "Traffic over time")
         yaxis2={
             "title": {"text": "Toxic flows (count)", "font": {"color": TOXIC_COLOUR}},
             "overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False,
+            "tickmode": "auto", "tickformat": ",d",
             "tickfont": {"color": TOXIC_COLOUR},
         },
     )
@@ -449,7 +455,7 @@ def protocol_treemap_fig(
         )
     )
     _base(fig, f"{title} (sized by {_VALUE_TITLES.get(value, value).lower()})", None, None,
-          margin={"l": 10, "r": 10, "t": 50, "b": 10})
+          margin={"l": 10, "r": 10, "t": 50, "b": 10}, treemapcolorway=list(CATEGORY_COLOURS))
     return fig
 
 
@@ -461,6 +467,11 @@ def _value_axis(frame: pl.DataFrame, value: str) -> tuple[list, str, list[str]]:
         return _scaled(raw, size), f"Bytes ({unit})", [human_bytes(v) for v in raw]
     name = _VALUE_TITLES.get(value, value)
     return raw, f"{name} (count)", [f"{v:,} {name.lower()}" for v in raw]
+
+
+def _zmax(values: Sequence) -> float:
+    """Colour scale top; with zmin=0 so that colour is proportional to the value."""
+    return max((v for v in values if v is not None), default=0) or 1
 
 
 def _heat_scale(value: str) -> str:
@@ -489,7 +500,7 @@ def port_device_heatmap_fig(
         go.Heatmap(
             x=ports, y=devices, z=z, text=text, hovertemplate="%{text}<extra></extra>",
             colorscale=_heat_scale(value), colorbar={"title": {"text": unit_title}},
-            xgap=1, ygap=1,
+            xgap=1, ygap=1, zmin=0, zmax=_zmax(zs),
         )
     )
     _base(fig, title, "Port (or protocol)", "Device", height=_bar_height(len(devices)))
@@ -513,7 +524,7 @@ def hour_weekday_heatmap_fig(
         go.Heatmap(
             x=list(range(24)), y=list(WEEKDAYS), z=z, text=text,
             hovertemplate="%{text}<extra></extra>", colorscale=_heat_scale(value),
-            colorbar={"title": {"text": unit_title}}, xgap=1, ygap=1,
+            colorbar={"title": {"text": unit_title}}, xgap=1, ygap=1, zmin=0, zmax=_zmax(zs),
         )
     )
     _base(fig, title, _with_tz("Hour of day", tz), "Weekday", height=340)

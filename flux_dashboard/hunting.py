@@ -32,7 +32,7 @@ import polars as pl
 from flux_dashboard.geo import with_country
 from flux_dashboard.schema import CRITICAL_THREATS, THREATS, UTC_US
 
-UNQUALIFIED = "Toxic (unqualified)"
+UNQUALIFIED = "Unqualified"  # same wording as analytics.threat_label_expr
 
 # ---------------------------------------------------------------------------
 # Small shared helpers
@@ -93,7 +93,7 @@ def threats_label_expr(toxic: str = "toxic") -> pl.Expr:
     """Comma-separated threat labels, most dangerous first.
 
     Works on row-level flags or on per-group flags (e.g. after ``.any()``).
-    A toxic row with no flag reads ``"Toxic (unqualified)"``; non-toxic → "".
+    A toxic row with no flag reads ``"Unqualified"``; non-toxic → "".
     """
     parts = [pl.when(pl.col(flag)).then(pl.lit(meta["label"])) for flag, meta in THREATS.items()]
     joined = pl.concat_str(parts, separator=", ", ignore_nulls=True)
@@ -424,7 +424,12 @@ def storylines(df: pl.DataFrame) -> pl.DataFrame:
             .then(pl.col("_std") / pl.col("_mean"))
             .alias("_cv")
         )
-        .with_columns((1 - pl.min_horizontal(pl.lit(1.0), pl.col("_cv"))).alias("regularity"))
+        .with_columns(
+            # min_horizontal skips nulls: keep a null CV null explicitly.
+            pl.when(pl.col("_cv").is_not_null())
+            .then(1 - pl.min_horizontal(pl.lit(1.0), pl.col("_cv")))
+            .alias("regularity")
+        )
     )
     out = (
         summary.join(gaps, on=pair, how="left")

@@ -50,7 +50,7 @@ import math
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -129,6 +129,7 @@ class LoadResult:
     fetched_hours: int = 0
     open_hours: list[datetime] = field(default_factory=list)  # still being written
     loaded_at: datetime | None = None
+    from_memory: bool = False
 
 
 class _Acc:
@@ -185,7 +186,7 @@ class Loader:
             while True:
                 hit = None if refresh else self._memory.get(key)
                 if hit is not None:
-                    return hit
+                    return replace(hit, flux_requests=0, from_memory=True)
                 if key not in self._inflight:
                     self._inflight.add(key)
                     break

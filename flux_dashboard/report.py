@@ -80,7 +80,9 @@ def _csv_safe(df: pl.DataFrame) -> pl.DataFrame:
 def _csv(df: pl.DataFrame) -> bytes:
     # Flat frames only (FLOW_SCHEMA and the hunting frames are): CSV has no lists.
     df = df.select(c for c, t in df.schema.items() if not t.is_nested())
-    return _csv_safe(df).write_csv().encode("utf-8")
+    buf = io.BytesIO()
+    _csv_safe(df).write_csv(buf)
+    return buf.getvalue()
 
 
 def _kpis(flows: pl.DataFrame) -> list[tuple[str, str]]:
@@ -322,5 +324,7 @@ def evidence_pack(
         for name, data in files.items():
             info = zipfile.ZipInfo(name, date_time=stamp)
             info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, data)
+            # Level 1 on the CSVs: 3x faster than the default on a 1M-row
+            # month (1.5 s vs 4.6 s) for a ~25 % bigger file.
+            zf.writestr(info, data, compresslevel=1 if name.endswith(".csv") else 6)
     return buf.getvalue()

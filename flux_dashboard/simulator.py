@@ -305,6 +305,7 @@ _KINDS: dict[str, tuple[float, dict[str, float]]] = {
     "ap": (4, {"ubiquiti": 5, "ntp": 2, "ping": 3, "dns": 1}),
 }
 _ALWAYS_ON = {"server", "nas", "camera", "ipbx", "ap"}
+_PROTO_RANK = {"ICMP": 0, "TCP": 1, "UDP": 2}
 
 _OUI = {
     "Dell Inc.": "18:db:f2", "Hewlett Packard": "3c:d9:2b", "Intel Corporate": "3c:58:c2",
@@ -424,6 +425,7 @@ def _build_devices(seed: int, sensor_id: int, specs: list[tuple], dense_extra: i
             specs.append((ip, None, None, None if i % 2 else "Apple, Inc.", "phone", False, None,
                           None, ""))
     devices = []
+    specs.sort(key=lambda spec: _ip_int(spec[0]))
     for idx, (ip, name, netbios, vendor, kind, critical, icon, category, tags) in enumerate(specs):
         if vendor is None:
             # Randomised (locally administered) MAC: no vendor can be looked up.
@@ -454,7 +456,7 @@ def _build_devices(seed: int, sensor_id: int, specs: list[tuple], dense_extra: i
 
 
 def _build_sites(cfg: SimulatorConfig) -> dict[int, _Site]:
-    inst = cfg.installed.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    inst = _iso(cfg.installed)
     main_devices = _build_devices(cfg.seed, 54, _MAIN_DEVICES, 85 if cfg.dense else 0,
                                   1.8 if cfg.dense else 1.0)
     main = _Site(
@@ -471,7 +473,7 @@ def _build_sites(cfg: SimulatorConfig) -> dict[int, _Site]:
         77, "Pharmacie du Port – Saint-Denis", "Pharmacie du Port – Saint-Denis (La Réunion)",
         ZoneInfo("Indian/Reunion"), "Indian/Reunion", False, "DISCONNECTED",
         timedelta(hours=2, minutes=10),
-        _build_devices(cfg.seed, 77, _SMALL_DEVICES, 0),
+        _build_devices(cfg.seed, 77, _SMALL_DEVICES, 0, 0.5),
         {"mac_address": "dc:a6:32:81:0c:3e", "public_ip": "102.35.64.17",
          "local_ip": "192.168.1.2", "installation_date": inst, "supervision": False,
          "version": "2.3.7", "end_trial": None, "hno_hours": [*range(0, 8), 12, 13,
@@ -485,7 +487,7 @@ def _build_sites(cfg: SimulatorConfig) -> dict[int, _Site]:
 # --------------------------------------------------------------------------- helpers
 
 # Compact row layout (one tuple per API row); only the rows of a page become dicts.
-IP0, IP1, DIR, PROTO, PORT, OCC, OUT, INB, FIRST, DEV, TOX, FILT, PERIODIC, ORIG = range(14)
+IP0, IP1, DIR, PROTO, PORT, OCC, OUT, INB, FIRST, DEV, TOX, FILT, PERIODIC, ORIG, SUM = range(15)
 
 
 def _hour_str(h: int) -> str:
@@ -547,11 +549,30 @@ def _err(field_: str, rule: str, message: str) -> dict:
 
 @dataclass
 class _Query:
+    """A sorted query result: ``order`` maps sort positions to ``items`` indices.
+
+    On the packed path ``order`` holds ``(key << shift) | index`` and ``mask``
+    extracts the index; unpacking only the requested page saves a pass over the
+    whole month. ``starts`` are the tie-group boundaries (unstable-ties mode).
+    """
+
     items: list
     order: list[int]
-    keys: list
     hours: list[int] | None = None  # flux queries: the hour of each item
-    starts: list[int] | None = None  # tie-group boundaries in sort order (unstable mode)
+    mask: int | None = None
+    shift: int = 0
+    starts: list[int] | None = None
+
+    def index(self, pos: int) -> int:
+        return self.order[pos] if self.mask is None else self.order[pos] & self.mask
+
+    def tie_starts(self) -> list[int]:
+        if self.starts is None:
+            order, shift = self.order, self.shift
+            self.starts = [0] + [i for i in range(1, len(order))
+                                 if order[i] >> shift != order[i - 1] >> shift]
+            self.starts.append(len(order))
+        return self.starts
 
 
 # --------------------------------------------------------------------------- simulator
@@ -564,12 +585,17 @@ class Simulator:
         self.config = config or SimulatorConfig()
         if self.config.volumes_as not in ("string", "number", "mixed"):
             raise ValueError("volumes_as must be 'string', 'number' or 'mixed'")
+        bad = set(self.config.fault_kinds) | set(self.config.fault_schedule.values())
+        bad -= {"500", "502", "503", "truncated", "timeout"}
+        if bad:
+            raise ValueError(f"unknown fault kinds: {sorted(bad)}")
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._sites = _build_sites(self.config)
         self._lock = threading.RLock()
         self._hours: OrderedDict[tuple[int, int], list[tuple]] = OrderedDict()
         self._queries: OrderedDict[tuple, _Query] = OrderedDict()
-        self._ipint: dict[str, int] = {}
+        self._ipint: dict[str, int] = {d.ip: _ip_int(d.ip) for site in self._sites.values()
+                                       for d in site.devices}
         self._fault_rng = random.Random(f"faults:{self.config.seed}")
         self._tie_rng = random.Random(f"ties:{self.config.seed}")
         self.reset_counters()
@@ -612,7 +638,7 @@ class Simulator:
         end_ms = self._data_end_ms(site)
         last = end_ms // HOUR_MS
         cyt = 0
-        for h in range(last - 24, last + 1):
+        for h in range(last - 23, last + 1):  # the open hour and the 23 before it
             for r in self._hour_rows(site.id, h, end_ms):
                 if r[TOX] >= 0:
                     cyt += 1 if r[DIR] == "IN" else 10
@@ -675,9 +701,11 @@ class Simulator:
                 key = (di, ip1, svc.dir, svc.proto, svc.port)
                 start = int(rnd() * HOUR_MS)
                 lo, hi = svc.out
-                out = lo + int((hi - lo) * rnd() ** 3)
+                x = rnd()
+                out = lo + int((hi - lo) * x * x * x)
                 lo, hi = svc.inb
-                inb = lo + int((hi - lo) * rnd() ** 3)
+                x = rnd()
+                inb = lo + int((hi - lo) * x * x * x)
                 m = merged.get(key)
                 if m is None:
                     merged[key] = [1, out, inb, start, -1, False]
@@ -696,16 +724,19 @@ class Simulator:
                     1 + int(rnd() * 2), lo + int((hi - lo) * rnd()) * 2,
                     svc.inb[0] + int(rnd() * svc.inb[1]), int(rnd() * 300_000), -1, False]
         self._inject_toxic(site, rng, merged)
-        ipint = self._ip_key
+        ipk = self._ip_key
         devs = site.devices
-        rows = []
+        keyed = []
         for (di, ip1, d, proto, port), (occ, out, inb, first, tox, periodic) in merged.items():
             filt = tox >= 0 and site.filtering and rnd() < (0.75 if d == "IN" else 0.5)
-            rows.append((devs[di].ip, ip1, d, proto, port, occ, out, inb, first, di, tox, filt,
-                         periodic, None))
-        rows.sort(key=lambda r: (ipint(r[IP0]), ipint(r[IP1]), r[DIR], r[PROTO],
-                                 -1 if r[PORT] is None else r[PORT]))
-        return rows
+            # Canonical order (ip0, ip1, dir, protocol, port) packed in one int; devices
+            # are numbered in address order, ports None (ICMP) first.
+            k = ((di << 56) | (ipk(ip1) << 24) | ((d == "OUT") << 20)
+                 | (_PROTO_RANK.get(proto, 3) << 17) | (0 if port is None else port + 1))
+            keyed.append((k, (devs[di].ip, ip1, d, proto, port, occ, out, inb, first, di, tox,
+                              filt, periodic, None, out + inb)))
+        keyed.sort()
+        return [r for _, r in keyed]
 
     def _inject_toxic(self, site: _Site, rng: random.Random, merged: dict) -> None:
         by_tag: dict[str, list[_Device]] = {}
@@ -730,9 +761,10 @@ class Simulator:
                 out, inb = occ * rng.randint(300, 900), occ * rng.randint(200, 4_000)
             else:
                 first = rng.randrange(HOUR_MS - 60_000)
-                out, inb = occ * rng.randint(60, 3_000), occ * rng.randint(0, 2_000)
-                if d == "IN" and rng.random() < 0.3:
-                    inb = 0
+                sent, answered = occ * rng.randint(60, 3_000), occ * rng.randint(0, 2_000)
+                if rng.random() < 0.3:
+                    answered = 0  # blocked or unanswered probes
+                out, inb = (answered, sent) if d == "IN" else (sent, answered)
             key = (dev.idx, ip1, d, proto, port)
             m = merged.get(key)
             if m is None:
@@ -774,9 +806,10 @@ class Simulator:
             if r[FIRST] >= cut:
                 continue
             ses = [s for s in self._sessions(h, r) if s[0] < cut]
-            rows.append(r[:OCC] + (len(ses), sum(s[2] for s in ses), sum(s[3] for s in ses))
-                        + r[FIRST:ORIG] + ((r[OCC], r[OUT], r[INB], cut),))
-        self._remember(key, _Query(rows, [], []))
+            out, inb = sum(s[2] for s in ses), sum(s[3] for s in ses)
+            rows.append(r[:OCC] + (len(ses), out, inb) + r[FIRST:ORIG]
+                        + ((r[OCC], r[OUT], r[INB], cut), out + inb))
+        self._remember(key, _Query(rows, []))
         return rows
 
     def _sessions(self, h: int, r: tuple) -> list[tuple[int, int, int, int]]:
@@ -988,8 +1021,6 @@ class Simulator:
         if kind is None and cfg.fault_rate > 0 and cfg.fault_kinds:
             if self._fault_rng.random() < cfg.fault_rate:
                 kind = self._fault_rng.choice(cfg.fault_kinds)
-        if kind is not None and kind not in ("500", "502", "503", "truncated", "timeout"):
-            raise ValueError(f"unknown fault kind {kind!r}")
         return kind
 
     # ----------------------------------------------------------------- params
@@ -1120,36 +1151,50 @@ class Simulator:
         elif sort_by == "ip1":
             keys = [ipd[r[IP1]] for r in items]
         elif sort_by == "sumFlux":
-            keys = [r[OUT] + r[INB] for r in items]
+            keys = [r[SUM] for r in items]
         elif sort_by == "port":
             # Postgres puts NULL last ascending and first descending.
             keys = [65_536 if r[PORT] is None else r[PORT] for r in items]
         else:
             col = DIR if sort_by == "dir" else PROTO
             keys = [r[col] for r in items]
-        return self._sorted(items, keys, desc, item_hours)
+        return self._sorted(items, keys, desc, item_hours, few_keys=sort_by != "sumFlux")
 
     @staticmethod
-    def _sorted(items: list, keys: list, desc: bool, hours: list[int] | None = None) -> _Query:
+    def _sorted(items: list, keys: list, desc: bool, hours: list[int] | None = None,
+                few_keys: bool = True) -> _Query:
         """Order items by keys (stable: ties keep the canonical order, in both directions)."""
         n = len(items)
-        if keys and not isinstance(keys[0], int):
-            rank = {k: i for i, k in enumerate(sorted(set(keys)))}
-            keys = [rank[k] for k in keys]
-        # Packing (key, index) into one int lets list.sort compare machine-fast ints with
-        # no key function: ~3x faster than sorted(range(n), key=...) on a dense month.
+        distinct = set(keys) if few_keys else ()
+        if few_keys and len(distinct) <= 4096:
+            # Few distinct keys (hour, address, dir, port...): a bucket sort is linear.
+            buckets: dict = {}
+            for i, k in enumerate(keys):
+                b = buckets.get(k)
+                if b is None:
+                    buckets[k] = [i]
+                else:
+                    b.append(i)
+            order: list[int] = []
+            starts = []
+            for k in sorted(distinct, reverse=desc):
+                starts.append(len(order))
+                order.extend(buckets[k])
+            starts.append(n)
+            return _Query(items, order, hours, starts=starts)
+        # Packing (key, index) into one int lets list.sort compare ints with no key
+        # function, markedly faster than sorted(range(n), key=...) on a dense month.
         shift = max(1, n.bit_length())
         if desc:
             packed = [(-k << shift) | i for i, k in enumerate(keys)]
         else:
             packed = [(k << shift) | i for i, k in enumerate(keys)]
         packed.sort()
-        mask = (1 << shift) - 1
-        return _Query(items, [v & mask for v in packed], keys, hours=hours)
+        return _Query(items, packed, hours, mask=(1 << shift) - 1, shift=shift)
 
     def _remember(self, key: tuple, q: _Query) -> None:
         self._queries[key] = q
-        while len(self._queries) > 12:
+        while len(self._queries) > 6:  # a dense-month query holds ~30 MB of indices
             self._queries.popitem(last=False)
 
     def _page(self, q: _Query, page: int, per_page: int) -> tuple[dict, list[int]]:
@@ -1160,7 +1205,7 @@ class Simulator:
             raise _invalid([_err("page", "range", f"The page must be between 1 and {last}")])
         lo, hi = (page - 1) * per_page, min(total, page * per_page)
         if not self.config.unstable_ties:
-            idx = q.order[lo:hi]
+            idx = q.order[lo:hi] if q.mask is None else [v & q.mask for v in q.order[lo:hi]]
         else:
             idx = self._unstable_slice(q, lo, hi)
         meta = {"total": total, "per_page": per_page, "current_page": page, "last_page": last,
@@ -1181,12 +1226,7 @@ class Simulator:
         is exactly the k positions of a uniform permutation, so huge groups (sort
         by dir: half the month) cost O(page), not O(group).
         """
-        if q.starts is None:
-            keys, order = q.keys, q.order
-            q.starts = [i for i in range(len(order))
-                        if i == 0 or keys[order[i]] != keys[order[i - 1]]]
-            q.starts.append(len(order))
-        starts, order, rng = q.starts, q.order, self._tie_rng
+        starts, rng = q.tie_starts(), self._tie_rng
         out: list[int] = []
         pos = lo
         while pos < hi:
@@ -1194,9 +1234,9 @@ class Simulator:
             g0, g1 = starts[g], starts[g + 1]
             end = min(hi, g1)
             if g1 - g0 == 1:
-                out.append(order[pos])
+                out.append(q.index(pos))
             else:
-                out.extend(order[i] for i in rng.sample(range(g0, g1), end - pos))
+                out.extend(q.index(i) for i in rng.sample(range(g0, g1), end - pos))
             pos = end
         return out
 

@@ -1,0 +1,150 @@
+"""Demo masking: consistent keyed pseudonyms, nothing original left behind."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from flux_dashboard.masking import DEFAULT_COLUMNS, Masker
+from flux_dashboard.schema import FLOW_SCHEMA, THREAT_FLAGS
+
+SECRET = b"demo-secret-for-tests"
+
+DEVICES = [
+    # ip0, device_name, custom_name, netbios, mac, vendor
+    ("192.168.1.20", "NAS-Synology", "NAS-Synology", "DISKSTATION", "00:11:32:aa:bb:cc",
+     "Synology Incorporated"),
+    ("192.168.1.31", "<img src=x onerror=alert(1)>", "<img src=x onerror=alert(1)>",
+     "PC-COMPTA", "3c:22:fb:12:34:56", "Apple, Inc."),
+    ("192.168.1.42", "WORKSTATION-42", None, "WORKSTATION-42", "f4:8e:38:01:02:03",
+     "Dell Technologies"),
+    ("192.168.1.77", "192.168.1.77", None, None, None, None),  # unnamed device
+]
+REMOTES = ["8.8.8.8", "212.27.48.10", "185.220.101.1", "2a00:1450:4007:80c::200e"]
+
+
+def flows() -> pl.DataFrame:
+    rows = []
+    for i, (ip0, name, custom, netbios, mac, vendor) in enumerate(DEVICES):
+        for j, ip1 in enumerate(REMOTES):
+            rows.append({
+                "start_of_hour": datetime(2026, 11, 24, i + j, tzinfo=UTC),
+                "ip0": ip0, "ip1": ip1, "dir": "OUT", "protocol": "TCP", "port": 443,
+                "occurrences": 1, "duration_s": 1.0, "first_seen": None, "last_seen": None,
+                "out_bytes": 10, "in_bytes": 20, "filtered": False, "toxic": j == 2,
+                **{f: False for f in THREAT_FLAGS},
+                "device_name": name, "custom_name": custom, "netbios": netbios,
+                "mac_address": mac, "vendor": vendor, "is_critical": i == 0,
+                "device_category": "nas" if i == 0 else None,
+            })
+    return pl.DataFrame(rows, schema=FLOW_SCHEMA)
+
+
+def originals() -> set[str]:
+    vals = {v for d in DEVICES for v in d if v is not None}
+    return vals | set(REMOTES)
+
+
+def test_no_original_identifier_survives():
+    df = flows()
+    masked = Masker(SECRET).mask_frame(df)
+    assert masked.schema == df.schema and masked.height == df.height
+    csv = masked.write_csv()
+    for original in originals():
+        assert original not in csv, original
+    # Field level too: no masked cell equals any original value.
+    cells = {v for c in DEFAULT_COLUMNS for v in masked[c].drop_nulls().to_list()}
+    assert not cells & originals()
+    # Untouched: flags, category, volumes, times, nulls.
+    for col in ("is_critical", "device_category", "out_bytes", "start_of_hour", "toxic"):
+        assert masked[col].equals(df[col])
+    assert masked["vendor"].null_count() == df["vendor"].null_count()
+
+
+def test_alias_shapes_and_unnamed_device_uses_ip_alias():
+    m = Masker(SECRET)
+    masked = m.mask_frame(flows())
+    assert all(re.fullmatch(r"10\.\d+\.\d+\.\d+", v) for v in masked["ip0"].to_list())
+    assert all(re.fullmatch(r"2(4\d|5[0-5])\.\d+\.\d+\.\d+", v) for v in masked["ip1"])
+    assert all(re.fullmatch(r"02(:[0-9a-f]{2}){5}", v) for v in masked["mac_address"].drop_nulls())
+    assert all(re.fullmatch(r"Vendor-[0-9a-f]{4}", v) for v in masked["vendor"].drop_nulls())
+    unnamed = masked.filter(pl.col("ip0") == m.mask_value("local_ip", "192.168.1.77"))
+    assert (unnamed["device_name"] == unnamed["ip0"]).all()
+    named = masked.filter(pl.col("ip0") == m.mask_value("local_ip", "192.168.1.20"))
+    assert named["device_name"].unique().to_list() == [m.mask_value("name", "NAS-Synology")]
+    # custom_name equal to device_name gets the same alias (one "name" namespace).
+    assert (named["custom_name"] == named["device_name"]).all()
+    assert re.fullmatch(r"Device-[0-9a-f]{6}", named["device_name"][0])
+
+
+def test_consistent_across_calls_and_instances_and_secret_dependent():
+    df = flows()
+    a1 = Masker(SECRET).mask_frame(df)
+    a2 = Masker(SECRET).mask_frame(df.reverse())
+    assert a1.equals(a2.reverse())
+    # a sub-frame masks the same values the same way
+    sub = Masker(SECRET).mask_frame(df.filter(pl.col("ip0") == "192.168.1.20"))
+    assert set(sub["ip1"]) <= set(a1["ip1"])
+    other = Masker(b"another-secret").mask_frame(df)
+    for col in ("ip0", "ip1", "mac_address", "device_name", "vendor"):
+        assert set(other[col].drop_nulls()).isdisjoint(set(a1[col].drop_nulls())), col
+    assert Masker(SECRET).mask_value("public_ip", "8.8.8.8") == Masker(SECRET.decode()).mask_value(
+        "public_ip", "8.8.8.8")
+
+
+def test_collisions_fall_back_to_long_unique_aliases(monkeypatch):
+    m = Masker(SECRET)
+    monkeypatch.setattr(m, "_primary", lambda kind, value: "10.0.0.1")  # everything collides
+    got = m.aliases("local_ip", ["192.168.1.1", "192.168.1.2", None])
+    assert len(set(got.values())) == 2
+    assert all(re.fullmatch(r"fd[0-9a-f]{2}(:[0-9a-f]{4}){4}::1", a) for a in got.values())
+    # an alias equal to another original value is also replaced
+    monkeypatch.setattr(m, "_primary", lambda kind, value: "10.0.0.1" if value == "10.0.0.9"
+                        else "10.0.0.2")
+    got = m.aliases("local_ip", ["10.0.0.9", "10.0.0.1"])
+    assert got["10.0.0.1"] == "10.0.0.2" and got["10.0.0.9"].startswith("fd")
+
+
+def test_mask_value_sensor_and_errors():
+    m = Masker(SECRET)
+    assert m.mask_value("mac", None) is None
+    with pytest.raises(ValueError):
+        m.mask_value("colour", "x")
+    with pytest.raises(ValueError):
+        Masker(b"")
+    s = m.mask_sensor({"id": 54, "name": "Siège Lyon", "full_name": "ACME Lyon",
+                       "mac_address": "00:11:22:33:44:55", "public_ip": "81.2.69.142",
+                       "local_ip": "192.168.1.2", "latitude": 45.7, "longitude": 4.8,
+                       "timezone": "Europe/Paris", "hno_hours": [0, 1]})
+    assert s["id"] == 54 and s["timezone"] == "Europe/Paris" and s["hno_hours"] == [0, 1]
+    assert s["name"].startswith("Sensor-") and s["latitude"] is None
+    assert "Lyon" not in str(s) and "81.2.69.142" not in str(s)
+
+
+def test_frame_without_identifier_columns_is_unchanged():
+    df = pl.DataFrame({"country": ["France"], "bytes": [1]})
+    assert Masker(SECRET).mask_frame(df).equals(df)
+    empty = pl.DataFrame(schema=FLOW_SCHEMA)
+    assert Masker(SECRET).mask_frame(empty).schema == FLOW_SCHEMA
+
+
+def test_masking_one_million_rows_is_fast():
+    n, remotes = 1_000_000, 2_000
+    df = pl.select(
+        pl.format("192.168.1.{}", pl.int_range(n) % 200).alias("ip0"),
+        pl.format("203.0.{}.{}", (pl.int_range(n) % remotes) // 256,
+                  pl.int_range(n) % remotes % 256).alias("ip1"),
+        pl.format("host-{}", pl.int_range(n) % 200).alias("device_name"),
+        pl.format("aa:bb:cc:dd:00:{}", pl.int_range(n) % 200).alias("mac_address"),
+        pl.format("Vendor {}", pl.int_range(n) % 20).alias("vendor"),
+    )
+    m = Masker(SECRET)
+    t = time.perf_counter()
+    out = m.mask_frame(df)
+    elapsed = time.perf_counter() - t
+    assert out.height == n and out["ip1"].n_unique() == remotes
+    assert elapsed < 3.0, f"masking 1M rows took {elapsed:.2f} s"
