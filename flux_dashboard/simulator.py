@@ -47,9 +47,10 @@ import signal
 import sys
 import threading
 import time
+from array import array
 from bisect import bisect_right
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -557,7 +558,7 @@ class _Query:
     """
 
     items: list
-    order: list[int]
+    order: Sequence[int]
     hours: list[int] | None = None  # flux queries: the hour of each item
     mask: int | None = None
     shift: int = 0
@@ -1158,6 +1159,7 @@ class Simulator:
         else:
             col = DIR if sort_by == "dir" else PROTO
             keys = [r[col] for r in items]
+        # sumFlux is nearly unique per row: skip the distinct-key census.
         return self._sorted(items, keys, desc, item_hours, few_keys=sort_by != "sumFlux")
 
     @staticmethod
@@ -1181,7 +1183,7 @@ class Simulator:
                 starts.append(len(order))
                 order.extend(buckets[k])
             starts.append(n)
-            return _Query(items, order, hours, starts=starts)
+            return _Query(items, array("q", order), hours, starts=starts)
         # Packing (key, index) into one int lets list.sort compare ints with no key
         # function, markedly faster than sorted(range(n), key=...) on a dense month.
         shift = max(1, n.bit_length())
@@ -1190,11 +1192,12 @@ class Simulator:
         else:
             packed = [(k << shift) | i for i, k in enumerate(keys)]
         packed.sort()
-        return _Query(items, packed, hours, mask=(1 << shift) - 1, shift=shift)
+        # An int64 array holds a dense month's order in 9 MB instead of ~40 MB of ints.
+        return _Query(items, array("q", packed), hours, mask=(1 << shift) - 1, shift=shift)
 
     def _remember(self, key: tuple, q: _Query) -> None:
         self._queries[key] = q
-        while len(self._queries) > 6:  # a dense-month query holds ~30 MB of indices
+        while len(self._queries) > 6:  # a dense-month query holds ~30 MB of references
             self._queries.popitem(last=False)
 
     def _page(self, q: _Query, page: int, per_page: int) -> tuple[dict, list[int]]:
@@ -1205,7 +1208,8 @@ class Simulator:
             raise _invalid([_err("page", "range", f"The page must be between 1 and {last}")])
         lo, hi = (page - 1) * per_page, min(total, page * per_page)
         if not self.config.unstable_ties:
-            idx = q.order[lo:hi] if q.mask is None else [v & q.mask for v in q.order[lo:hi]]
+            idx = list(q.order[lo:hi]) if q.mask is None else [v & q.mask
+                                                                for v in q.order[lo:hi]]
         else:
             idx = self._unstable_slice(q, lo, hi)
         meta = {"total": total, "per_page": per_page, "current_page": page, "last_page": last,

@@ -1,0 +1,84 @@
+"""Overview: KPIs, what changed, traffic over time, cyberweather, top talkers."""
+
+from datetime import timedelta
+
+import streamlit as st
+
+from flux_dashboard import analytics as A
+from flux_dashboard import charts as C
+from flux_dashboard import hunting as Hn
+from flux_dashboard import ui
+
+view = ui.frame()
+ui.header(view, "Overview")
+if ui.no_flows(view):
+    st.stop()
+
+k = view.compute(A.kpis)
+cols = st.columns(8)
+cols[0].metric("Flows", f"{k['flows']:,}", help="Flow records: hour × device × remote × "
+               "direction × protocol × port")
+cols[1].metric("Bytes in", ui.human_bytes(k["bytes_in"]))
+cols[2].metric("Bytes out", ui.human_bytes(k["bytes_out"]))
+cols[3].metric("Devices", f"{k['devices']:,}")
+cols[4].metric("Remote hosts", f"{k['remote_hosts']:,}")
+cols[5].metric("Toxic IN", f"{k['toxic_in']:,}", help="Toxic flows initiated from outside")
+cols[6].metric("Toxic OUT", f"{k['toxic_out']:,}",
+               help="Toxic flows initiated by a local device: the most serious")
+cols[7].metric("Cyberweather", k["cyt_level_name"], f"cyT {k['cyt']:,}", delta_color="off",
+               help="cyT = 1 × toxic IN + 10 × toxic OUT flows over the range")
+
+# -- what changed: the last day of the range against the same weekday a week before
+tz_today = view.local(view.end - timedelta(seconds=1)).date()
+days = view.compute(A.cyberweather, view.tz, "1d")
+day_options = [d.date() for d in days["bucket"].to_list()] or [tz_today]
+with st.container(border=True):
+    c1, c2 = st.columns([3, 1])
+    day = c2.selectbox("Day", list(reversed(day_options)), key="digest_day",
+                       format_func=lambda d: f"{d:%a %d %b %Y}")
+    prev = day - timedelta(days=7)
+    c1.subheader(f"What changed on {day:%a %d %b} vs {prev:%a %d %b}", anchor=False)
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(view.tz)
+    p_start = datetime(prev.year, prev.month, prev.day, tzinfo=zone)
+    baseline = ui.lookback(view, p_start, p_start + timedelta(days=1),
+                           "Comparison day (same weekday a week before)")
+    if baseline is not None:
+        dg = view.compute(Hn.digest, baseline, view.tz, day, prev)
+        for sentence in dg.sentences:
+            st.markdown(f"- {ui.text(sentence)}")
+        if dg.previous_empty:
+            st.caption("The comparison day has no flows (before installation or a gap): "
+                       "everything looks new.")
+
+st.subheader("Traffic over time", anchor=False)
+ui.chart(C.traffic_over_time_fig(view.compute(A.traffic_over_time, view.tz, "auto"),
+                                 title=f"Traffic over time ({A.auto_every(view.frame)} buckets)"),
+         key="traffic")
+
+st.subheader("Cyberweather", anchor=False)
+c1, c2 = st.columns([3, 2])
+with c1:
+    ui.chart(C.cyberweather_calendar_fig(days, title="Cyberweather per day"), key="cw_cal")
+with c2:
+    cw_day = st.selectbox("Hours of", list(reversed(day_options)), key="cw_day",
+                          format_func=lambda d: f"{d:%a %d %b %Y}")
+    ui.chart(C.cyberweather_hours_fig(view.compute(A.cyberweather_hours, view.tz, cw_day),
+                                      tz=view.tz, day=cw_day), key="cw_hours")
+ui.chart(C.cyberweather_fig(days, title="cyT per day"), key="cw_days")
+
+st.subheader("Top talkers", anchor=False)
+c1, c2, c3 = st.columns(3)
+with c1:
+    ui.chart(C.top_bar_fig(view.compute(A.top_devices, 10), title="Top devices by bytes"),
+             key="top_dev")
+with c2:
+    ui.chart(C.top_bar_fig(view.compute(A.top_protocols, 8), title="Protocols by bytes",
+                           category_title="Protocol"), key="top_proto")
+with c3:
+    ui.chart(C.top_bar_fig(view.compute(A.top_ports, 10), title="Top ports by bytes",
+                           category_title="Port"), key="top_port")
+
+ui.evidence_button(view, key="pack_sensor")
