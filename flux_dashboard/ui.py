@@ -159,10 +159,17 @@ class View:
                 tuple(sorted(r.server_filters.items())), r.loaded_at, self.masked)
 
     def compute(self, fn: Callable, *args, frame: pl.DataFrame | None = None, **kw) -> Any:
-        """``fn(frame, *args, **kw)`` memoised by (window, filters, function, arguments)."""
+        """``fn(frame, *args, **kw)`` memoised by (window, filters, function, arguments).
+
+        ``fn`` must be a named module-level function: its qualified name is the key.
+        """
+        if fn.__name__ == "<lambda>":
+            raise TypeError("compute() needs a named function, not a lambda")
         # Frames passed in are themselves memoised objects: identity is their key.
         def part(a: Any) -> Any:
-            return ("frame", id(a)) if isinstance(a, pl.DataFrame) else a
+            if isinstance(a, pl.DataFrame):
+                return ("frame", id(a))
+            return tuple(a) if isinstance(a, list) else a
 
         key = (self.key, self.filters, fn.__module__, fn.__qualname__,
                tuple(part(a) for a in args), tuple(sorted((k, part(v)) for k, v in kw.items())),
@@ -298,7 +305,7 @@ def _sidebar_and_load() -> View | None:
                              bind="query-params", format_func=lambda t: THREATS[t]["label"])
     hno = tuple(int(h) for h in sensor.get("hno_hours") or () if str(h).isdigit())
     offhours = sb.toggle("Non-working hours only", key="offhours", bind="query-params",
-                         help=f"The sensor's non-working hours ({_hours_text(hno)}), "
+                         help=f"The sensor's non-working hours ({hours_text(hno)}), "
                               "in its time zone", disabled=not hno)
     sb.divider()
     masked = sb.toggle("Demo masking", key="mask", bind="query-params",
@@ -373,7 +380,7 @@ def _local_dt(day: date | None, hour: int | None, zone: ZoneInfo) -> datetime:
     return datetime(day.year, day.month, day.day, int(hour or 0), tzinfo=zone).astimezone(UTC)
 
 
-def _hours_text(hours: tuple[int, ...]) -> str:
+def hours_text(hours: tuple[int, ...]) -> str:
     if not hours:
         return "none configured"
     runs, start, prev = [], hours[0], hours[0]
@@ -634,3 +641,38 @@ def lookback(view: View, start: datetime, end: datetime, why: str) -> pl.DataFra
     base = _prepare(view.settings, result, view.masked)
     return _memo(("lookback", view.key, view.filters, start, end, result.loaded_at),
                  lambda: view.filters.apply(base, view.tz, view.hno_hours))
+
+
+_LABELS = {"ip0": "Local IP", "ip1": "Remote IP", "dir": "Dir", "dirs": "Dirs",
+           "mac_address": "MAC", "netbios": "NetBIOS", "is_critical": "Critical device",
+           "cyt": "cyT", "iso3": "ISO3", "off_share": "Off-hours share"}
+
+
+def table(df: pl.DataFrame, key: str, *, height: int | str = "auto", hide: tuple = (),
+          **kw) -> Any:
+    """A sortable table with readable headers, bytes as KB/MB/GB, text shown as text."""
+    config: dict[str, Any] = {}
+    for name, dtype in df.schema.items():
+        if name in hide:
+            config[name] = None
+            continue
+        label = _LABELS.get(name, name.replace("_", " ").capitalize())
+        if "bytes" in name or name in ("threshold", "baseline_median", "baseline_mad"):
+            config[name] = st.column_config.NumberColumn(label, format="bytes")
+        elif dtype.is_numeric() and name in ("ratio", "regularity", "off_share"):
+            fmt = "percent" if name == "off_share" else "%.2f"
+            config[name] = st.column_config.NumberColumn(label, format=fmt)
+        elif isinstance(dtype, pl.Datetime):
+            config[name] = st.column_config.DatetimeColumn(label, format="YYYY-MM-DD HH:mm")
+        else:
+            config[name] = st.column_config.Column(label)
+    return st.dataframe(df, key=key, hide_index=True, column_config=config, height=height,
+                        width="stretch", **kw)
+
+
+def only_device(df: pl.DataFrame, ip0: str) -> pl.DataFrame:
+    return df.filter(pl.col("ip0") == ip0)
+
+
+def only_toxic(df: pl.DataFrame) -> pl.DataFrame:
+    return df.filter(pl.col("toxic"))
