@@ -713,7 +713,8 @@ def top_toxic_remotes(df: pl.DataFrame, top: int = 15) -> pl.DataFrame:
     """Toxic remote hosts by toxic flows (Others last).
 
     ip1, label, country_code, country, dirs ("IN", "OUT" or "IN, OUT"), flows,
-    toxic_in, toxic_out, devices, threats, critical, bytes_in, bytes_out, bytes, members.
+    toxic_in, toxic_out, toxic_flows (= flows: every one is toxic), devices, threats, critical,
+    bytes_in, bytes_out, bytes, members.
     """
     agg = df.filter(_toxic()).group_by("ip1").agg(
         pl.col("dir").unique().sort().str.join(", ").alias("dirs"),
@@ -731,7 +732,8 @@ def top_toxic_remotes(df: pl.DataFrame, top: int = 15) -> pl.DataFrame:
         any_cols=THREAT_FLAGS,
     )
     out = out.with_columns(
-        threat_label_expr(pl.lit(True)), critical_expr(), pl.col("ip1").alias("label")
+        threat_label_expr(pl.lit(True)), critical_expr(), pl.col("ip1").alias("label"),
+        pl.col("flows").alias("toxic_flows"),
     )
     out = with_country(out, "ip1").with_columns(
         pl.when(pl.col("ip1") == OTHERS).then(None).otherwise(pl.col(c)).alias(c)
@@ -739,7 +741,8 @@ def top_toxic_remotes(df: pl.DataFrame, top: int = 15) -> pl.DataFrame:
     )
     return out.select(
         "ip1", "label", "country_code", "country", "dirs", "flows", "toxic_in", "toxic_out",
-        "devices", "threats", "critical", "bytes_in", "bytes_out", "bytes", "members",
+        "toxic_flows", "devices", "threats", "critical", "bytes_in", "bytes_out", "bytes",
+        "members",
     )
 
 

@@ -48,14 +48,17 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("hunting", "Threat hunting", ":material/troubleshoot:", "pages/6_hunting.py"),
 ]
 
+# Bound selectboxes write the option's label into the URL, so options are the
+# labels themselves: readable links, stable whatever the masking.
 PRESETS = {
-    "24h": "Last 24 hours",
-    "7d": "Last 7 days",
-    "30d": "Last 30 days",
-    "yesterday": "Yesterday",
-    "month": "This month",
-    "custom": "Custom…",
+    "Last 24 hours": "24h",
+    "Last 7 days": "7d",
+    "Last 30 days": "30d",
+    "Yesterday": "yesterday",
+    "This month": "month",
+    "Custom": "custom",
 }
+HOURS = [f"{h:02d}:00" for h in range(24)]
 DIRECTIONS = ["all", "IN", "OUT"]
 BOUND_KEYS = ("sensor", "range", "from_day", "from_hour", "to_day", "to_hour", "device",
               "remote", "protocol", "port", "mac", "dir", "toxic", "threat", "offhours", "mask")
@@ -151,6 +154,7 @@ class View:
     frame: pl.DataFrame  # what the pages show
     range_label: str
     device_names: dict[str, str] = field(default_factory=dict)
+    partial_note: str = ""  # set when some hours could not be loaded
 
     @property
     def key(self) -> tuple:
@@ -217,7 +221,7 @@ def run_app() -> None:
 
 def _sidebar_and_load() -> View | None:
     first_run = "_flux_seen" not in st.session_state
-    raw_query = st.query_params.to_dict() if first_run else {}
+    raw_query = {k: st.query_params.get_all(k) for k in st.query_params} if first_run else {}
     st.session_state["_flux_seen"] = True
     try:
         cfg = settings()
@@ -247,8 +251,17 @@ def _sidebar_and_load() -> View | None:
         mark = " · ⚠ disconnected" if status and status != "CONNECTED" else ""
         return f"{s.get('full_name') or s.get('name')} · #{i}{mark}"
 
-    sensor_id = sb.selectbox("Sensor", list(by_id), key="sensor", format_func=sensor_label,
-                             bind="query-params")
+    # Not bound: a bound selectbox would put the (maskable) sensor name in the URL.
+    # Seeded once from ?sensor=<id>, then written back on every run.
+    if "sensor_id" not in st.session_state or st.session_state.sensor_id not in by_id:
+        wanted = (raw_query.get("sensor") or [""])[-1]
+        chosen = int(wanted) if wanted.isdigit() and int(wanted) in by_id else next(iter(by_id))
+        if wanted and str(chosen) != wanted:
+            st.warning(f"Sensor {wanted!r} from the link is not available with this key; "
+                       "showing the first sensor instead.", icon=":material/link_off:")
+        st.session_state.sensor_id = chosen
+    sensor_id = sb.selectbox("Sensor", list(by_id), key="sensor_id", format_func=sensor_label)
+    st.query_params["sensor"] = str(sensor_id)
     sensor = by_id[sensor_id]
     tz = sensor.get("timezone") or "UTC"
     try:
@@ -257,8 +270,8 @@ def _sidebar_and_load() -> View | None:
         zone, tz = ZoneInfo("UTC"), "UTC"
     sb.caption(f"Times in the sensor's time zone: {tz}")
 
-    preset = sb.selectbox("Time range", list(PRESETS), key="range", format_func=PRESETS.get,
-                          bind="query-params")
+    preset = PRESETS[sb.selectbox("Time range", list(PRESETS), key="range",
+                                  bind="query-params")]
     now = datetime.now(UTC)
     problems: list[str] = []
     if preset == "custom":
@@ -266,14 +279,12 @@ def _sidebar_and_load() -> View | None:
         c1, c2 = sb.columns(2)
         from_day = c1.date_input("From", value=today - timedelta(days=1), key="from_day",
                                  bind="query-params", max_value=today)
-        from_hour = c2.selectbox("at", list(range(24)), key="from_hour", bind="query-params",
-                                 format_func=lambda h: f"{h:02d}:00")
+        from_hour = c2.selectbox("at", HOURS, key="from_hour", bind="query-params")
         c3, c4 = sb.columns(2)
         to_day = c3.date_input("To", value=today, key="to_day", bind="query-params")
-        to_hour = c4.selectbox("at ", list(range(24)), key="to_hour", bind="query-params",
-                               format_func=lambda h: f"{h:02d}:00", index=0)
-        start = _local_dt(from_day, from_hour, zone)
-        end = _local_dt(to_day, to_hour, zone)
+        to_hour = c4.selectbox("at ", HOURS, key="to_hour", bind="query-params")
+        start = _local_dt(from_day, HOURS.index(from_hour), zone)
+        end = _local_dt(to_day, HOURS.index(to_hour), zone)
     else:
         start, end = preset_range(preset, now, zone)
     if end <= start:
@@ -348,9 +359,9 @@ def _sidebar_and_load() -> View | None:
                    result.loaded_at, masked, tuple(result.server_filters.items()), filters),
                   lambda: filters.apply(base, tz, hno))
     view = View(cfg, masker.mask_sensor(sensor) if masked and masker else sensor, tz, hno,
-                start, end, filters, masked, result, base, shown, range_label, names)
+                start, end, filters, masked, result, base, shown, range_label, names,
+                partial_note)
     _link_warnings(raw_query)
-    _coverage_banner(view, partial_note)
     return view
 
 
@@ -469,10 +480,11 @@ def _prepare(cfg: Settings, result: LoadResult, masked: bool) -> pl.DataFrame:
     return _memo(key, build)
 
 
-def _coverage_banner(view: View, partial_note: str) -> None:
+def _coverage_banner(view: View) -> None:
+    """Which hours are missing or still being written, and how the data was filtered."""
     r = view.result
-    if partial_note:
-        st.warning(partial_note, icon=":material/warning:")
+    if view.partial_note:
+        st.warning(view.partial_note, icon=":material/warning:")
     if r.server_filters:
         st.caption(":material/filter_alt: Loaded toxic flows only (server-side filter): "
                    "turn off “Toxic flows only” to load every flow.")
@@ -482,26 +494,38 @@ def _coverage_banner(view: View, partial_note: str) -> None:
                    f"{first:%H:%M} are still being written; “Refresh” fetches them again.")
 
 
-def _link_warnings(raw: dict) -> None:
-    """Warn once about link parameters that were unknown or could not be applied."""
+# What each bound widget shows when nothing (or nothing valid) is asked for.
+_DEFAULTS = {"range": "Last 24 hours", "from_hour": "00:00", "to_hour": "00:00", "dir": "all",
+             "toxic": "false", "offhours": "false", "mask": "false"}
+_MULTI = ("device", "threat")
+
+
+def _link_warnings(raw: dict[str, list[str]]) -> None:
+    """Warn once about link parameters that were unknown or could not be applied.
+
+    Bound widgets silently fall back to their default on a value they cannot
+    take; a widget at its default while the link asked for something else
+    therefore means the link's value was invalid.
+    """
     if not raw:
         return
     unknown = [k for k in raw if k not in BOUND_KEYS]
     if unknown:
-        st.warning("This link has parameters the dashboard does not know and ignored: "
-                   + ", ".join(sorted(unknown)), icon=":material/link_off:")
+        st.warning("This link has parameters the dashboard does not know; they were "
+                   "ignored: " + ", ".join(sorted(unknown)), icon=":material/link_off:")
     bad = []
-    for k in BOUND_KEYS:
-        if k not in raw or k not in st.session_state:
+    for k, values in raw.items():
+        if k not in st.session_state or k == "sensor":
             continue
         got = st.session_state[k]
-        want = raw[k]
-        if isinstance(got, list | tuple):
-            wanted = st.query_params.get_all(k)
-            if sorted(map(str, got)) != sorted(wanted):
+        if k in _MULTI:
+            if len(got or ()) < len(set(values)):
                 bad.append(k)
-        elif str(got).lower() != str(want).lower() and not (
-                isinstance(got, date) and str(got) == want):
+        elif k in _DEFAULTS:
+            shown = str(got).lower() if isinstance(got, bool) else str(got)
+            if shown == _DEFAULTS[k] and values[-1].lower() != _DEFAULTS[k].lower():
+                bad.append(k)
+        elif k in ("from_day", "to_day") and str(got) != values[-1]:
             bad.append(k)
     if bad:
         st.warning("Some link parameters were not valid here and fell back to defaults: "
@@ -514,6 +538,7 @@ def header(view: View, title: str, icon: str = "") -> None:
     st.caption(f"{text(view.sensor_label())} · {view.range_label} · "
                f"{text(view.filters.describe(view.device_names))}"
                + (" · :material/visibility_off: masked" if view.masked else ""))
+    _coverage_banner(view)
 
 
 def no_flows(view: View) -> bool:

@@ -1,6 +1,7 @@
 """Overview: KPIs, what changed, traffic over time, cyberweather, top talkers."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import streamlit as st
 
@@ -8,6 +9,7 @@ from flux_dashboard import analytics as A
 from flux_dashboard import charts as C
 from flux_dashboard import hunting as Hn
 from flux_dashboard import ui
+from flux_dashboard.loader import ceil_hour
 
 view = ui.frame()
 ui.header(view, "Overview")
@@ -15,7 +17,7 @@ if ui.no_flows(view):
     st.stop()
 
 k = view.compute(A.kpis)
-cols = st.columns(8)
+cols = st.columns(4) + st.columns(4)
 cols[0].metric("Flows", f"{k['flows']:,}", help="Flow records: hour × device × remote × "
                "direction × protocol × port")
 cols[1].metric("Bytes in", ui.human_bytes(k["bytes_in"]))
@@ -28,30 +30,36 @@ cols[6].metric("Toxic OUT", f"{k['toxic_out']:,}",
 cols[7].metric("Cyberweather", k["cyt_level_name"], f"cyT {k['cyt']:,}", delta_color="off",
                help="cyT = 1 × toxic IN + 10 × toxic OUT flows over the range")
 
-# -- what changed: the last day of the range against the same weekday a week before
-tz_today = view.local(view.end - timedelta(seconds=1)).date()
-days = view.compute(A.cyberweather, view.tz, "1d")
-day_options = [d.date() for d in days["bucket"].to_list()] or [tz_today]
+# -- what changed: a whole local day (or today so far) against the same hours a week before
+zone = ZoneInfo(view.tz)
+now = datetime.now(UTC)
+today = now.astimezone(zone).date()
+first = view.local(view.start).date()
+last = view.local(view.end - timedelta(seconds=1)).date()
+choices = [last - timedelta(days=i) for i in range((last - first).days + 1)]
+default = 1 if choices[0] == today and len(choices) > 1 else 0  # last complete day
 with st.container(border=True):
     c1, c2 = st.columns([3, 1])
-    day = c2.selectbox("Day", list(reversed(day_options)), key="digest_day",
-                       format_func=lambda d: f"{d:%a %d %b %Y}")
+    day = c2.selectbox("Day", choices, index=default, key="digest_day",
+                       format_func=lambda d: f"{d:%a %d %b %Y}" + (" (so far)" if d == today
+                                                                  else ""))
     prev = day - timedelta(days=7)
     c1.subheader(f"What changed on {day:%a %d %b} vs {prev:%a %d %b}", anchor=False)
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
-    zone = ZoneInfo(view.tz)
-    p_start = datetime(prev.year, prev.month, prev.day, tzinfo=zone)
-    baseline = ui.lookback(view, p_start, p_start + timedelta(days=1),
-                           "Comparison day (same weekday a week before)")
-    if baseline is not None:
-        dg = view.compute(Hn.digest, baseline, view.tz, day, prev)
+    day_start = datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+    day_end = min(day_start + timedelta(days=1), ceil_hour(now))
+    current = ui.lookback(view, day_start, day_end, "Selected day")
+    baseline = ui.lookback(view, day_start - timedelta(days=7), day_end - timedelta(days=7),
+                           "Same hours a week before")
+    if current is not None and baseline is not None:
+        dg = view.compute(Hn.digest, baseline, view.tz, day, prev, frame=current)
         for sentence in dg.sentences:
             st.markdown(f"- {ui.text(sentence)}")
         if dg.previous_empty:
             st.caption("The comparison day has no flows (before installation or a gap): "
                        "everything looks new.")
+
+days = view.compute(A.cyberweather, view.tz, "1d")
+day_options = [d.date() for d in days["bucket"].to_list()] or [last]
 
 st.subheader("Traffic over time", anchor=False)
 ui.chart(C.traffic_over_time_fig(view.compute(A.traffic_over_time, view.tz, "auto"),

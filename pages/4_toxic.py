@@ -21,7 +21,7 @@ st.subheader("Devices that initiated toxic OUT flows", anchor=False)
 if out_devices.height:
     st.error(f"{out_devices.height} device(s) on the LAN reached out to toxic hosts: "
              "check these first.", icon=":material/crisis_alert:")
-    c1, c2 = st.columns([2, 3])
+    c1, c2 = st.columns(2)
     with c1:
         ui.chart(C.toxic_devices_fig(out_devices), key="toxic_devices")
     with c2:
