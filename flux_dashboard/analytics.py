@@ -103,7 +103,7 @@ def _volume_aggs() -> list[pl.Expr]:
     ]
 
 
-def _flag_aggs() -> list[pl.Expr]:
+def flag_aggs() -> list[pl.Expr]:
     """Per group: was each threat flag seen on a toxic row."""
     return [_threat(f).any().alias(f) for f in THREAT_FLAGS]
 
@@ -127,6 +127,25 @@ def _last_time() -> pl.Expr:
 
 def _in_tz(cols: Iterable[str], tz: str | None) -> list[pl.Expr]:
     return [] if tz is None else [pl.col(c).dt.convert_time_zone(tz) for c in cols]
+
+
+_BYTE_UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
+
+
+def human_bytes(n: float | int | None) -> str:
+    """Decimal byte size: 0 → '0 B', 1_234 → '1.2 KB', 4.8e9 → '4.8 GB'; None → ''."""
+    if n is None:
+        return ""
+    value = float(n)
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if value < 1000:
+        return f"{sign}{value:.0f} B"
+    for unit in _BYTE_UNITS[1:]:
+        value /= 1000.0
+        if value < 999.95 or unit == _BYTE_UNITS[-1]:
+            return f"{sign}{value:.1f} {unit}"
+    raise AssertionError("unreachable")
 
 
 def cyt_expr(toxic_in: str = "toxic_in", toxic_out: str = "toxic_out") -> pl.Expr:
@@ -161,7 +180,7 @@ def threat_label_expr(toxic: pl.Expr | None = None) -> pl.Expr:
     """Comma-separated labels of the threat flags that are set, most dangerous first.
 
     Works on flow rows and on aggregates that carry one boolean column per
-    flag (see ``_flag_aggs``). ``toxic`` tells whether the row/group is toxic
+    flag (see ``flag_aggs``). ``toxic`` tells whether the row/group is toxic
     (default: the ``toxic`` column): toxic with no flag gives "Unqualified",
     non-toxic gives "".
     """
@@ -482,7 +501,7 @@ def top_remotes(df: pl.DataFrame, top: int = 15, by: str = "bytes") -> pl.DataFr
     agg = df.group_by("ip1").agg(
         *_volume_aggs(),
         pl.col("ip0").n_unique().cast(pl.Int64).alias("devices"),
-        *_flag_aggs(),
+        *flag_aggs(),
     ).with_columns(_bytes_total())
     out = _rank_and_fold(
         agg, top=top, by=by, key="ip1",
@@ -693,7 +712,7 @@ def toxic_out_devices(df: pl.DataFrame, tz: str | None = None) -> pl.DataFrame:
         _latest("device_name"),
         pl.len().cast(pl.Int64).alias("flows"),
         pl.col("ip1").n_unique().cast(pl.Int64).alias("remotes"),
-        *_flag_aggs(),
+        *flag_aggs(),
         _first_time(),
         _last_time(),
         pl.col("start_of_hour").n_unique().cast(pl.Int64).alias("hours_active"),
@@ -722,7 +741,7 @@ def top_toxic_remotes(df: pl.DataFrame, top: int = 15) -> pl.DataFrame:
         _count(_is_in()).alias("toxic_in"),
         _count(_is_out()).alias("toxic_out"),
         pl.col("ip0").n_unique().cast(pl.Int64).alias("devices"),
-        *_flag_aggs(),
+        *flag_aggs(),
         pl.col("in_bytes").sum().alias("bytes_in"),
         pl.col("out_bytes").sum().alias("bytes_out"),
     ).with_columns(_bytes_total())
@@ -797,7 +816,7 @@ def remote_hosts(
         pl.col("out_bytes").sum().alias("bytes_out"),
         pl.col("ip0").n_unique().cast(pl.Int64).alias("devices"),
         _count(_toxic()).alias("toxic_flows"),
-        *_flag_aggs(),
+        *flag_aggs(),
     )
     cols, desc = _REMOTE_SORTS[sort_by]
     out = agg.with_columns(

@@ -32,7 +32,7 @@ from datetime import date
 import plotly.graph_objects as go
 import polars as pl
 
-from flux_dashboard.analytics import CYBERWEATHER_LEVELS, OTHERS, WEEKDAYS
+from flux_dashboard.analytics import CYBERWEATHER_LEVELS, OTHERS, WEEKDAYS, human_bytes
 
 TEMPLATE = "plotly_white"
 IN_COLOUR = "#4c78a8"
@@ -92,15 +92,6 @@ def is_empty(frame: pl.DataFrame | None) -> bool:
     """True when there is nothing to draw (pages show a message instead)."""
     return frame is None or frame.height == 0
 
-
-def human_bytes(n: float | None) -> str:
-    """1234567 -> "1.2 MB" (decimal units)."""
-    if n is None:
-        return ""
-    for unit, size in _UNITS:
-        if abs(n) >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
 
 
 def byte_unit(max_value: float | None) -> tuple[str, float]:

@@ -110,9 +110,11 @@ class Filters:
         if self.threats:
             conds.append(pl.any_horizontal(*(pl.col(t) for t in self.threats)))
         if self.off_hours_only:
-            hours = sorted({int(h) for h in hno_hours})
-            conds.append(pl.col("start_of_hour").dt.convert_time_zone(tz).dt.hour()
-                         .is_in(hours))
+            from flux_dashboard.hunting import is_off_hours_expr
+
+            # The sensor's own non-working hours, as its console filters them
+            # (the hunting page also counts weekends as off).
+            conds.append(is_off_hours_expr(tz, list(hno_hours), weekend_off=False))
         return pl.all_horizontal(conds) if conds else pl.lit(True)
 
     def apply(self, df: pl.DataFrame, tz: str = "UTC", hno_hours: Iterable[int] = ()

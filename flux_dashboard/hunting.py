@@ -29,33 +29,20 @@ from datetime import date
 
 import polars as pl
 
+from flux_dashboard.analytics import (
+    critical_expr,
+    flag_aggs,
+    human_bytes,
+    threat_label_expr,
+)
 from flux_dashboard.geo import with_country
-from flux_dashboard.schema import CRITICAL_THREATS, THREATS, UTC_US
+from flux_dashboard.schema import UTC_US
 
 UNQUALIFIED = "Unqualified"  # same wording as analytics.threat_label_expr
 
 # ---------------------------------------------------------------------------
 # Small shared helpers
 # ---------------------------------------------------------------------------
-
-_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
-
-
-def human_bytes(n: float | int | None) -> str:
-    """Decimal (SI) byte size: 0 → '0 B', 1_234 → '1.2 kB', 4.8e9 → '4.8 GB'."""
-    if n is None:
-        return "n/a"
-    value = float(n)
-    sign = "-" if value < 0 else ""
-    value = abs(value)
-    if value < 1000:
-        return f"{sign}{value:.0f} B"
-    for unit in _UNITS[1:]:
-        value /= 1000.0
-        if value < 999.95 or unit == _UNITS[-1]:
-            return f"{sign}{value:.1f} {unit}"
-    raise AssertionError("unreachable")
-
 
 # Everything CommonMark lets us backslash-escape, plus ':' (Streamlit's
 # :emoji: / :color[...] / :material/...: directives) and '$' (LaTeX).
@@ -90,34 +77,12 @@ def device_label(ip0: str | None, name: str | None) -> str:
 
 
 def threats_label_expr(toxic: str = "toxic") -> pl.Expr:
-    """Comma-separated threat labels, most dangerous first.
-
-    Works on row-level flags or on per-group flags (e.g. after ``.any()``).
-    A toxic row with no flag reads ``"Unqualified"``; non-toxic → "".
-    """
-    parts = [pl.when(pl.col(flag)).then(pl.lit(meta["label"])) for flag, meta in THREATS.items()]
-    joined = pl.concat_str(parts, separator=", ", ignore_nulls=True)
-    return (
-        pl.when(~pl.col(toxic).fill_null(False)).then(pl.lit(""))
-        .when(joined.fill_null("") == "").then(pl.lit(UNQUALIFIED))
-        .otherwise(joined)
-        .alias("threats")
-    )
-
-
-def critical_expr() -> pl.Expr:
-    """True when any critical threat flag is set (row- or group-level flags)."""
-    return pl.any_horizontal(pl.col(f).fill_null(False) for f in CRITICAL_THREATS).alias(
-        "critical"
-    )
+    """Threat labels (see ``analytics.threat_label_expr``) of row- or group-level flags."""
+    return threat_label_expr(pl.col(toxic).fill_null(False))
 
 
 def _contact_time() -> pl.Expr:
     return pl.coalesce("first_seen", "start_of_hour")
-
-
-def _flag_aggs() -> list[pl.Expr]:
-    return [pl.col(f).fill_null(False).any().alias(f) for f in THREATS]
 
 
 def _latest_name() -> pl.Expr:
@@ -289,7 +254,7 @@ def first_seen_remotes(df: pl.DataFrame, baseline: pl.DataFrame) -> pl.DataFrame
             pl.col("out_bytes").fill_null(0).sum().cast(pl.Int64).alias("bytes_out"),
             pl.col("in_bytes").fill_null(0).sum().cast(pl.Int64).alias("bytes_in"),
             pl.col("toxic").fill_null(False).any().alias("toxic"),
-            *_flag_aggs(),
+            *flag_aggs(),
         )
         .with_columns(threats_label_expr())
         .sort(
@@ -404,7 +369,7 @@ def storylines(df: pl.DataFrame) -> pl.DataFrame:
         pl.col("in_bytes").fill_null(0).sum().cast(pl.Int64).alias("bytes_in"),
         pl.col("occurrences").fill_null(0).sum().cast(pl.Int64).alias("occurrences"),
         pl.lit(True).alias("toxic"),
-        *_flag_aggs(),
+        *flag_aggs(),
     )
     gap_min = (pl.col("_t").diff().dt.total_microseconds() / 60e6).over(pair)
     gaps = (
@@ -700,7 +665,7 @@ def digest(
             pl.len().cast(pl.UInt32).alias("flows"),
             (pl.col("dir") == "OUT").any().alias("has_out"),
             pl.lit(True).alias("toxic"),
-            *_flag_aggs(),
+            *flag_aggs(),
         )
         .with_columns(threats_label_expr(), critical_expr())
         .sort(["critical", "has_out", "flows", "ip1"], descending=[True, True, True, False])

@@ -634,7 +634,7 @@ def text(value: object) -> str:
 
 
 def human_bytes(n: float | None) -> str:
-    from flux_dashboard.charts import human_bytes as hb
+    from flux_dashboard.analytics import human_bytes as hb
 
     return hb(n)
 

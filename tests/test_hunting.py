@@ -62,12 +62,12 @@ EMPTY = pl.DataFrame(schema=FLOW_SCHEMA)
 @pytest.mark.parametrize(
     ("n", "text"),
     [
-        (None, "n/a"),
+        (None, ""),
         (0, "0 B"),
         (999, "999 B"),
-        (1000, "1.0 kB"),
+        (1000, "1.0 KB"),
         (1_234_567, "1.2 MB"),
-        (999_950, "1.0 MB"),  # 999.95 kB rounds up: shown in the next unit
+        (999_950, "1.0 MB"),  # 999.95 KB rounds up: shown in the next unit
         (4_800_000_000, "4.8 GB"),
         (-2_000_000, "-2.0 MB"),
     ],
