@@ -148,3 +148,45 @@ def test_masking_one_million_rows_is_fast():
     elapsed = time.perf_counter() - t
     assert out.height == n and out["ip1"].n_unique() == remotes
     assert elapsed < 3.0, f"masking 1M rows took {elapsed:.2f} s"
+
+
+def test_masked_evidence_pack_leaks_no_identifier():
+    """End to end on simulated data: mask, analyse, pack; nothing original in any file."""
+    import io
+    import re
+    import zipfile
+    from datetime import UTC, datetime
+
+    from flux_dashboard import analytics as A
+    from flux_dashboard import charts as C
+    from flux_dashboard import hunting as Hn
+    from flux_dashboard.geo import with_country
+    from flux_dashboard.report import evidence_pack
+    from flux_dashboard.schema import to_frame
+    from flux_dashboard.simulator import Simulator, SimulatorConfig
+
+    now = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    sim = Simulator(SimulatorConfig(now=lambda: now))
+    start, end = datetime(2026, 3, 9, tzinfo=UTC), datetime(2026, 3, 10, tzinfo=UTC)
+    raw = with_country(to_frame(sim.rows(54, start, end)), "ip1")
+    masker = Masker(b"pack-secret")
+    df = masker.mask_frame(raw)
+    sensor = masker.mask_sensor(next(s for s in sim.sensors() if s["id"] == 54))
+    dg = Hn.digest(df, df, "Europe/Paris", start.date(), start.date())
+    figures = {"Traffic": C.traffic_over_time_fig(A.traffic_over_time(df, "Europe/Paris")),
+               "Devices": C.top_bar_fig(A.top_devices(df))}
+    pack = evidence_pack(flows=df, sensor=sensor, start=start, end=end, tz="Europe/Paris",
+                         filters_description="all flows", digest_text=dg.as_text(),
+                         figures=figures, storylines=Hn.storylines(df), generated_at=now)
+    with zipfile.ZipFile(io.BytesIO(pack)) as z:
+        blob = "\n".join(z.read(n).decode("utf-8", "replace") for n in z.namelist())
+    # Drop the inlined plotly.js bundle (megabytes of library code on long lines).
+    blob = "\n".join(line for line in blob.splitlines() if len(line) < 100_000)
+    originals = set()
+    for col in ("ip0", "ip1", "mac_address", "device_name", "custom_name", "netbios", "vendor"):
+        originals |= {v for v in raw[col].drop_nulls().unique().to_list() if len(v) >= 5}
+    assert len(originals) > 100
+    leaked = [v for v in originals if v in blob
+              and re.search(r"(?<![\w.:])" + re.escape(v) + r"(?![\w.:])", blob)]
+    assert leaked == []
+    assert "Cabinet Martin" not in blob  # the sensor's name is masked too
