@@ -156,11 +156,11 @@ class Filters:
         if self.direction != "all":
             q["dir"] = self.direction
         if self.toxic_only:
-            q["toxic"] = "1"
+            q["toxic"] = "true"
         if self.threats:
             q["threat"] = list(self.threats)
         if self.off_hours_only:
-            q["offhours"] = "1"
+            q["offhours"] = "true"
         return q
 
     @classmethod
@@ -175,8 +175,8 @@ class Filters:
 
         return cls.parse(devices=many("device"), remote_ip=one("remote"),
                          protocol=one("protocol"), port=one("port"), mac=one("mac"),
-                         direction=one("dir") or "all", toxic_only=one("toxic") == "1",
-                         threats=many("threat"), off_hours_only=one("offhours") == "1")
+                         direction=one("dir") or "all", toxic_only=_true(one("toxic")),
+                         threats=many("threat"), off_hours_only=_true(one("offhours")))
 
     # -- captions
     def describe(self, device_names: Mapping[str, str] | None = None) -> str:
@@ -214,6 +214,10 @@ class Filters:
         if "only_in" in pushed or "only_out" in pushed:
             kw["direction"] = "all"
         return replace(self, **kw)
+
+
+def _true(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes")
 
 
 def _valid_ip(value: str) -> bool:

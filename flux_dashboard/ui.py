@@ -78,13 +78,14 @@ def settings() -> Settings:
 
 
 @st.cache_resource(show_spinner=False)
-def _service(source_id: str) -> Service:
+def _service(source_id: str, cache_dir: str) -> Service:
     # Keyed by the source id (URL + key fingerprint), never by the key itself.
     return build_service(settings())
 
 
 def service() -> Service:
-    return _service(settings().source_id)
+    cfg = settings()
+    return _service(cfg.source_id, str(cfg.cache_dir))
 
 
 @st.cache_data(ttl=300, show_spinner=False)
@@ -228,7 +229,13 @@ def _sidebar_and_load() -> View | None:
     except E.ConfigError as exc:
         st.error(f"Configuration problem: {exc}")
         return None
-    sb = st.sidebar
+    side = st.sidebar
+    sb = side.container()  # source, sensor, range and filters
+    bottom = side.container()  # masking: created first (below), shown last
+    bottom.divider()
+    masked = bottom.toggle("Demo masking", key="mask", bind="query-params",
+                           help="Replace IPs, MACs, device names and vendors with consistent "
+                                "pseudonyms everywhere, downloads and links included")
     sb.markdown(f"**:material/sensors: {text(cfg.describe())}**")
     if cfg.demo:
         sb.caption("No API key configured: this is a simulated sensor. Set "
@@ -242,8 +249,7 @@ def _sidebar_and_load() -> View | None:
         st.warning("This API key sees no sensor.")
         return None
     by_id = {int(s["id"]): s for s in sensors}
-    masked_now = bool(st.session_state.get("mask", False))
-    masker = _masker(cfg.source_id) if masked_now else None
+    masker = _masker(cfg.source_id) if masked else None
 
     def sensor_label(i: int) -> str:
         s = by_id[i] if masker is None else masker.mask_sensor(by_id[i])
@@ -312,16 +318,14 @@ def _sidebar_and_load() -> View | None:
     direction = sb.segmented_control("Direction", DIRECTIONS, key="dir", bind="query-params",
                                      default="all") or "all"
     toxic = sb.toggle("Toxic flows only", key="toxic", bind="query-params")
+    _seed_multi("threat", list(THREATS), raw_query)
     threats = sb.multiselect("Threat categories", list(THREATS), key="threat",
-                             bind="query-params", format_func=lambda t: THREATS[t]["label"])
+                             format_func=lambda t: THREATS[t]["label"])
+    _set_query("threat", threats)
     hno = tuple(int(h) for h in sensor.get("hno_hours") or () if str(h).isdigit())
     offhours = sb.toggle("Non-working hours only", key="offhours", bind="query-params",
                          help=f"The sensor's non-working hours ({hours_text(hno)}), "
                               "in its time zone", disabled=not hno)
-    sb.divider()
-    masked = sb.toggle("Demo masking", key="mask", bind="query-params",
-                       help="Replace IPs, MACs, device names and vendors with consistent "
-                            "pseudonyms everywhere, downloads and links included")
 
     partial_filters, filter_problems = Filters.parse(
         remote_ip=remote, protocol=protocol, port=port, mac=mac, direction=direction,
@@ -347,10 +351,12 @@ def _sidebar_and_load() -> View | None:
                    result.loaded_at, masked, tuple(result.server_filters.items())),
                   lambda: dict(base.group_by("ip0").agg(pl.col("device_name").last())
                                .sort("device_name").iter_rows()))
+    _seed_multi("device", list(names), raw_query)
     devices = device_slot.multiselect(
-        "Devices", list(names), key="device", bind="query-params",
+        "Devices", list(names), key="device",
         format_func=lambda ip: f"{names.get(ip, ip)} · {ip}" if names.get(ip) != ip else ip,
         placeholder="All devices")
+    _set_query("device", devices)
     filters = Filters(tuple(sorted(devices)), partial_filters.remote_ip,
                       partial_filters.protocol, partial_filters.port, partial_filters.mac,
                       partial_filters.direction, partial_filters.toxic_only,
@@ -494,10 +500,33 @@ def _coverage_banner(view: View) -> None:
                    f"{first:%H:%M} are still being written; “Refresh” fetches them again.")
 
 
+def _seed_multi(key: str, options: list[str], raw: dict[str, list[str]]) -> None:
+    """Seed a multiselect once from ``?key=a&key=b`` (values such as IPs, not labels).
+
+    Not bound to the URL: Streamlit would write the option labels (device names,
+    which masking changes) into links. ``_set_query`` writes the values back.
+    """
+    if key not in st.session_state:
+        wanted = raw.get(key, [])
+        st.session_state[key] = [v for v in dict.fromkeys(wanted) if v in options]
+        dropped = [v for v in wanted if v not in options]
+        if dropped:
+            st.warning(f"Link parameter {key} has values unknown in this range and view, "
+                       f"ignored: {', '.join(dropped[:5])}", icon=":material/link_off:")
+    else:  # a new range or sensor may not have every chosen value
+        st.session_state[key] = [v for v in st.session_state[key] if v in options]
+
+
+def _set_query(key: str, values: list[str]) -> None:
+    if values:
+        st.query_params[key] = list(values)
+    elif key in st.query_params:
+        del st.query_params[key]
+
+
 # What each bound widget shows when nothing (or nothing valid) is asked for.
 _DEFAULTS = {"range": "Last 24 hours", "from_hour": "00:00", "to_hour": "00:00", "dir": "all",
              "toxic": "false", "offhours": "false", "mask": "false"}
-_MULTI = ("device", "threat")
 
 
 def _link_warnings(raw: dict[str, list[str]]) -> None:
@@ -515,13 +544,10 @@ def _link_warnings(raw: dict[str, list[str]]) -> None:
                    "ignored: " + ", ".join(sorted(unknown)), icon=":material/link_off:")
     bad = []
     for k, values in raw.items():
-        if k not in st.session_state or k == "sensor":
+        if k not in st.session_state or k in ("sensor", "device", "threat"):
             continue
         got = st.session_state[k]
-        if k in _MULTI:
-            if len(got or ()) < len(set(values)):
-                bad.append(k)
-        elif k in _DEFAULTS:
+        if k in _DEFAULTS:
             shown = str(got).lower() if isinstance(got, bool) else str(got)
             if shown == _DEFAULTS[k] and values[-1].lower() != _DEFAULTS[k].lower():
                 bad.append(k)

@@ -43,7 +43,7 @@ st.subheader("Toxic flow table", anchor=False)
 table = view.compute(A.toxic_flow_table, view.tz)
 c1, c2, c3 = st.columns([2, 1, 1])
 search = c1.text_input("Search device, IP or threat", key="toxic_search",
-                       placeholder="e.g. Command center, 192.168.1.23")
+                       placeholder="e.g. Command center, a device name or an IP")
 only_critical = c2.toggle("Critical threats only", key="toxic_critical")
 only_unfiltered = c3.toggle("Not blocked by the sensor", key="toxic_unblocked")
 shown = table
