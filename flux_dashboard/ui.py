@@ -283,16 +283,26 @@ def _sidebar_and_load() -> View | None:
     if preset == "custom":
         today = now.astimezone(zone).date()
         c1, c2 = sb.columns(2)
-        from_day = c1.date_input("From", value=today - timedelta(days=1), key="from_day",
-                                 bind="query-params", max_value=today)
+        # A default only when "Pin these dates" has not already set the value
+        # (both would make Streamlit log a warning).
+        def default(key: str, value: date) -> dict:
+            return {} if key in st.session_state else {"value": value}
+
+        from_day = c1.date_input("From", key="from_day", bind="query-params", max_value=today,
+                                 **default("from_day", today - timedelta(days=1)))
         from_hour = c2.selectbox("at", HOURS, key="from_hour", bind="query-params")
         c3, c4 = sb.columns(2)
-        to_day = c3.date_input("To", value=today, key="to_day", bind="query-params")
+        to_day = c3.date_input("To", key="to_day", bind="query-params",
+                               **default("to_day", today))
         to_hour = c4.selectbox("at ", HOURS, key="to_hour", bind="query-params")
         start = _local_dt(from_day, HOURS.index(from_hour), zone)
         end = _local_dt(to_day, HOURS.index(to_hour), zone)
     else:
         start, end = preset_range(preset, now, zone)
+        sb.button(":material/push_pin: Pin these dates", key="pin_btn", on_click=_pin,
+                  args=(start, end, zone), width="stretch",
+                  help="Turn the relative range into fixed dates, so that a shared link "
+                       "shows exactly this data tomorrow too")
     if end <= start:
         problems.append("The start of the range must be before its end.")
     elif end - start > timedelta(days=cfg.max_range_days):
@@ -390,6 +400,13 @@ def preset_range(preset: str, now: datetime, zone: ZoneInfo) -> tuple[datetime, 
         first = datetime(local_now.year, local_now.month, 1, tzinfo=zone)
         return first.astimezone(UTC), end
     raise ValueError(preset)
+
+
+def _pin(start: datetime, end: datetime, zone: ZoneInfo) -> None:
+    """Callback: switch to a custom range holding the current preset's dates."""
+    a, b = start.astimezone(zone), end.astimezone(zone)
+    st.session_state.update(range="Custom", from_day=a.date(), from_hour=HOURS[a.hour],
+                            to_day=b.date(), to_hour=HOURS[b.hour])
 
 
 def _local_dt(day: date | None, hour: int | None, zone: ZoneInfo) -> datetime:

@@ -572,3 +572,15 @@ def test_html_device_name_escaped_when_shown(page_runs: dict[str, AppTest]) -> N
     heading = [b for b in markdown_bodies(at) if b.startswith("#### ")]
     assert heading and "&lt;img" in heading[0], heading
     assert seen
+
+
+def test_pin_turns_a_relative_range_into_fixed_dates() -> None:
+    at = new_app({"range": "Last 7 days"})
+    at.run()
+    before = metrics(at)
+    at.sidebar.button(key="pin_btn").click().run()
+    assert not at.exception
+    assert at.session_state["range"] == "Custom"
+    start, end = at.session_state["from_day"], at.session_state["to_day"]
+    assert (end - start).days in (7, 8)  # local dates of a 7-day window
+    assert metrics(at) == before  # the same data, now with fixed dates
