@@ -1,0 +1,282 @@
+"""The benchmark phases; each runs in its own process (see ``bench.py``) and returns a dict.
+
+* ``http``: the loader against a naive page-through, over real HTTP, with the
+  simulator's hazards on, checked against the simulator's ground truth; then
+  warm revisits from the disk cache.
+* ``dense_load``: fills the disk cache with the dense month (and the windows
+  the pages look back at) through the loader and the in-process simulator.
+* ``render``: the server time of every page on that cached month, without and
+  with a filter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import resource
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from flux_dashboard import simulator as simulator_module
+from flux_dashboard.client import Client
+from flux_dashboard.config import Secret, Settings
+from flux_dashboard.filters import Filters
+from flux_dashboard.geo import with_country
+from flux_dashboard.loader import Loader, iso
+from flux_dashboard.schema import NATURAL_KEY, to_frame
+from flux_dashboard.simulator import Simulator, SimulatorConfig
+from flux_dashboard.store import Store
+
+from . import workloads as W
+
+SENSOR = 54
+BENCH_RATE = 60_000  # client-side limit during the bench: high enough never to dominate
+REAL_RATE = 100  # the documented limit: requests per minute per key
+NAIVE_PAGE = 100
+OUR_PAGE = 1000
+
+
+@dataclass
+class Plan:
+    """Sizes and knobs, shared by the parent and the phase processes."""
+
+    now: datetime
+    windows: list[tuple[str, datetime, datetime]]  # HTTP phase: (label, start, end)
+    dense_window: tuple[str, datetime, datetime]  # render phase: (label, start, end)
+    dense: bool  # the render phase's simulator density (False only for smoke runs)
+    baseline_days: int
+    latency_s: float
+    repeats: int
+    cache_dir: Path
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def budget(rows: int, page: int = OUR_PAGE) -> int:
+    return 2 * math.ceil(rows / page) + 10
+
+
+def _clock(plan: Plan):
+    now = plan.now
+    return lambda: now
+
+
+# --------------------------------------------------------------------------- correctness
+def truth_keys(sim: Simulator, start: datetime, end: datetime) -> pl.DataFrame:
+    return to_frame(sim.rows(SENSOR, start, end)).select(NATURAL_KEY)
+
+
+def compare(got: pl.DataFrame, truth: pl.DataFrame) -> dict:
+    """Rows, missing, doubled and out-of-range rows of ``got`` against the ground truth."""
+    keys = got.select(NATURAL_KEY)
+    distinct = keys.unique()
+    return {
+        "rows": keys.height,
+        "missing": truth.join(distinct, on=list(NATURAL_KEY), how="anti",
+                              nulls_equal=True).height,
+        "doubled": keys.height - distinct.height,
+        "extra": distinct.join(truth, on=list(NATURAL_KEY), how="anti",
+                               nulls_equal=True).height,
+    }
+
+
+# --------------------------------------------------------------------------- phase: http
+def naive_load(client: Client, start: datetime, end: datetime) -> pl.DataFrame:
+    """What a straightforward client does: sort by hour, pages 1..last_page, in sequence."""
+    params = {"from": iso(start), "to": iso(end), "sort_by": "startOfHour",
+              "per_page": NAIVE_PAGE}
+    rows: list[dict] = []
+    page, last = 1, 1
+    while page <= last:
+        answer = client.flux_page(SENSOR, {**params, "page": page})
+        rows += answer.rows
+        last = answer.meta.last_page
+        page += 1
+    return to_frame(rows)
+
+
+def _timed_load(loader: Loader, start: datetime, end: datetime, truth: pl.DataFrame,
+                sim: Simulator, **kw) -> dict:
+    server_before = sim.flux_request_count()
+    t0 = time.perf_counter()
+    try:
+        result = loader.load(SENSOR, start, end, **kw)
+    except Exception as exc:  # a failed load is a result too
+        return {"error": f"{exc.__class__.__name__}: {exc}",
+                "wall_s": time.perf_counter() - t0,
+                "requests": sim.flux_request_count() - server_before}
+    wall = time.perf_counter() - t0
+    return {"wall_s": wall, "requests": result.flux_requests,
+            "server_requests": sim.flux_request_count() - server_before,
+            "cached_hours": result.cached_hours, **compare(result.frame, truth)}
+
+
+def http_phase(plan: Plan) -> dict:
+    clock = _clock(plan)
+    sim = Simulator(SimulatorConfig(now=clock, latency_s=plan.latency_s, unstable_ties=True,
+                                    inclusive_to=True, max_per_page=OUR_PAGE,
+                                    rate_limit_per_min=None))
+    out: dict = {"latency_s": plan.latency_s, "windows": []}
+    with sim.serve(port=0) as server, tempfile.TemporaryDirectory(prefix="flux-bench-") as tmp:
+        settings = Settings(api_url=server.url, api_key=Secret("bench-key"),
+                            rate_limit_per_min=BENCH_RATE, max_concurrency=8,
+                            cache_dir=Path(tmp))
+
+        def loader(cache: Path) -> Loader:
+            return Loader(Client(settings), Store(cache), per_page=OUR_PAGE, max_concurrency=8,
+                          clock=clock)
+
+        for label, start, end in plan.windows:
+            t0 = time.perf_counter()
+            truth = truth_keys(sim, start, end)  # also generates every hour for both methods
+            sim.count_rows(SENSOR, start, end + timedelta(hours=1))  # and the extra `to` hour
+            truth_s = time.perf_counter() - t0
+            row: dict = {"label": label, "start": iso(start), "end": iso(end),
+                         "truth_rows": truth.height, "truth_s": truth_s,
+                         "budget": budget(truth.height)}
+            print(f"  [{label}] {truth.height:,} rows in the ground truth; naive "
+                  f"page-through…", flush=True)
+
+            client = Client(settings)
+            server_before = sim.flux_request_count()
+            t0 = time.perf_counter()
+            frame = naive_load(client, start, end)
+            naive_wall = time.perf_counter() - t0
+            row["naive"] = {"wall_s": naive_wall, "requests": client.flux_request_count,
+                            "server_requests": sim.flux_request_count() - server_before,
+                            **compare(frame, truth)}
+            client.close()
+            del frame
+
+            print(f"  [{label}] loader, cold then warm…", flush=True)
+            cache = Path(tmp) / label  # one cache per window: a cold load starts empty
+            ours = loader(cache)
+            row["ours"] = _timed_load(ours, start, end, truth, sim)
+            row["warm"] = _timed_load(ours, start, end, truth, sim, refresh=True)
+            fresh = loader(cache)  # a new process on the same cache directory
+            row["fresh"] = _timed_load(fresh, start, end, truth, sim)
+            for ld in (ours, fresh):
+                ld.client.close()
+            out["windows"].append(row)
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+# --------------------------------------------------------------------------- dense phases
+def _dense_sim(plan: Plan) -> Simulator:
+    return Simulator(SimulatorConfig(dense=plan.dense, now=_clock(plan), rate_limit_per_min=None))
+
+
+def _dense_loader(plan: Plan, sim: Simulator) -> Loader:
+    # The key names the simulator's code: a changed simulator never reuses an old cache.
+    code = hashlib.blake2b(Path(simulator_module.__file__).read_bytes(), digest_size=6)
+    settings = Settings(api_url="http://bench-sim.invalid/api/v1",
+                        api_key=Secret(f"bench-{plan.dense}-{code.hexdigest()}"),
+                        rate_limit_per_min=BENCH_RATE, cache_dir=plan.cache_dir)
+    client = Client(settings, transport=sim.transport())
+    return Loader(client, Store(plan.cache_dir), per_page=OUR_PAGE, max_concurrency=8,
+                  clock=_clock(plan))
+
+
+def _sensor_tz(loader: Loader) -> tuple[str, tuple[int, ...]]:
+    sensor = loader.client.sensor(SENSOR)
+    return sensor.get("timezone") or "UTC", tuple(int(h) for h in sensor.get("hno_hours") or ())
+
+
+def dense_load_phase(plan: Plan) -> dict:
+    sim = _dense_sim(plan)
+    loader = _dense_loader(plan, sim)
+    label, start, end = plan.dense_window
+    tz, _ = _sensor_tz(loader)
+    slug = "".join(c if c.isalnum() else "-" for c in label)
+    stamp = plan.cache_dir / f"first-load-{slug}-{plan.dense}.json"
+    t0 = time.perf_counter()
+    result = loader.load(SENSOR, start, end)
+    main = {"rows": result.frame.height, "requests": result.flux_requests,
+            "wall_s": time.perf_counter() - t0, "budget": budget(result.frame.height),
+            "cached_hours": result.cached_hours, "fetched_hours": result.fetched_hours}
+    extra_requests = 0
+    for a, b in W.lookback_windows(result.frame, tz, start, end, plan.baseline_days):
+        extra_requests += loader.load(SENSOR, a, b).flux_requests
+    out = {"label": label, "start": iso(start), "end": iso(end), "load": main,
+           "lookback_requests": extra_requests, "peak_rss_mb": peak_rss_mb()}
+    if main["requests"]:  # a real cold load: remember it for runs that reuse the cache
+        stamp.write_text(json.dumps({**out, "measured_at": datetime.now(UTC).isoformat()}))
+        out["first_load"] = None
+    elif stamp.exists():
+        out["first_load"] = json.loads(stamp.read_text())
+    loader.client.close()
+    return out
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def render_phase(plan: Plan) -> dict:
+    sim = _dense_sim(plan)
+    loader = _dense_loader(plan, sim)
+    label, start, end = plan.dense_window
+    tz, hno = _sensor_tz(loader)
+    before = loader.client.flux_request_count
+
+    t0 = time.perf_counter()
+    result = loader.load(SENSOR, start, end, refresh=True)
+    read_s = time.perf_counter() - t0
+    if result.flux_requests:
+        raise RuntimeError("the dense month is not in the disk cache: run the dense_load phase")
+    t0 = time.perf_counter()
+    base = with_country(result.frame, "ip1")  # ui._prepare, once per load
+    prepare_s = time.perf_counter() - t0
+    rss_loaded = peak_rss_mb()
+
+    reads = max(3, plan.repeats)
+    baseline_s = _median_time(lambda: base.filter(pl.col("dir") == "OUT").height, 2 * reads + 1)
+    read_s = min(read_s, _median_time(lambda: loader.load(SENSOR, start, end, refresh=True),
+                                      reads))
+
+    states = [("all flows", Filters()), ("dir = OUT", Filters(direction="OUT"))]
+    pages: dict[str, dict] = {name: {} for name, _ in W.PAGES}
+    for state, filters in states:
+        for name, page in W.PAGES:
+            samples = []
+            for i in range(plan.repeats + 1):  # the first pass warms imports and is dropped
+                t0 = time.perf_counter()
+                frame = filters.apply(base, tz, hno)
+                t1 = time.perf_counter()
+                ctx = W.Ctx(loader, SENSOR, tz, hno, start, end, filters, frame,
+                            plan.baseline_days)
+                outputs = page(ctx)
+                t2 = time.perf_counter()
+                size = W.serialize(outputs)
+                t3 = time.perf_counter()
+                if i:
+                    samples.append((t1 - t0, t2 - t1, t3 - t2, size, frame.height))
+            med = sorted(samples, key=lambda s: s[1] + s[2])[len(samples) // 2]
+            pages[name][state] = {"filter_s": med[0], "compute_s": med[1],
+                                  "serialize_s": med[2], "bytes": med[3], "rows": med[4],
+                                  "max_s": max(s[0] + s[1] + s[2] for s in samples)}
+            print(f"  {name:<18} {state:<10} {med[1] + med[2]:6.2f} s", flush=True)
+    out = {"label": label, "rows": base.height, "tz": tz, "read_s": read_s,
+           "prepare_s": prepare_s, "baseline_s": baseline_s, "pages": pages,
+           "repeats": plan.repeats, "rss_loaded_mb": rss_loaded,
+           "requests": loader.client.flux_request_count - before, "peak_rss_mb": peak_rss_mb()}
+    loader.client.close()
+    return out
+
+
+PHASES = {"http": http_phase, "dense_load": dense_load_phase, "render": render_phase}
