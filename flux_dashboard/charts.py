@@ -26,6 +26,7 @@ show a message instead.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import date
 
@@ -270,7 +271,9 @@ def traffic_over_time_fig(frame: pl.DataFrame, title: str = "Traffic over time")
         yaxis2={
             "title": {"text": "Toxic flows (count)", "font": {"color": TOXIC_COLOUR}},
             "overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False,
-            "tickmode": "auto", "tickformat": ",d",
+            # Whole counts: a step of at least 1 (auto ticks gave 0, 0, 1, 1 for small counts).
+            "tickmode": "linear", "tick0": 0, "tickformat": ",d",
+            "dtick": max(1, math.ceil((max(_col(frame, "toxic_flows"), default=0) or 0) / 5)),
             "tickfont": {"color": TOXIC_COLOUR},
         },
     )
