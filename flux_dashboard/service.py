@@ -5,7 +5,6 @@ Shared by the CLI and the Streamlit glue so both exercise the same code.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from functools import cache
 
@@ -32,9 +31,6 @@ class Service:
 
     def close(self) -> None:
         self.client.close()
-
-
-_lock = threading.Lock()
 
 
 def build_service(settings: Settings, *, transport=None) -> Service:

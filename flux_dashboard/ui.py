@@ -18,7 +18,7 @@ import os
 import secrets as pysecrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -159,9 +159,7 @@ class View:
 
     @property
     def key(self) -> tuple:
-        r = self.result
-        return (self.settings.source_id, self.sensor["id"], r.start, r.end,
-                tuple(sorted(r.server_filters.items())), r.loaded_at, self.masked)
+        return (self.sensor["id"], _data_key(self.settings, self.result, self.masked))
 
     def compute(self, fn: Callable, *args, frame: pl.DataFrame | None = None, **kw) -> Any:
         """``fn(frame, *args, **kw)`` memoised by (window, filters, function, arguments).
@@ -173,7 +171,7 @@ class View:
         # Frames passed in are themselves memoised objects: identity is their key.
         def part(a: Any) -> Any:
             if isinstance(a, pl.DataFrame):
-                return ("frame", id(a))
+                return ("frame", id(a), a.shape)
             return tuple(a) if isinstance(a, list) else a
 
         key = (self.key, self.filters, fn.__module__, fn.__qualname__,
@@ -356,9 +354,8 @@ def _sidebar_and_load() -> View | None:
         return None
     result, partial_note = loaded
     base = _prepare(cfg, result, masked)
-
-    names = _memo(("names", cfg.source_id, sensor_id, result.start, result.end,
-                   result.loaded_at, masked, tuple(result.server_filters.items())),
+    dkey = _data_key(cfg, result, masked)
+    names = _memo(("names", dkey),
                   lambda: dict(base.group_by("ip0").agg(pl.col("device_name").last())
                                .sort("device_name").iter_rows()))
     _seed_multi("device", list(names), raw_query)
@@ -367,13 +364,8 @@ def _sidebar_and_load() -> View | None:
         format_func=lambda ip: f"{names.get(ip, ip)} · {ip}" if names.get(ip) != ip else ip,
         placeholder="All devices")
     _set_query("device", devices)
-    filters = Filters(tuple(sorted(devices)), partial_filters.remote_ip,
-                      partial_filters.protocol, partial_filters.port, partial_filters.mac,
-                      partial_filters.direction, partial_filters.toxic_only,
-                      partial_filters.threats, partial_filters.off_hours_only)
-    shown = _memo(("filtered", cfg.source_id, sensor_id, result.start, result.end,
-                   result.loaded_at, masked, tuple(result.server_filters.items()), filters),
-                  lambda: filters.apply(base, tz, hno))
+    filters = replace(partial_filters, devices=tuple(sorted(devices)))
+    shown = _memo(("filtered", dkey, filters), lambda: filters.apply(base, tz, hno))
     view = View(cfg, masker.mask_sensor(sensor) if masked and masker else sensor, tz, hno,
                 start, end, filters, masked, result, base, shown, range_label, names,
                 partial_note)
@@ -490,9 +482,14 @@ def _progress_text(p: Progress) -> str:
             f"{p.rows:,} rows · {p.hours_done}/{p.hours_total} hours{eta}")
 
 
+def _data_key(cfg: Settings, result: LoadResult, masked: bool) -> tuple:
+    """Identifies one loaded frame (and its masking) in the derived-data caches."""
+    return (cfg.source_id, result.start, result.end, tuple(result.server_filters.items()),
+            result.loaded_at, id(result.frame), masked)
+
+
 def _prepare(cfg: Settings, result: LoadResult, masked: bool) -> pl.DataFrame:
-    key = ("prepared", cfg.source_id, result.start, result.end, result.loaded_at,
-           tuple(result.server_filters.items()), id(result.frame), masked)
+    key = ("prepared", _data_key(cfg, result, masked))
 
     def build() -> pl.DataFrame:
         df = with_country(result.frame, "ip1")
