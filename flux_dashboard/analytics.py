@@ -511,7 +511,7 @@ def top_remotes(df: pl.DataFrame, top: int = 15, by: str = "bytes") -> pl.DataFr
     out = out.with_columns(
         threat_label_expr(pl.col("toxic_flows") > 0), critical_expr(), pl.col("ip1").alias("label")
     )
-    out = with_country(out, "ip1").with_columns(
+    out = with_country(out, "ip1", source=df).with_columns(
         pl.when(pl.col("ip1") == OTHERS).then(None).otherwise(pl.col(c)).alias(c)
         for c in ("country_code", "country")
     )
@@ -754,7 +754,7 @@ def top_toxic_remotes(df: pl.DataFrame, top: int = 15) -> pl.DataFrame:
         threat_label_expr(pl.lit(True)), critical_expr(), pl.col("ip1").alias("label"),
         pl.col("flows").alias("toxic_flows"),
     )
-    out = with_country(out, "ip1").with_columns(
+    out = with_country(out, "ip1", source=df).with_columns(
         pl.when(pl.col("ip1") == OTHERS).then(None).otherwise(pl.col(c)).alias(c)
         for c in ("country_code", "country")
     )
@@ -822,7 +822,7 @@ def remote_hosts(
     out = agg.with_columns(
         _bytes_total(), threat_label_expr(pl.col("toxic_flows") > 0), critical_expr()
     ).sort(cols, descending=desc)
-    return with_country(out, "ip1").select(
+    return with_country(out, "ip1", source=df).select(
         "ip1", "country_code", "country", "iso3", "flows", "bytes_in", "bytes_out", "bytes",
         "devices", "toxic_flows", "threats", "critical",
     )

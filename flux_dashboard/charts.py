@@ -651,6 +651,10 @@ def countries_map_fig(
     fig.update_geos(
         projection_type="natural earth", showcountries=True, countrycolor="#c8ced6",
         showcoastlines=False, showland=True, landcolor="#eef1f4", showframe=False,
+        # The whole world, centred on Europe (plotly.js 4 would fit to the data and
+        # crop or rotate the map depending on which countries are present).
+        fitbounds=False, projection_rotation_lon=10, projection_scale=1,
+        lataxis_range=[-58, 85],
     )
     return fig
 

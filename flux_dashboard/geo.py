@@ -55,8 +55,18 @@ def countries(ips: Iterable[str | None]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=GEO_SCHEMA, orient="row")
 
 
-def with_country(df: pl.DataFrame, ip_col: str = "ip1", prefix: str = "") -> pl.DataFrame:
-    """Add ``country_code``, ``country`` and ``iso3`` columns for ``ip_col``."""
-    geo = countries(df.get_column(ip_col).unique().to_list())
-    geo = geo.rename({c: f"{prefix}{c}" for c in GEO_SCHEMA.names() if c != "ip"})
+def with_country(df: pl.DataFrame, ip_col: str = "ip1", prefix: str = "",
+                 source: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Add ``country_code``, ``country`` and ``iso3`` columns for ``ip_col``.
+
+    When ``source`` (the flow frame ``df`` was aggregated from) already carries
+    the country columns, they are reused: after demo masking ``ip1`` holds
+    aliases that no database knows, but the countries were looked up before.
+    """
+    cols = [c for c in GEO_SCHEMA.names() if c != "ip"]
+    if source is not None and set(cols) <= set(source.columns):
+        geo = source.select(pl.col(ip_col).alias("ip"), *cols).unique("ip")
+    else:
+        geo = countries(df.get_column(ip_col).unique().to_list())
+    geo = geo.rename({c: f"{prefix}{c}" for c in cols})
     return df.join(geo, left_on=ip_col, right_on="ip", how="left", maintain_order="left")

@@ -90,12 +90,13 @@ def _latest_name() -> pl.Expr:
     return pl.col("device_name").sort_by("start_of_hour").last().alias("device_name")
 
 
-def _add_country(df: pl.DataFrame) -> pl.DataFrame:
+def _add_country(df: pl.DataFrame, source: pl.DataFrame) -> pl.DataFrame:
+    """Countries of ``ip1``, reused from the flow frame ``source`` when it has them."""
     if df.height == 0:
         return df.with_columns(
             pl.lit(None, pl.String).alias("country_code"), pl.lit(None, pl.String).alias("country")
         )
-    return with_country(df, "ip1").drop("iso3")
+    return with_country(df, "ip1", source=source).drop("iso3")
 
 
 def _valid_hours(hno_hours: Iterable[int] | None) -> list[int]:
@@ -263,7 +264,7 @@ def first_seen_remotes(df: pl.DataFrame, baseline: pl.DataFrame) -> pl.DataFrame
         )
         .collect(engine="in-memory")
     )
-    return _add_country(new).select(FIRST_SEEN_COLUMNS.names()).cast(dict(FIRST_SEEN_COLUMNS))
+    return _add_country(new, df).select(FIRST_SEEN_COLUMNS.names()).cast(dict(FIRST_SEEN_COLUMNS))
 
 
 # ---------------------------------------------------------------------------
@@ -406,7 +407,7 @@ def storylines(df: pl.DataFrame) -> pl.DataFrame:
         )
         .collect(engine="in-memory")
     )
-    return _add_country(out).select(STORYLINE_COLUMNS.names()).cast(dict(STORYLINE_COLUMNS))
+    return _add_country(out, df).select(STORYLINE_COLUMNS.names()).cast(dict(STORYLINE_COLUMNS))
 
 
 # ---------------------------------------------------------------------------
@@ -639,7 +640,7 @@ def digest(
             return pl.DataFrame(schema=NEW_COUNTRIES_COLUMNS)
         g = frame.group_by("ip1").agg(pl.len().alias("flows"), volume.sum())
         return (
-            _add_country(g)
+            _add_country(g, frame)
             .filter(pl.col("country_code").is_not_null() & (pl.col("country_code") != "--"))
             .group_by("country_code", "country")
             .agg(
@@ -670,7 +671,7 @@ def digest(
         .with_columns(threats_label_expr(), critical_expr())
         .sort(["critical", "has_out", "flows", "ip1"], descending=[True, True, True, False])
     )
-    new_tox = _add_country(new_tox).select(NEW_TOXIC_COLUMNS.names()).cast(
+    new_tox = _add_country(new_tox, now).select(NEW_TOXIC_COLUMNS.names()).cast(
         dict(NEW_TOXIC_COLUMNS)
     )
 

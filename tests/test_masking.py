@@ -190,3 +190,29 @@ def test_masked_evidence_pack_leaks_no_identifier():
               and re.search(r"(?<![\w.:])" + re.escape(v) + r"(?![\w.:])", blob)]
     assert leaked == []
     assert "Cabinet Martin" not in blob  # the sensor's name is masked too
+
+
+def test_countries_survive_masking_in_every_aggregate():
+    """Countries are looked up before masking; aggregates reuse them, not the aliases."""
+    from datetime import UTC, datetime
+
+    from flux_dashboard import analytics as A
+    from flux_dashboard import hunting as Hn
+    from flux_dashboard.geo import with_country
+    from flux_dashboard.schema import to_frame
+    from flux_dashboard.simulator import Simulator, SimulatorConfig
+
+    now = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    sim = Simulator(SimulatorConfig(now=lambda: now))
+    raw = with_country(to_frame(sim.rows(54, datetime(2026, 3, 9, tzinfo=UTC),
+                                          datetime(2026, 3, 10, tzinfo=UTC))), "ip1")
+    masked = Masker(b"geo-secret").mask_frame(raw)
+    want = A.countries_summary(raw).sort("iso3", nulls_last=True)
+    got = A.countries_summary(masked).sort("iso3", nulls_last=True)
+    assert got["iso3"].drop_nulls().len() > 5
+    assert got.select("iso3", "flows").equals(want.select("iso3", "flows"))
+    assert set(A.remote_hosts(masked)["country_code"]) == set(A.remote_hosts(raw)["country_code"])
+    assert (A.top_toxic_remotes(masked)["country"].drop_nulls().len()
+            == A.top_toxic_remotes(raw)["country"].drop_nulls().len())
+    assert (Hn.storylines(masked)["country"].drop_nulls().len()
+            == Hn.storylines(raw)["country"].drop_nulls().len() > 0)
