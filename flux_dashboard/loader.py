@@ -215,7 +215,8 @@ class Loader:
         settled = [h for h in hours_between(start, end) if h + HOUR + SETTLE <= self.clock()]
         if not settled or self.store is None:
             return 0.0
-        _, covered = self.store.read(self.source_id, sensor_id, filters_key(server_filters),
+        # Metadata only: this runs on every Streamlit rerun of a toxic-only view.
+        covered = self.store.covered(self.source_id, sensor_id, filters_key(server_filters),
                                      settled)
         return len(covered) / len(settled)
 

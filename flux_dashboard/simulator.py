@@ -1081,17 +1081,32 @@ class Simulator:
     # ----------------------------------------------------------------- flux
     _FLUX_SORTS = ("ip0", "ip1", "startOfHour", "sumFlux", "dir", "protocol", "port")
 
+    @staticmethod
+    def _ip(params: dict, name: str, errors: list) -> str | None:
+        try:
+            return str(ipaddress.ip_address(params[name].strip()))
+        except ValueError:
+            errors.append(_err(name, "ip", f"The {name} field must be an IP address"))
+            return None
+
+    def _paging(self, site: _Site, params: dict, window, errors: list
+                ) -> tuple[int, int, range, int]:
+        """per_page, page, the hours asked for and the data end; raises 422 on any error."""
+        per_page = self._int(params, "per_page", 100, errors)
+        page = self._int(params, "page", 1, errors)
+        if errors:
+            raise _invalid(errors)
+        assert window is not None
+        hours = self._hour_range(*window, inclusive=self.config.inclusive_to)
+        return per_page, page, hours, self._data_end_ms(site)
+
     def _flux(self, site: _Site, params: dict[str, str]) -> dict:
         errors: list[dict] = []
         window = self._window(params, errors)
         filters: dict[str, object] = {}
         for name in ("ip0", "ip1"):
-            v = params.get(name)
-            if v:
-                try:
-                    filters[name] = str(ipaddress.ip_address(v.strip()))
-                except ValueError:
-                    errors.append(_err(name, "ip", f"The {name} field must be an IP address"))
+            if params.get(name):
+                filters[name] = self._ip(params, name, errors)
         if params.get("protocol"):
             filters["protocol"] = params["protocol"].strip().upper()
         if params.get("port"):
@@ -1102,13 +1117,7 @@ class Simulator:
             if self._bool(params, name, errors):
                 filters[name] = True
         sort_by, desc = self._sort(params, self._FLUX_SORTS, "startOfHour", errors)
-        per_page = self._int(params, "per_page", 100, errors)
-        page = self._int(params, "page", 1, errors)
-        if errors:
-            raise _invalid(errors)
-        assert window is not None
-        hours = self._hour_range(*window, inclusive=self.config.inclusive_to)
-        end_ms = self._data_end_ms(site)
+        per_page, page, hours, end_ms = self._paging(site, params, window, errors)
         open_h = end_ms // HOUR_MS
         qkey = ("flux", site.id, hours.start, hours.stop, tuple(sorted(filters.items())),
                 sort_by, desc, end_ms if open_h in hours else min(hours.stop, open_h))
@@ -1248,21 +1257,10 @@ class Simulator:
     def _stats(self, site: _Site, params: dict[str, str], per_ip0: bool) -> dict:
         errors: list[dict] = []
         window = self._window(params, errors)
-        ip0 = None
-        if per_ip0 and params.get("ip0"):
-            try:
-                ip0 = str(ipaddress.ip_address(params["ip0"].strip()))
-            except ValueError:
-                errors.append(_err("ip0", "ip", "The ip0 field must be an IP address"))
+        ip0 = self._ip(params, "ip0", errors) if per_ip0 and params.get("ip0") else None
         allowed = ("ip0", "utc_hour") if per_ip0 else ("utc_hour",)
         sort_by, desc = self._sort(params, allowed, "utc_hour", errors)
-        per_page = self._int(params, "per_page", 100, errors)
-        page = self._int(params, "page", 1, errors)
-        if errors:
-            raise _invalid(errors)
-        assert window is not None
-        hours = self._hour_range(*window, inclusive=self.config.inclusive_to)
-        end_ms = self._data_end_ms(site)
+        per_page, page, hours, end_ms = self._paging(site, params, window, errors)
         qkey = ("stats", site.id, per_ip0, hours.start, hours.stop, ip0, sort_by, desc, end_ms)
         q = self._queries.get(qkey)
         if q is None:

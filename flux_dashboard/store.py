@@ -114,6 +114,26 @@ class Store:
         frame = pl.concat(frames, rechunk=False) if frames else empty_frame()
         return frame, covered
 
+    def covered(self, source_id: str, sensor_id: int, fkey: str, hours: Iterable[datetime]
+                ) -> set[datetime]:
+        """Which of ``hours`` the files claim to cover (reads metadata only, no rows).
+
+        For cheap decisions; ``read`` still validates every file before serving it.
+        """
+        base = self._dir(source_id, sensor_id, fkey)
+        out: set[datetime] = set()
+        by_day: dict[date, list[datetime]] = defaultdict(list)
+        for h in hours:
+            by_day[h.date()].append(h)
+        for day, wanted in by_day.items():
+            try:
+                meta = pl.read_parquet_metadata(self._path(base, day))
+                have = {int(h) for h in json.loads(meta["flux_hours"])}
+            except Exception:  # absent or damaged: not covered
+                continue
+            out |= {h for h in wanted if h.hour in have}
+        return out
+
     # -- writing
     def write(self, source_id: str, sensor_id: int, fkey: str, hours: Iterable[datetime],
               frame: pl.DataFrame) -> None:

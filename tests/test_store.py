@@ -86,3 +86,12 @@ def test_no_temporary_files_left_behind(tmp_path):
     hours = [T0 + i * H for i in range(3)]
     store.write("src", 54, "all", hours, frame_for(hours))
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp-")]
+
+
+def test_covered_reads_metadata_and_agrees_with_read(tmp_path):
+    store = Store(tmp_path)
+    hours = [T0 + i * H for i in range(30)]
+    store.write("src", 54, "all", hours[:20], frame_for(hours[:20]))
+    assert store.covered("src", 54, "all", hours) == set(hours[:20])
+    assert store.covered("src", 54, "all", hours) == store.read("src", 54, "all", hours)[1]
+    assert store.covered("other", 54, "all", hours) == set()
