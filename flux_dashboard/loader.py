@@ -45,6 +45,7 @@ that and never trusts tie order:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -118,6 +119,9 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 
+_TOKENS = itertools.count(1)
+
+
 @dataclass
 class LoadResult:
     frame: pl.DataFrame
@@ -130,6 +134,10 @@ class LoadResult:
     open_hours: list[datetime] = field(default_factory=list)  # still being written
     loaded_at: datetime | None = None
     from_memory: bool = False
+    # Process-unique serial of the load that produced ``frame``: derived caches key
+    # on it (never on ``id(frame)``, which a later frame can reuse once this one is
+    # freed). ``replace()`` keeps it, so a memory hit keeps its derived results.
+    token: int = field(default_factory=lambda: next(_TOKENS))
 
 
 class _Acc:
