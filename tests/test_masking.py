@@ -68,17 +68,18 @@ def test_no_original_identifier_survives():
 def test_alias_shapes_and_unnamed_device_uses_ip_alias():
     m = Masker(SECRET)
     masked = m.mask_frame(flows())
-    assert all(re.fullmatch(r"10\.\d+\.\d+\.\d+", v) for v in masked["ip0"].to_list())
-    assert all(re.fullmatch(r"2(4\d|5[0-5])\.\d+\.\d+\.\d+", v) for v in masked["ip1"])
+    # private LAN addresses -> reserved class E (240.0.0.0/6): never a real host or LAN
+    assert all(re.fullmatch(r"24[0-3]\.\d+\.\d+\.\d+", v) for v in masked["ip0"].to_list())
+    assert all(re.fullmatch(r"2001:db8::([0-9a-f]{4}:){3}[0-9a-f]{4}", v) for v in masked["ip1"])
     assert all(re.fullmatch(r"02(:[0-9a-f]{2}){5}", v) for v in masked["mac_address"].drop_nulls())
-    assert all(re.fullmatch(r"Vendor-[0-9a-f]{4}", v) for v in masked["vendor"].drop_nulls())
+    assert all(re.fullmatch(r"Vendor-[0-9a-f]{6}", v) for v in masked["vendor"].drop_nulls())
     unnamed = masked.filter(pl.col("ip0") == m.mask_value("local_ip", "192.168.1.77"))
     assert (unnamed["device_name"] == unnamed["ip0"]).all()
     named = masked.filter(pl.col("ip0") == m.mask_value("local_ip", "192.168.1.20"))
     assert named["device_name"].unique().to_list() == [m.mask_value("name", "NAS-Synology")]
     # custom_name equal to device_name gets the same alias (one "name" namespace).
     assert (named["custom_name"] == named["device_name"]).all()
-    assert re.fullmatch(r"Device-[0-9a-f]{6}", named["device_name"][0])
+    assert re.fullmatch(r"Device-[0-9a-f]{8}", named["device_name"][0])
 
 
 def test_consistent_across_calls_and_instances_and_secret_dependent():
@@ -96,17 +97,52 @@ def test_consistent_across_calls_and_instances_and_secret_dependent():
         "public_ip", "8.8.8.8")
 
 
-def test_collisions_fall_back_to_long_unique_aliases(monkeypatch):
+def test_aliases_are_a_pure_function_of_value_and_secret():
+    """The alias of a value never depends on which other values share the frame."""
     m = Masker(SECRET)
-    monkeypatch.setattr(m, "_primary", lambda kind, value: "10.0.0.1")  # everything collides
-    got = m.aliases("local_ip", ["192.168.1.1", "192.168.1.2", None])
-    assert len(set(got.values())) == 2
-    assert all(re.fullmatch(r"fd[0-9a-f]{2}(:[0-9a-f]{4}){4}::1", a) for a in got.values())
-    # an alias equal to another original value is also replaced
-    monkeypatch.setattr(m, "_primary", lambda kind, value: "10.0.0.1" if value == "10.0.0.9"
-                        else "10.0.0.2")
-    got = m.aliases("local_ip", ["10.0.0.9", "10.0.0.1"])
-    assert got["10.0.0.1"] == "10.0.0.2" and got["10.0.0.9"].startswith("fd")
+    alone = m.aliases("public_ip", ["8.8.8.8"])
+    crowded = m.aliases("public_ip", ["8.8.8.8", *(f"9.9.{i}.{j}" for i in range(8)
+                                                   for j in range(256))])
+    assert alone["8.8.8.8"] == crowded["8.8.8.8"] == m.mask_value("public_ip", "8.8.8.8")
+    one = m.mask_frame(flows().head(1))
+    everything = m.mask_frame(flows())
+    assert one["ip0"][0] == everything["ip0"][0] and one["ip1"][0] == everything["ip1"][0]
+
+
+def test_local_ips_never_share_an_alias_nor_land_on_a_lan_address():
+    """A keyed permutation: a whole /16 gets 65,536 distinct class-E aliases."""
+    m = Masker(SECRET)
+    lan = [f"192.168.{i}.{j}" for i in range(256) for j in range(256)]
+    got = m.aliases("local_ip", lan)
+    assert len(set(got.values())) == len(lan)
+    assert all(a.split(".")[0] in ("240", "241", "242", "243") for a in got.values())
+    # other private blocks too, and distinct from each other
+    others = m.aliases("local_ip", ["10.0.0.1", "172.16.0.1", "100.64.0.1", "169.254.1.1"])
+    assert len(set(others.values()) | set(got.values())) == len(lan) + 4
+    # non-private or IPv6 device addresses: unique-local IPv6, never their own value
+    assert re.fullmatch(r"fd[0-9a-f]{2}(:[0-9a-f]{4}){3}::1", m.mask_value("local_ip", "8.8.8.8"))
+
+
+def test_masked_findings_equal_unmasked_findings():
+    """First-seen remotes on separately masked frames = the real result, masked."""
+    from flux_dashboard.hunting import first_seen_remotes
+
+    m = Masker(SECRET)
+    df = flows()
+    current = df.filter(pl.col("start_of_hour").dt.hour() >= 3)
+    baseline = df.filter(pl.col("start_of_hour").dt.hour() < 3)
+    real = m.mask_frame(first_seen_remotes(current, baseline))
+    masked = first_seen_remotes(m.mask_frame(current), m.mask_frame(baseline))
+    assert real.height > 0
+    assert masked.select("ip0", "ip1").sort("ip0", "ip1").equals(
+        real.select("ip0", "ip1").sort("ip0", "ip1"))
+
+
+def test_ip_alias_collision_is_refused_not_merged(monkeypatch):
+    m = Masker(SECRET)
+    monkeypatch.setattr(m, "_alias", lambda kind, value: "2001:db8::1")
+    with pytest.raises(RuntimeError, match="ambiguous"):
+        m.aliases("public_ip", ["8.8.8.8", "1.1.1.1"])
 
 
 def test_mask_value_sensor_and_errors():
@@ -216,3 +252,27 @@ def test_countries_survive_masking_in_every_aggregate():
             == A.top_toxic_remotes(raw)["country"].drop_nulls().len())
     assert (Hn.storylines(masked)["country"].drop_nulls().len()
             == Hn.storylines(raw)["country"].drop_nulls().len() > 0)
+
+
+def test_secret_file_created_once_and_reused(tmp_path):
+    from flux_dashboard.masking import load_secret
+
+    path = tmp_path / "cache" / "mask-secret"
+    first = load_secret(path)
+    assert len(first) == 32 and path.read_bytes() == first
+    assert load_secret(path) == first
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert load_secret(path, "from-env") == b"from-env"
+
+
+@pytest.mark.parametrize("content", [b"", b"short"])
+def test_empty_or_short_secret_file_is_treated_as_absent(tmp_path, content):
+    """A crash or a full disk can leave the file empty: masking must still work."""
+    from flux_dashboard.masking import load_secret
+
+    path = tmp_path / "mask-secret"
+    path.write_bytes(content)
+    value = load_secret(path)
+    assert len(value) == 32 and path.read_bytes() == value
+    Masker(value).mask_value("public_ip", "8.8.8.8")  # usable
+    assert load_secret(path) == value
