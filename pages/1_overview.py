@@ -45,18 +45,24 @@ with st.container(border=True):
                                                                   else ""))
     prev = day - timedelta(days=7)
     c1.subheader(f"What changed on {day:%a %d %b} vs {prev:%a %d %b}", anchor=False)
-    day_start = datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
-    day_end = min(day_start + timedelta(days=1), ceil_hour(now))
+    # Local calendar days (23 or 25 hours around a DST change), never UTC + 24 h.
+    day_start, day_end = Hn.local_day_window(day, view.tz)
+    day_end = min(day_end, ceil_hour(now))
     current = ui.lookback(view, day_start, day_end, "Selected day")
-    baseline = ui.lookback(view, day_start - timedelta(days=7), day_end - timedelta(days=7),
+    baseline = ui.lookback(view, *Hn.weeks_before(day_start, day_end, view.tz),
                            "Same hours a week before")
     if current is not None and baseline is not None:
         dg = view.compute(Hn.digest, baseline, view.tz, day, prev, frame=current)
+        if not dg.sentences:
+            st.caption("Nothing to compare.")
         for sentence in dg.sentences:
             st.markdown(f"- {ui.text(sentence)}")
         if dg.previous_empty:
             st.caption("The comparison day has no flows (before installation or a gap): "
                        "everything looks new.")
+    else:
+        st.warning("The comparison could not be made: see the message above.",
+                   icon=":material/compare_arrows:")
 
 days = view.compute(A.cyberweather, view.tz, "1d")
 day_options = [d.date() for d in days["bucket"].to_list()] or [last]

@@ -32,15 +32,15 @@ names = dict(devices.select("ip0", "device_name").iter_rows())
 ips = devices["ip0"].to_list()
 ip = st.selectbox("Device", ips, key="drill", index=0,
                   format_func=lambda i: f"{names.get(i, i)} · {i}" if names.get(i) != i else i)
-one = view.compute(ui.only_device, ip)
+one = view.subset(ui.only_device, ip)
 row = devices.filter(pl.col("ip0") == ip).row(0, named=True)
-st.markdown(f"#### {ui.text(row['device_name'])} · `{ip}`")
+st.markdown(f"#### {ui.text(row['device_name'])} · {ui.text(ip)}")
 meta = [f"MAC {row['mac_address'] or 'unknown'}", f"vendor {row['vendor'] or 'unknown'}",
         f"NetBIOS {row['netbios'] or 'none'}"]
 if row["is_critical"]:
     meta.append("critical device")
 st.caption(ui.text(" · ".join(meta)))
-k = A.kpis(one)
+k = view.compute(A.kpis, frame=one)
 m = st.columns(6)
 m[0].metric("Flows", f"{k['flows']:,}")
 m[1].metric("Bytes in", ui.human_bytes(k["bytes_in"]))

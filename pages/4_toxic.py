@@ -9,7 +9,7 @@ from flux_dashboard import ui
 
 view = ui.frame()
 ui.header(view, "Toxic flows")
-toxic_frame = view.compute(ui.only_toxic)
+toxic_frame = view.subset(ui.only_toxic)
 if ui.no_flows(view):
     st.stop()
 if toxic_frame.height == 0:

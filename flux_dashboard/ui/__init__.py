@@ -1,0 +1,32 @@
+"""Streamlit glue: the only part of the package that imports streamlit.
+
+- ``frame``: page config, navigation, and the frame every page passes through.
+- ``sidebar``: the shared sidebar and the URL state; masking is decided there.
+- ``loading``: the threaded load with progress, preparation, lookbacks, coverage.
+- ``state``: settings, service, sensors, masker; the derived cache and ``View``.
+- ``widgets``: header, tables, charts, downloads, the evidence pack.
+- ``text``: escaping of every echoed value for markdown.
+
+Pages import this package and call ``ui.frame()`` first, then ``ui.*`` helpers.
+"""
+
+from flux_dashboard.ui.frame import PAGES, frame, run_app
+from flux_dashboard.ui.loading import lookback
+from flux_dashboard.ui.sidebar import hours_text, preset_range
+from flux_dashboard.ui.state import Keyed, View
+from flux_dashboard.ui.text import text
+from flux_dashboard.ui.widgets import (
+    chart,
+    downloads,
+    evidence_button,
+    header,
+    human_bytes,
+    no_flows,
+    only_device,
+    only_toxic,
+    table,
+)
+
+__all__ = ["PAGES", "Keyed", "View", "chart", "downloads", "evidence_button", "frame",
+           "header", "hours_text", "human_bytes", "lookback", "no_flows", "only_device",
+           "only_toxic", "preset_range", "run_app", "table", "text"]

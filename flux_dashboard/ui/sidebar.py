@@ -1,0 +1,329 @@
+"""The shared sidebar and the URL state: source, sensor, range, filters, masking.
+
+Owns every widget of the sidebar and how it maps to and from the link: bound
+widgets carry readable labels (``range=Last+7+days``); the sensor, devices
+and threats are seeded once from the link's values (ids, IPs, flag names)
+and written back as values; link parameters that are unknown or invalid are
+reported, escaped, never rendered. Masking is decided in one place,
+``masking_forced``/``sidebar_and_load``: pages only read ``View.masked``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import polars as pl
+import streamlit as st
+
+from flux_dashboard import errors as E
+from flux_dashboard.config import Settings
+from flux_dashboard.filters import Filters
+from flux_dashboard.loader import ceil_hour
+from flux_dashboard.schema import THREATS
+from flux_dashboard.ui.loading import load_main, prepare
+from flux_dashboard.ui.state import View, data_key, masker, memo, sensors, settings
+from flux_dashboard.ui.text import text
+
+# Bound selectboxes write the option's label into the URL, so options are the
+# labels themselves: readable links, stable whatever the masking.
+PRESETS = {
+    "Last 24 hours": "24h",
+    "Last 7 days": "7d",
+    "Last 30 days": "30d",
+    "Yesterday": "yesterday",
+    "This month": "month",
+    "Custom": "custom",
+}
+HOURS = [f"{h:02d}:00" for h in range(24)]
+DIRECTIONS = ["all", "IN", "OUT"]
+BOUND_KEYS = ("sensor", "range", "from_day", "from_hour", "to_day", "to_hour", "device",
+              "remote", "protocol", "port", "mac", "dir", "toxic", "threat", "offhours", "mask")
+_SENSOR_ID = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²".isdigit() is True
+
+
+def masking_forced(cfg: Settings) -> bool:
+    """Whether this deployment (later: the signed-in user's role) forces masking on.
+
+    The one place that can overrule the presenter's switch and the link's
+    ``mask=false``: set FLUX_FORCE_MASK=1 for a demo deployment.
+    """
+    return os.environ.get("FLUX_FORCE_MASK", "").strip().lower() in ("1", "true", "yes")
+
+
+def sidebar_and_load() -> View | None:
+    first_run = "_flux_seen" not in st.session_state
+    raw_query = {k: st.query_params.get_all(k) for k in st.query_params} if first_run else {}
+    st.session_state["_flux_seen"] = True
+    try:
+        cfg = settings()
+    except E.ConfigError as exc:
+        st.error(f"Configuration problem: {text(exc)}")
+        return None
+    side = st.sidebar
+    sb = side.container()  # source, sensor, range and filters
+    bottom = side.container()  # masking: created first (below), shown last
+    bottom.divider()
+    forced = masking_forced(cfg)
+    if forced:
+        st.session_state["mask"] = True  # whatever the link or the last run said
+    masked = bottom.toggle("Demo masking", key="mask", bind="query-params", disabled=forced,
+                           help="Masking is required on this deployment" if forced else
+                           "Replace IPs, MACs, device names and vendors with consistent "
+                           "pseudonyms everywhere, downloads and links included")
+    masked = bool(masked) or forced
+    sb.markdown(f"**:material/sensors: {text(cfg.describe())}**")
+    if cfg.demo:
+        sb.caption("No API key configured: this is a simulated sensor. Set "
+                   "SERENICITY_API_KEY to read your own.")
+    try:
+        available = sensors(cfg)
+    except E.FluxError as exc:
+        st.error(text(exc), icon=":material/error:")
+        return None
+    if not available:
+        st.warning("This API key sees no sensor.")
+        return None
+    by_id = {int(s["id"]): s for s in available}
+    mask = masker(cfg) if masked else None
+
+    def sensor_label(i: int) -> str:
+        s = by_id[i] if mask is None else mask.mask_sensor(by_id[i])
+        status = s.get("status", "")
+        mark = " · ⚠ disconnected" if status and status != "CONNECTED" else ""
+        return f"{s.get('full_name') or s.get('name')} · #{i}{mark}"
+
+    # Not bound: a bound selectbox would put the (maskable) sensor name in the URL.
+    # Seeded once from ?sensor=<id>, then written back on every run.
+    if "sensor_id" not in st.session_state or st.session_state.sensor_id not in by_id:
+        wanted = (raw_query.get("sensor") or [""])[-1]
+        ok = _SENSOR_ID.fullmatch(wanted) is not None and int(wanted) in by_id
+        chosen = int(wanted) if ok else next(iter(by_id))
+        if wanted and not ok:
+            st.warning(f"Sensor “{text(wanted[:40])}” from the link is not available with "
+                       "this key; showing the first sensor instead.",
+                       icon=":material/link_off:")
+        st.session_state.sensor_id = chosen
+    sensor_id = sb.selectbox("Sensor", list(by_id), key="sensor_id", format_func=sensor_label)
+    st.query_params["sensor"] = str(sensor_id)
+    sensor = by_id[sensor_id]
+    tz = sensor.get("timezone") or "UTC"
+    try:
+        zone = ZoneInfo(tz)
+    except Exception:
+        zone, tz = ZoneInfo("UTC"), "UTC"
+    sb.caption(f"Times in the sensor's time zone: {text(tz)}")
+
+    preset = PRESETS[sb.selectbox("Time range", list(PRESETS), key="range",
+                                  bind="query-params")]
+    now = datetime.now(UTC)
+    problems: list[str] = []
+    if preset == "custom":
+        today = now.astimezone(zone).date()
+        c1, c2 = sb.columns(2)
+
+        # A default only when "Pin these dates" has not already set the value
+        # (both would make Streamlit log a warning).
+        def default(key: str, value: date) -> dict:
+            return {} if key in st.session_state else {"value": value}
+
+        from_day = c1.date_input("From", key="from_day", bind="query-params", max_value=today,
+                                 **default("from_day", today - timedelta(days=1)))
+        from_hour = c2.selectbox("at", HOURS, key="from_hour", bind="query-params")
+        c3, c4 = sb.columns(2)
+        to_day = c3.date_input("To", key="to_day", bind="query-params",
+                               **default("to_day", today))
+        to_hour = c4.selectbox("at ", HOURS, key="to_hour", bind="query-params")
+        start = _local_dt(from_day, HOURS.index(from_hour), zone)
+        end = _local_dt(to_day, HOURS.index(to_hour), zone)
+    else:
+        start, end = preset_range(preset, now, zone)
+        sb.button(":material/push_pin: Pin these dates", key="pin_btn", on_click=_pin,
+                  args=(start, end, zone), width="stretch",
+                  help="Turn the relative range into fixed dates, so that a shared link "
+                       "shows exactly this data tomorrow too")
+    if end <= start:
+        problems.append("The start of the range must be before its end.")
+    elif end - start > timedelta(days=cfg.max_range_days):
+        problems.append(f"The range is {(end - start).days} days long; the maximum is "
+                        f"{cfg.max_range_days} days. Choose a shorter range.")
+    r1, r2 = sb.columns(2)
+    refresh_open = r1.button(":material/refresh: Open hour", key="refresh_btn",
+                             help="Fetch the hour still being written again (past hours "
+                                  "come from the cache)", width="stretch")
+    refresh_all = r2.button(":material/sync: Whole range", key="refresh_all_btn",
+                            help="Fetch every hour of the range again from the API and "
+                                 "replace the cache (costs requests)", width="stretch")
+    refresh: bool | str = "range" if refresh_all else ("open" if refresh_open else False)
+
+    sb.divider()
+    sb.markdown("**Filters**")
+    # The device list comes from the loaded data, so filters render after the load;
+    # their placeholders keep the sidebar order stable.
+    device_slot = sb.empty()
+    c1, c2 = sb.columns(2)
+    remote = c1.text_input("Remote IP", key="remote", bind="query-params",
+                           placeholder="1.2.3.4")
+    mac = c2.text_input("MAC", key="mac", bind="query-params", placeholder="aa:bb:…")
+    c3, c4 = sb.columns(2)
+    protocol = c3.text_input("Protocol", key="protocol", bind="query-params",
+                             placeholder="TCP")
+    port = c4.text_input("Port", key="port", bind="query-params", placeholder="443")
+    direction = sb.segmented_control("Direction", DIRECTIONS, key="dir", bind="query-params",
+                                     default="all") or "all"
+    toxic = sb.toggle("Toxic flows only", key="toxic", bind="query-params")
+    _seed_multi("threat", list(THREATS), raw_query)
+    threats = sb.multiselect("Threat categories", list(THREATS), key="threat",
+                             format_func=lambda t: THREATS[t]["label"])
+    _set_query("threat", threats)
+    hno = tuple(int(h) for h in sensor.get("hno_hours") or () if _SENSOR_ID.fullmatch(str(h)))
+    offhours = sb.toggle("Non-working hours only", key="offhours", bind="query-params",
+                         help=f"The sensor's non-working hours ({hours_text(hno)}), "
+                              "in its time zone", disabled=not hno)
+
+    partial_filters, filter_problems = Filters.parse(
+        remote_ip=remote, protocol=protocol, port=port, mac=mac, direction=direction,
+        toxic_only=toxic, threats=threats, off_hours_only=offhours)
+    problems += filter_problems
+    range_label = (f"{start.astimezone(zone):%a %d %b %Y %H:%M} → "
+                   f"{end.astimezone(zone):%a %d %b %Y %H:%M} ({tz})")
+    if problems:
+        for p in problems:
+            st.error(text(p), icon=":material/edit:")
+        st.info("Fix the highlighted input in the sidebar; nothing was fetched.")
+        _link_warnings(raw_query)
+        return None
+
+    loaded = load_main(cfg, sensor_id, start, end, partial_filters, refresh)
+    if loaded is None:
+        _link_warnings(raw_query)
+        return None
+    result, partial_note = loaded
+    base = prepare(cfg, sensor_id, result, masked)
+    dkey = data_key(cfg, sensor_id, result, masked)
+    names = memo(("names", dkey),
+                 lambda: dict(base.group_by("ip0").agg(pl.col("device_name").last())
+                              .sort("device_name").iter_rows()))
+    _seed_multi("device", list(names), raw_query)
+    devices = device_slot.multiselect(
+        "Devices", list(names), key="device",
+        format_func=lambda ip: f"{names.get(ip, ip)} · {ip}" if names.get(ip) != ip else ip,
+        placeholder="All devices")
+    _set_query("device", devices)
+    filters = replace(partial_filters, devices=tuple(sorted(devices)))
+    shown = memo(("filtered", dkey, filters), lambda: filters.apply(base, tz, hno))
+    view = View(cfg, mask.mask_sensor(sensor) if mask is not None else sensor, tz, hno,
+                start, end, filters, masked, result, base, shown, range_label, dkey, names,
+                partial_note)
+    _link_warnings(raw_query)
+    return view
+
+
+def preset_range(preset: str, now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """[start, end) in UTC for a preset, in the sensor's local calendar."""
+    end = ceil_hour(now)  # includes the open hour
+    local_now = now.astimezone(zone)
+    midnight = datetime(local_now.year, local_now.month, local_now.day, tzinfo=zone)
+    if preset == "24h":
+        return end - timedelta(hours=24), end
+    if preset == "7d":
+        return end - timedelta(days=7), end
+    if preset == "30d":
+        return end - timedelta(days=30), end
+    if preset == "yesterday":
+        y = (midnight - timedelta(hours=12)).date()
+        return (datetime(y.year, y.month, y.day, tzinfo=zone).astimezone(UTC),
+                midnight.astimezone(UTC))
+    if preset == "month":
+        first = datetime(local_now.year, local_now.month, 1, tzinfo=zone)
+        return first.astimezone(UTC), end
+    raise ValueError(preset)
+
+
+def _pin(start: datetime, end: datetime, zone: ZoneInfo) -> None:
+    """Callback: switch to a custom range holding the current preset's dates."""
+    a, b = start.astimezone(zone), end.astimezone(zone)
+    st.session_state.update(range="Custom", from_day=a.date(), from_hour=HOURS[a.hour],
+                            to_day=b.date(), to_hour=HOURS[b.hour])
+
+
+def _local_dt(day: date | None, hour: int | None, zone: ZoneInfo) -> datetime:
+    day = day or date.today()
+    return datetime(day.year, day.month, day.day, int(hour or 0), tzinfo=zone).astimezone(UTC)
+
+
+def hours_text(hours: tuple[int, ...]) -> str:
+    if not hours:
+        return "none configured"
+    runs, start, prev = [], hours[0], hours[0]
+    for h in (*sorted(hours)[1:], None):
+        if h is not None and h == prev + 1:
+            prev = h
+            continue
+        runs.append(f"{start:02d}:00–{(prev + 1) % 24:02d}:00")
+        if h is not None:
+            start = prev = h
+    return ", ".join(runs)
+
+
+def _seed_multi(key: str, options: list[str], raw: dict[str, list[str]]) -> None:
+    """Seed a multiselect once from ``?key=a&key=b`` (values such as IPs, not labels).
+
+    Not bound to the URL: Streamlit would write the option labels (device names,
+    which masking changes) into links. ``_set_query`` writes the values back.
+    """
+    if key not in st.session_state:
+        wanted = raw.get(key, [])
+        st.session_state[key] = [v for v in dict.fromkeys(wanted) if v in options]
+        dropped = [v for v in wanted if v not in options]
+        if dropped:
+            st.warning(f"Link parameter {text(key)} has values unknown in this range and "
+                       f"view, ignored: {text(', '.join(v[:60] for v in dropped[:5]))}",
+                       icon=":material/link_off:")
+    else:  # a new range or sensor may not have every chosen value
+        st.session_state[key] = [v for v in st.session_state[key] if v in options]
+
+
+def _set_query(key: str, values: list[str]) -> None:
+    if values:
+        st.query_params[key] = list(values)
+    elif key in st.query_params:
+        del st.query_params[key]
+
+
+# What each bound widget shows when nothing (or nothing valid) is asked for.
+_DEFAULTS = {"range": "Last 24 hours", "from_hour": "00:00", "to_hour": "00:00", "dir": "all",
+             "toxic": "false", "offhours": "false", "mask": "false"}
+
+
+def _link_warnings(raw: dict[str, list[str]]) -> None:
+    """Warn once about link parameters that were unknown or could not be applied.
+
+    Bound widgets silently fall back to their default on a value they cannot
+    take; a widget at its default while the link asked for something else
+    therefore means the link's value was invalid. Names are echoed escaped.
+    """
+    if not raw:
+        return
+    unknown = [k for k in raw if k not in BOUND_KEYS]
+    if unknown:
+        st.warning("This link has parameters the dashboard does not know; they were "
+                   "ignored: " + text(", ".join(k[:40] for k in sorted(unknown)[:10])),
+                   icon=":material/link_off:")
+    bad = []
+    for k, values in raw.items():
+        if k not in st.session_state or k in ("sensor", "device", "threat"):
+            continue
+        got = st.session_state[k]
+        if k in _DEFAULTS:
+            shown = str(got).lower() if isinstance(got, bool) else str(got)
+            if shown == _DEFAULTS[k] and values[-1].lower() != _DEFAULTS[k].lower():
+                bad.append(k)
+        elif k in ("from_day", "to_day") and str(got) != values[-1]:
+            bad.append(k)
+    if bad:
+        st.warning("Some link parameters were not valid here and fell back to defaults: "
+                   + text(", ".join(bad)), icon=":material/link_off:")

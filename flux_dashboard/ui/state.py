@@ -1,0 +1,173 @@
+"""Shared resources and the per-run view: what every page reads, keyed by what made it.
+
+Owns the process-wide objects (settings, the service with its loader, the
+sensor list, the masker), the derived-results cache and its keys, and the
+``View`` a page receives. Derived results are keyed by what produced them:
+the data source, sensor, window, server filters and load token, the masking,
+the filters, the function and its arguments. Frames passed to ``compute`` are
+``Keyed`` frames that carry such a key; a bare frame is refused, because the
+only other identity a frame has is ``id()``, which a later frame reuses once
+this one is freed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import polars as pl
+import streamlit as st
+from cachetools import TTLCache
+
+from flux_dashboard.config import Settings, load_settings
+from flux_dashboard.filters import Filters
+from flux_dashboard.loader import LoadResult
+from flux_dashboard.masking import Masker, load_secret
+from flux_dashboard.service import Service, build_service
+
+
+# ------------------------------------------------------------------ resources
+def _secrets() -> dict:
+    try:
+        return {k: v for k, v in st.secrets.to_dict().items()}
+    except Exception:  # no secrets.toml at all is the normal demo case
+        return {}
+
+
+def settings() -> Settings:
+    return load_settings(secrets=_secrets())
+
+
+@st.cache_resource(show_spinner=False)
+def _service(source_id: str, cache_dir: str) -> Service:
+    # Keyed by the source id (URL + key fingerprint), never by the key itself.
+    return build_service(settings())
+
+
+def service() -> Service:
+    cfg = settings()
+    return _service(cfg.source_id, str(cfg.cache_dir))
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def _sensors(source_id: str) -> list[dict]:
+    return service().client.sensors()
+
+
+def sensors(cfg: Settings) -> list[dict]:
+    return _sensors(cfg.source_id)
+
+
+@st.cache_resource(show_spinner=False)
+def _masker(source_id: str, cache_dir: str) -> Masker:
+    return Masker(load_secret(settings().cache_dir / "mask-secret",
+                              os.environ.get("FLUX_MASK_SECRET")))
+
+
+def masker(cfg: Settings) -> Masker:
+    return _masker(cfg.source_id, str(cfg.cache_dir))
+
+
+# ------------------------------------------------------------------ derived data cache
+_derived: TTLCache = TTLCache(maxsize=512, ttl=900)
+_derived_lock = threading.Lock()
+
+
+def memo(key: tuple, fn: Callable[[], Any]) -> Any:
+    with _derived_lock:
+        if key in _derived:
+            return _derived[key]
+    value = fn()
+    with _derived_lock:
+        _derived[key] = value
+    return value
+
+
+def data_key(cfg: Settings, sensor_id: int, result: LoadResult, masked: bool) -> tuple:
+    """Identifies one loaded frame (and its masking) in the derived-data caches."""
+    return (cfg.source_id, int(sensor_id), result.start, result.end,
+            tuple(sorted(result.server_filters.items())), result.token, masked)
+
+
+@dataclass(frozen=True)
+class Keyed:
+    """A frame with the key of what produced it (for ``View.compute``)."""
+
+    key: tuple
+    frame: pl.DataFrame
+
+    @property
+    def height(self) -> int:
+        return self.frame.height
+
+
+def _key_part(a: Any) -> Any:
+    if isinstance(a, Keyed):
+        return ("keyed", a.key)
+    if isinstance(a, pl.DataFrame | pl.LazyFrame | pl.Series):
+        raise TypeError("compute() takes frames as Keyed (sub)frames, never bare frames: "
+                        "a bare frame has no key but its id(), which is reused")
+    if isinstance(a, list | tuple):
+        return tuple(_key_part(x) for x in a)
+    return a
+
+
+def _unwrap(a: Any) -> Any:
+    return a.frame if isinstance(a, Keyed) else a
+
+
+@dataclass
+class View:
+    """Everything a page needs: the sensor, the window, the filters and the frame."""
+
+    settings: Settings
+    sensor: dict
+    tz: str
+    hno_hours: tuple[int, ...]
+    start: datetime
+    end: datetime
+    filters: Filters
+    masked: bool
+    result: LoadResult
+    base: pl.DataFrame  # prepared (countries, masking), before local filters
+    frame: pl.DataFrame  # what the pages show
+    range_label: str
+    data_key: tuple
+    device_names: dict[str, str] = field(default_factory=dict)
+    partial_note: str = ""  # set when some hours could not be loaded
+
+    @property
+    def key(self) -> tuple:
+        return (self.data_key, self.filters)
+
+    def compute(self, fn: Callable, *args, frame: Keyed | None = None, **kw) -> Any:
+        """``fn(frame, *args, **kw)`` memoised by (data, filters, function, arguments).
+
+        ``fn`` must be a named module-level function: its qualified name is the
+        key. Frame arguments (and ``frame=``) must be ``Keyed``.
+        """
+        if fn.__name__ == "<lambda>":
+            raise TypeError("compute() needs a named function, not a lambda")
+        key = (self.key, fn.__module__, fn.__qualname__, _key_part(args),
+               tuple(sorted((k, _key_part(v)) for k, v in kw.items())),
+               None if frame is None else _key_part(frame))
+        target = self.frame if frame is None else _unwrap(frame)
+        return memo(key, lambda: fn(target, *(_unwrap(a) for a in args),
+                                    **{k: _unwrap(v) for k, v in kw.items()}))
+
+    def subset(self, fn: Callable, *args) -> Keyed:
+        """``fn(frame, *args)`` as a Keyed frame, e.g. one device's flows."""
+        df = self.compute(fn, *args)
+        return Keyed((self.key, "subset", fn.__module__, fn.__qualname__, _key_part(args)), df)
+
+    def local(self, t: datetime) -> datetime:
+        return t.astimezone(ZoneInfo(self.tz))
+
+    def sensor_label(self) -> str:
+        s = self.sensor
+        return f"{s.get('full_name') or s.get('name') or 'Sensor'} (#{s['id']})"

@@ -1,0 +1,170 @@
+"""Page elements: header, tables, charts, downloads and the evidence pack.
+
+Owns how data reaches the screen and the user's disk: readable table
+headers, bytes as KB/MB/GB, charts with the offline map config, CSV/Parquet
+downloads of exactly what a page shows (formula-like cells neutralised), and
+the evidence pack, built on click from the view and the same loader.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+from flux_dashboard.loader import HOUR
+from flux_dashboard.ui.loading import coverage_banner, load_window
+from flux_dashboard.ui.state import View, masker, service
+from flux_dashboard.ui.text import text
+
+
+def header(view: View, title: str, icon: str = "") -> None:
+    st.title(f"{icon} {title}".strip(), anchor=False)
+    st.caption(f"{text(view.sensor_label())} · {text(view.range_label)} · "
+               f"{text(view.filters.describe(view.device_names))}"
+               + (" · :material/visibility_off: masked" if view.masked else ""))
+    coverage_banner(view)
+
+
+def no_flows(view: View) -> bool:
+    """Show the plain 'no flows match' message; True when there is nothing to show."""
+    if view.frame.height:
+        return False
+    if view.base.height:
+        st.info("No flows match these filters in this range. Loosen a filter in the "
+                "sidebar or widen the time range.", icon=":material/filter_alt_off:")
+    else:
+        st.info("The sensor recorded no flows in this range. Choose another range or "
+                "sensor.", icon=":material/hourglass_empty:")
+    return True
+
+
+def chart(fig, key: str, **kw) -> Any:
+    config = {"displaylogo": False, "topojsonURL": "/app/static/topojson/"}
+    return st.plotly_chart(fig, key=key, theme=None, config=config, width="stretch", **kw)
+
+
+def downloads(df: pl.DataFrame, name: str, key: str) -> None:
+    """CSV and Parquet of exactly ``df`` (built only when clicked)."""
+    def parquet() -> bytes:
+        buf = io.BytesIO()
+        df.write_parquet(buf)
+        return buf.getvalue()
+
+    c1, c2, _ = st.columns([1, 1, 4])
+    c1.download_button(":material/download: CSV", data=lambda: csv_safe(df).write_csv(),
+                       file_name=f"{name}.csv", mime="text/csv", key=f"{key}_csv",
+                       on_click="ignore")
+    c2.download_button(":material/download: Parquet", data=parquet,
+                       file_name=f"{name}.parquet", mime="application/octet-stream",
+                       key=f"{key}_pq", on_click="ignore")
+
+
+def csv_safe(df: pl.DataFrame) -> pl.DataFrame:
+    """Flatten lists for CSV and neutralise cells a spreadsheet would run as formulas."""
+    exprs = []
+    for name, dtype in df.schema.items():
+        if isinstance(dtype, pl.List):
+            exprs.append(pl.col(name).cast(pl.List(pl.String)).list.join(", "))
+        elif dtype == pl.String:
+            c = pl.col(name)
+            exprs.append(pl.when(c.str.contains(r"^[=+\-@\t\r]")).then("'" + c).otherwise(c)
+                         .alias(name))
+    return df.with_columns(exprs) if exprs else df
+
+
+def evidence_button(view: View, *, device: str | None = None, key: str) -> None:
+    """One click: a zip with CSVs, the digest and a self-contained HTML report.
+
+    Built on click, in a thread outside the script run: everything it needs
+    (loader, masker) is taken now. Its digest compares the last day of the
+    range (so far, if the range ends within it) with the same local hours a
+    week before, both loaded through the loader like the Overview's lookbacks.
+    """
+    loader = service().loader
+    mask = masker(view.settings) if view.masked else None
+
+    def build() -> bytes:
+        from flux_dashboard import analytics as A
+        from flux_dashboard import charts as C
+        from flux_dashboard import hunting as Hn
+        from flux_dashboard import report
+
+        def mine(df: pl.DataFrame) -> pl.DataFrame:
+            return df if device is None else only_device(df, device)
+
+        df = mine(view.frame)
+        last_day = view.local(view.end - HOUR).date()
+        day_start, day_end = Hn.local_day_window(last_day, view.tz)
+        day_end = min(day_end, view.end)
+        prev_start, prev_end = Hn.weeks_before(day_start, day_end, view.tz)
+        current = mine(load_window(view, loader, mask, day_start, day_end).frame)
+        previous = mine(load_window(view, loader, mask, prev_start, prev_end).frame)
+        dg = Hn.digest(current, previous, view.tz, last_day, last_day - timedelta(days=7))
+        figures = {
+            "Traffic over time": C.traffic_over_time_fig(
+                A.traffic_over_time(df, view.tz, "auto")),
+            "Cyberweather": C.cyberweather_fig(A.cyberweather(df, view.tz, "1d")),
+            "Threats by category": C.threats_fig(A.threats_by_category(df)),
+            "Top devices": C.top_bar_fig(A.top_devices(df, 10), title="Top devices by bytes"),
+            "Top ports": C.top_bar_fig(A.top_ports(df, 10), title="Top ports by bytes",
+                                       category_title="Port"),
+        }
+        return report.evidence_pack(
+            flows=df, sensor=view.sensor, start=view.start, end=view.end, tz=view.tz,
+            filters_description=view.filters.describe(view.device_names),
+            digest_text=dg.as_text(), figures=figures, storylines=Hn.storylines(df),
+            generated_at=datetime.now(UTC), device=device)
+
+    who = "device" if device else "sensor"
+    safe_device = "".join(c if c.isalnum() else "_" for c in device) if device else ""
+    st.download_button(f":material/folder_zip: Evidence pack ({who})", data=build,
+                       file_name=f"evidence-{view.sensor['id']}-{view.start:%Y%m%d%H}"
+                                 f"{'-' + safe_device if device else ''}.zip",
+                       mime="application/zip", key=key, on_click="ignore",
+                       help="Zip: flows.csv, toxic_flows.csv, storylines.csv, digest and an "
+                            "HTML report that opens offline")
+
+
+def human_bytes(n: float | None) -> str:
+    from flux_dashboard.analytics import human_bytes as hb
+
+    return hb(n)
+
+
+_LABELS = {"ip0": "Local IP", "ip1": "Remote IP", "dir": "Dir", "dirs": "Dirs",
+           "mac_address": "MAC", "netbios": "NetBIOS", "is_critical": "Critical device",
+           "cyt": "cyT", "iso3": "ISO3", "off_share": "Off-hours share"}
+
+
+def table(df: pl.DataFrame, key: str, *, height: int | str = "auto", hide: tuple = (),
+          **kw) -> Any:
+    """A sortable table with readable headers, bytes as KB/MB/GB, text shown as text."""
+    config: dict[str, Any] = {}
+    for name, dtype in df.schema.items():
+        if name in hide:
+            config[name] = None
+            continue
+        label = _LABELS.get(name, name.replace("_", " ").capitalize())
+        if "bytes" in name or name in ("threshold", "baseline_median", "baseline_mad"):
+            config[name] = st.column_config.NumberColumn(label, format="bytes")
+        elif dtype.is_numeric() and name in ("ratio", "regularity", "off_share"):
+            fmt = "percent" if name == "off_share" else "%.2f"
+            config[name] = st.column_config.NumberColumn(label, format=fmt)
+        elif isinstance(dtype, pl.Datetime):
+            config[name] = st.column_config.DatetimeColumn(label, format="YYYY-MM-DD HH:mm")
+        else:
+            config[name] = st.column_config.Column(label)
+    return st.dataframe(df, key=key, hide_index=True, column_config=config, height=height,
+                        width="stretch", **kw)
+
+
+def only_device(df: pl.DataFrame, ip0: str) -> pl.DataFrame:
+    return df.filter(pl.col("ip0") == ip0)
+
+
+def only_toxic(df: pl.DataFrame) -> pl.DataFrame:
+    return df.filter(pl.col("toxic"))
