@@ -1,0 +1,175 @@
+"""The UI's own state: derived-cache keys, forced masking, the evidence pack on click.
+
+AppTest runs in demo mode (embedded simulator) with a private cache. Download
+buttons with a callable hand it to Streamlit's media manager, which AppTest
+discards after each run; ``captured_downloads`` records each callable at
+registration so a test can "click" it and open what it produces.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from streamlit.runtime.media_file_manager import MediaFileManager
+from streamlit.testing.v1 import AppTest
+
+from flux_dashboard.loader import LoadResult
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hermetic_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    cache = tmp_path_factory.mktemp("flux-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("SERENICITY_API_KEY", "SERENICITY_API_URL", "FLUX_RATE_LIMIT",
+                     "FLUX_FORCE_MASK", "FLUX_DEMO_DENSE"):
+            mp.delenv(name, raising=False)
+        mp.setenv("FLUX_CACHE_DIR", str(cache))
+        mp.setenv("FLUX_MASK_SECRET", "ui-state-test-mask-secret")
+        yield
+
+
+@pytest.fixture
+def captured_downloads(monkeypatch: pytest.MonkeyPatch) -> dict:
+    got: dict = {}
+    original = MediaFileManager.add_deferred
+
+    def add_deferred(self, data, mimetype, coordinates, file_name=None, *a, **kw):
+        got[file_name] = data
+        return original(self, data, mimetype, coordinates, file_name, *a, **kw)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
+    return got
+
+
+def run(page: str | None = None, **query: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.secrets["FLUX_APPTEST"] = "1"
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+# ------------------------------------------------------------------ cache keys
+def test_data_keys_of_successive_loads_never_repeat():
+    """Old keys used id(frame): a freed frame's address is reused by the next one."""
+    from flux_dashboard.config import load_settings
+    from flux_dashboard.ui.state import data_key
+
+    cfg = load_settings(secrets={})
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    keys = []
+    for i in range(50):
+        result = LoadResult(frame=pl.DataFrame({"x": [i]}), start=start,
+                            end=start + timedelta(hours=1), loaded_at=start)
+        keys.append(data_key(cfg, 54, result, False))
+        del result
+    assert len(set(keys)) == len(keys)
+
+
+def test_compute_keys_frames_by_what_produced_them():
+    from flux_dashboard.ui.state import Keyed, View
+
+    def total(df: pl.DataFrame) -> int:
+        return int(df["x"].sum())
+
+    view = View.__new__(View)  # only the fields compute() reads
+    view.data_key, view.filters, view.frame = ("test", object()), None, pl.DataFrame({"x": [0]})
+    a = Keyed(("device", "a"), pl.DataFrame({"x": [1, 2]}))
+    b = Keyed(("device", "b"), pl.DataFrame({"x": [10, 20]}))
+    assert view.compute(total, frame=a) == 3
+    assert view.compute(total, frame=b) == 30
+    assert view.compute(total, frame=a) == 3
+    with pytest.raises(TypeError, match="Keyed"):
+        view.compute(total, frame=pl.DataFrame({"x": [5]}))
+    with pytest.raises(TypeError, match="Keyed"):
+        view.compute(total, pl.DataFrame({"x": [5]}))
+
+
+# ------------------------------------------------------------------ masking decided once
+def test_forced_masking_overrules_the_link_and_the_switch(monkeypatch):
+    monkeypatch.setenv("FLUX_FORCE_MASK", "1")
+    at = run("pages/2_devices.py", mask="false")
+    toggle = at.sidebar.toggle(key="mask")
+    assert toggle.value is True and toggle.disabled
+    assert "masked" in at.caption[0].value
+    table = at.dataframe[0].value
+    assert not table["ip0"].str.startswith("192.168.").any()
+    assert table["ip0"].str.match(r"24[0-3]\.").all()
+
+
+def test_masking_switch_changes_the_page_when_not_forced():
+    plain = run("pages/2_devices.py")
+    masked = run("pages/2_devices.py", mask="true")
+    real = set(plain.dataframe[0].value["ip0"])
+    shown = set(masked.dataframe[0].value["ip0"])
+    assert any(ip.startswith("192.168.") for ip in real)
+    assert len(shown) == len(real) and not shown & real
+
+
+# ------------------------------------------------------------------ evidence pack on click
+def _open(captured: dict, suffix: str) -> zipfile.ZipFile:
+    names = [n for n in captured if n.endswith(suffix)]
+    assert len(names) == 1, list(captured)
+    return zipfile.ZipFile(io.BytesIO(captured[names[0]]()))
+
+
+def test_evidence_pack_of_sensor_and_device_builds_with_a_digest(captured_downloads):
+    at = run("pages/2_devices.py")
+    device = at.selectbox(key="drill").value
+    sensor_pack = [n for n in captured_downloads if n.endswith(".zip") and n.count("-") == 2]
+    device_pack = [n for n in captured_downloads if n.endswith(".zip") and n.count("-") == 3]
+    assert sensor_pack and device_pack
+    for name in (sensor_pack[0], device_pack[0]):
+        z = zipfile.ZipFile(io.BytesIO(captured_downloads[name]()))
+        assert {"flows.csv", "toxic_flows.csv", "storylines.csv", "digest.txt",
+                "report.html"} <= set(z.namelist())
+        digest = z.read("digest.txt").decode()
+        assert digest.startswith("What changed on ") and " vs " in digest
+        # the last day of the range against the same weekday a week before
+        day, prev = digest.splitlines()[0].removeprefix("What changed on ").split(" vs ")
+        d1 = datetime.strptime(day.split(" ", 1)[1], "%Y-%m-%d")
+        d0 = datetime.strptime(prev.split(" ", 1)[1], "%Y-%m-%d")
+        assert d1 - d0 == timedelta(days=7)
+        flows = pl.read_csv(z.read("flows.csv"))
+        assert flows.height > 0
+        if name == device_pack[0]:
+            assert flows["ip0"].unique().to_list() == [device]
+        html = z.read("report.html").decode()
+        assert "<script src=" not in html and "http://" not in html.split("<body")[0]
+
+
+def test_masked_evidence_pack_holds_no_original_identifier(captured_downloads):
+    run("pages/2_devices.py")
+    plain = {n: f for n, f in captured_downloads.items() if n.endswith(".zip")}
+    flows = pl.read_csv(zipfile.ZipFile(io.BytesIO(
+        next(f for n, f in plain.items() if n.count("-") == 2)())).read("flows.csv"),
+        infer_schema=False)
+    originals = set()
+    for col in ("ip0", "ip1", "device_name", "mac_address", "vendor", "netbios"):
+        if col in flows.columns:
+            originals |= {v for v in flows[col].drop_nulls().to_list() if len(v) >= 4}
+    assert len(originals) > 20
+    captured_downloads.clear()
+    run("pages/2_devices.py", mask="true")
+    packs = [f for n, f in captured_downloads.items() if n.endswith(".zip")]
+    assert len(packs) == 2
+    for name in captured_downloads:
+        assert "192_168" not in name and "192.168" not in name
+    for build in packs:
+        z = zipfile.ZipFile(io.BytesIO(build()))
+        for member in z.namelist():
+            body = z.read(member).decode(errors="replace")
+            leaked = [o for o in originals if o in body]
+            assert not leaked, (member, leaked[:5])
