@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import plotly.io as pio
@@ -57,8 +57,7 @@ def comparison_day(frame: pl.DataFrame, tz: str, end: datetime) -> tuple[date, d
 
 
 def day_window(day: date, tz: str) -> tuple[datetime, datetime]:
-    start = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(tz))
-    return start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
+    return Hn.local_day_window(day, tz)  # as the Overview: local midnights, DST-safe
 
 
 def lookback_windows(frame: pl.DataFrame, tz: str, start: datetime, end: datetime,
