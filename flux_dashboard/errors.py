@@ -12,7 +12,10 @@
     │   └── ApiTimeoutError        it was reached but did not answer in time
     ├── SchemaError                a response or a row did not have the documented shape
     ├── IncompleteDataError        some hours could not be loaded completely (carries them)
-    └── ConfigError                a setting is invalid
+    ├── ConfigError                a setting is invalid
+    ├── AccessDeniedError          the signed-in user may not see this (policy, not the API)
+    ├── BudgetExceededError        a request budget or the monthly quota is spent
+    └── LoadCancelledError         the user cancelled a load (what completed is cached)
 
 Messages say what to do next. None of them ever contains the API key: the
 client builds them from status codes, parameters it chose and response bodies,
@@ -97,6 +100,18 @@ class IncompleteDataError(FluxError):
 
 class ConfigError(FluxError):
     pass
+
+
+class AccessDeniedError(FluxError):
+    """Refused by the access policy, before any request to the API."""
+
+
+class BudgetExceededError(FluxError):
+    """A daily request budget or the monthly quota would be exceeded."""
+
+
+class LoadCancelledError(FluxError):
+    """A load stopped on request; the hours completed before are in the cache."""
 
 
 def redact(text: str, secret: str | None) -> str:
