@@ -102,7 +102,7 @@ def test_closed_hour_is_deterministic_across_calls_clocks_and_instances():
     first = a.rows_for_hour(54, HOUR)
     assert first and first == a.rows_for_hour(54, HOUR)
     clock.now = NOW + timedelta(days=40)
-    a._hours.clear()
+    a.traffic._hours.clear()
     assert a.rows_for_hour(54, HOUR) == first
     b, _, _ = make()
     assert b.rows_for_hour(54, HOUR) == first

@@ -1,0 +1,44 @@
+"""A deterministic simulation of the Serenicity Control API.
+
+The simulated world
+-------------------
+* Sensor **54** "Cabinet Martin – Paris": a busy law office (Europe/Paris), ~35
+  devices (~120 in dense mode) on 192.168.1.x and a Wi-Fi VLAN on 10.0.x.x,
+  CONNECTED, filtering on. Office rhythm in local time: busy 8–19 on weekdays,
+  quiet nights and weekends that are never empty (servers, NAS backups at 1–4 h,
+  the camera, the IPBX, PCs left on). One PC beacons to a C2 every 10 minutes,
+  an intern's PC talks to Tor, the exposed server is brute-forced on 22/3389...
+  every threat flag of the API shows up within a month.
+* Sensor **77** "Pharmacie du Port – Saint-Denis": a small site (Indian/Reunion),
+  DISCONNECTED: its data stops about 2 h before ``now()``.
+* Sensor **99** (and every id in ``forbidden_sensors``) exists but answers 403;
+  it is not listed by ``GET /sensors``.
+
+The package, along its seams
+----------------------------
+* ``config``: ``SimulatorConfig``, the seed, the clock and every hazard switch.
+* ``world``: the sites, devices, services and toxic IPs (static, seed-derived).
+* ``traffic``: ``TrafficModel``, rows per (sensor, hour) and when they are visible.
+* ``query``: parameter parsing, 422 errors, sorted results, pages and meta shapes.
+* ``api``: ``Simulator``, routing, auth, limits, faults and the endpoints.
+* ``transports``: the httpx transport, ``SimulatorServer`` (real HTTP), ``main()``.
+"""
+
+from flux_dashboard.simulator.api import Simulator
+from flux_dashboard.simulator.config import SimulatorConfig
+from flux_dashboard.simulator.query import API_PREFIX
+from flux_dashboard.simulator.traffic import HOUR_MS, TrafficModel, month_bounds
+from flux_dashboard.simulator.transports import SimulatorServer, main
+from flux_dashboard.simulator.world import (
+    HTML_NAME,
+    MARKDOWN_NAME,
+    SERVICES,
+    THREAT_FLAGS,
+    TOXIC_IPS,
+)
+
+__all__ = [
+    "API_PREFIX", "HOUR_MS", "HTML_NAME", "MARKDOWN_NAME", "SERVICES", "THREAT_FLAGS",
+    "TOXIC_IPS", "Simulator", "SimulatorConfig", "SimulatorServer", "TrafficModel", "main",
+    "month_bounds",
+]

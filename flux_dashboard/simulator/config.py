@@ -1,0 +1,42 @@
+"""The simulator's switches: one value object for the world, the clock and the hazards.
+
+This module owns ``SimulatorConfig``: the seed and density of the simulated
+world, the clock (``now``, ``sleep``), and every hazard a real client must
+survive: ``unstable_ties`` (ties on the sort key come back in a fresh random
+order on every request, so offset paging duplicates and misses rows),
+``inclusive_to``, ``volumes_as`` (strings, numbers or both), ``meta_urls`` (the
+two meta shapes), ``max_per_page`` (silent cap), a sliding-window rate limit, a
+monthly quota, seeded random faults and scheduled faults on ``/flux``
+(``fault_schedule`` numbers those requests from 1, counting every request
+received on that path), and latency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+@dataclass
+class SimulatorConfig:
+    seed: int = 7
+    api_key: str | None = None
+    dense: bool = False
+    max_per_page: int = 1000
+    rate_limit_per_min: int | None = 100
+    unstable_ties: bool = False
+    inclusive_to: bool = False
+    volumes_as: str = "string"
+    meta_urls: bool = True
+    latency_s: float = 0.0
+    fault_rate: float = 0.0
+    fault_kinds: tuple[str, ...] = ("500", "503", "truncated")
+    fault_schedule: dict[int, str] = field(default_factory=dict)
+    monthly_quota: int | None = None
+    forbidden_sensors: tuple[int, ...] = (99,)
+    installed: datetime = datetime(2026, 1, 1, tzinfo=UTC)
+    now: Callable[[], datetime] | None = None
+    sleep: Callable[[float], None] | None = None
+    # Generated hours kept in memory; a dense hour is ~1,500 compact rows (~0.3 MB).
+    cache_hours: int = 24 * 40
