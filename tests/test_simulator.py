@@ -21,6 +21,7 @@ from flux_dashboard.simulator import (
     SERVICES,
     THREAT_FLAGS,
     TOXIC_IPS,
+    LateUpload,
     Simulator,
     SimulatorConfig,
     main,
@@ -129,6 +130,47 @@ def test_open_hour_grows_and_future_and_pre_install_hours_are_empty():
     assert sim.rows_for_hour(54, open_hour + timedelta(hours=2)) == []
     assert sim.rows_for_hour(54, datetime(2025, 12, 31, 23, tzinfo=UTC)) == []
     assert sim.rows_for_hour(54, datetime(2026, 1, 1, 0, tzinfo=UTC))
+
+
+def test_late_upload_hides_the_outage_until_upload_then_shows_the_same_rows():
+    # Wednesday 22 July: cut off from 09:20 to 12:40 UTC, buffered rows uploaded at 15:00.
+    outage = LateUpload(54, datetime(2026, 7, 22, 9, 20, tzinfo=UTC),
+                        datetime(2026, 7, 22, 12, 40, tzinfo=UTC),
+                        datetime(2026, 7, 22, 15, 0, tzinfo=UTC))
+    clock = Clock(datetime(2026, 7, 22, 14, 30, tzinfo=UTC))
+    sim, client, _ = make(clock=clock, late_uploads=(outage,))
+    plain, _, _ = make(clock=Clock(clock.now))
+    hours = [datetime(2026, 7, 22, h, tzinfo=UTC) for h in range(8, 14)]
+    window = {"from": "2026-07-22T08:00:00Z", "to": "2026-07-22T14:00:00Z"}
+
+    def starts(row: dict) -> list[str]:
+        return [first[11:19] for first, _ in row["timestamps"]]
+
+    before = {h.hour: sim.rows_for_hour(54, h) for h in hours}
+    full = {h.hour: plain.rows_for_hour(54, h) for h in hours}
+    assert before[8] == full[8] and before[13] == full[13]  # outside the outage: untouched
+    assert before[10] == [] and before[11] == [] and full[10] and full[11]
+    # Cut hours keep only the sessions outside the outage, with their own counts.
+    assert before[9] and len(before[9]) < len(full[9])
+    assert all(t < "09:20:00" for r in before[9] for t in starts(r))
+    assert before[12] and len(before[12]) < len(full[12])
+    assert all(t >= "12:40:00" for r in before[12] for t in starts(r))
+    assert all(r["occurrences"] == len(r["timestamps"]) for r in before[9] + before[12])
+    assert flux(client, per_page=1, **window).json()["meta"]["total"] == sum(
+        len(v) for v in before.values())
+    assert sim.sensors()[0]["status"] == "CONNECTED"  # the link is back since 12:40
+    clock.now = datetime(2026, 7, 22, 11, 0, tzinfo=UTC)
+    assert sim.sensors()[0]["status"] == "DISCONNECTED"  # over an hour without logs
+
+    clock.now = datetime(2026, 7, 22, 15, 0, tzinfo=UTC)  # uploaded: everything appears
+    assert {h.hour: sim.rows_for_hour(54, h) for h in hours} == full
+    # The same query is not answered from before the upload.
+    assert flux(client, per_page=1, **window).json()["meta"]["total"] == sum(
+        len(v) for v in full.values())
+    with pytest.raises(ValueError):
+        LateUpload(54, outage.end, outage.start, outage.uploaded)
+    with pytest.raises(ValueError):
+        LateUpload(54, outage.start, outage.end, outage.end - timedelta(minutes=1))
 
 
 def test_rows_have_the_reference_shape(day_rows):

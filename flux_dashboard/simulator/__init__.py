@@ -16,7 +16,8 @@ The simulated world
 
 The package, along its seams
 ----------------------------
-* ``config``: ``SimulatorConfig``, the seed, the clock and every hazard switch.
+* ``config``: ``SimulatorConfig``, the seed, the clock and every hazard switch
+  (``LateUpload``: an outage whose rows the API shows only later).
 * ``world``: the sites, devices, services and toxic IPs (static, seed-derived).
 * ``traffic``: ``TrafficModel``, rows per (sensor, hour) and when they are visible.
 * ``query``: parameter parsing, 422 errors, sorted results, pages and meta shapes.
@@ -25,7 +26,7 @@ The package, along its seams
 """
 
 from flux_dashboard.simulator.api import Simulator
-from flux_dashboard.simulator.config import SimulatorConfig
+from flux_dashboard.simulator.config import LateUpload, SimulatorConfig
 from flux_dashboard.simulator.query import API_PREFIX
 from flux_dashboard.simulator.traffic import HOUR_MS, TrafficModel, month_bounds
 from flux_dashboard.simulator.transports import SimulatorServer, main
@@ -38,7 +39,7 @@ from flux_dashboard.simulator.world import (
 )
 
 __all__ = [
-    "API_PREFIX", "HOUR_MS", "HTML_NAME", "MARKDOWN_NAME", "SERVICES", "THREAT_FLAGS",
+    "API_PREFIX", "HOUR_MS", "HTML_NAME", "LateUpload", "MARKDOWN_NAME", "SERVICES", "THREAT_FLAGS",
     "TOXIC_IPS", "Simulator", "SimulatorConfig", "SimulatorServer", "TrafficModel", "main",
     "month_bounds",
 ]

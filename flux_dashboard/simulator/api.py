@@ -111,7 +111,8 @@ class Simulator:
             "mac_address": m["mac_address"], "public_ip": m["public_ip"],
             "local_ip": m["local_ip"], "installation_date": m["installation_date"],
             "supervision": m["supervision"], "filtering": site.filtering,
-            "version": m["version"], "end_trial": m["end_trial"], "status": site.status,
+            "version": m["version"], "end_trial": m["end_trial"],
+            "status": "DISCONNECTED" if self.traffic.disconnected(site.id) else site.status,
             "hno_hours": list(m["hno_hours"]), "timezone": site.tzname,
             "latitude": m["latitude"], "longitude": m["longitude"], "current_cyt": cyt,
         }
@@ -279,8 +280,10 @@ class Simulator:
         sort_by, desc = parse_sort(params, self._FLUX_SORTS, "startOfHour", errors)
         per_page, page, hours, end_ms = self._paging(site, params, window, errors)
         open_h = end_ms // HOUR_MS
+        # The key changes whenever the visible rows may: the open hour's minute, a late upload.
         qkey = ("flux", site.id, hours.start, hours.stop, tuple(sorted(filters.items())),
-                sort_by, desc, end_ms if open_h in hours else min(hours.stop, open_h))
+                sort_by, desc, end_ms if open_h in hours else min(hours.stop, open_h),
+                self.traffic.pending_uploads(site.id))
         q = self._queries.get(qkey)
         if q is None:
             q = self._flux_query(site, hours, end_ms, filters, sort_by, desc)
@@ -344,7 +347,8 @@ class Simulator:
         allowed = ("ip0", "utc_hour") if per_ip0 else ("utc_hour",)
         sort_by, desc = parse_sort(params, allowed, "utc_hour", errors)
         per_page, page, hours, end_ms = self._paging(site, params, window, errors)
-        qkey = ("stats", site.id, per_ip0, hours.start, hours.stop, ip0, sort_by, desc, end_ms)
+        qkey = ("stats", site.id, per_ip0, hours.start, hours.stop, ip0, sort_by, desc, end_ms,
+                self.traffic.pending_uploads(site.id))
         q = self._queries.get(qkey)
         if q is None:
             groups: dict[tuple, list[int]] = {}

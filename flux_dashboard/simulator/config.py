@@ -8,7 +8,8 @@ order on every request, so offset paging duplicates and misses rows),
 two meta shapes), ``max_per_page`` (silent cap), a sliding-window rate limit, a
 monthly quota, seeded random faults and scheduled faults on ``/flux``
 (``fault_schedule`` numbers those requests from 1, counting every request
-received on that path), and latency.
+received on that path), latency, and ``late_uploads``: a sensor that lost its
+link and uploaded its buffered rows later (see ``LateUpload``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+
+@dataclass(frozen=True)
+class LateUpload:
+    """Sensor ``sensor_id`` was cut off from ``start`` to ``end`` and uploaded at ``uploaded``.
+
+    Until the simulator's clock reaches ``uploaded``, every session that started
+    in ``[start, end)`` is invisible to the API: hours inside the outage are
+    empty, an hour it cuts shows only its sessions outside it (a row whose
+    sessions all fall inside disappears), and ``GET /sensors`` reports the
+    sensor DISCONNECTED from ``start`` + 1 h to ``end``. From ``uploaded`` on,
+    the hours are exactly what they would have been without the outage: the
+    rows are the same deterministic rows, only their visibility is delayed.
+    """
+
+    sensor_id: int
+    start: datetime
+    end: datetime
+    uploaded: datetime
+
+    def __post_init__(self) -> None:
+        if any(t.tzinfo is None for t in (self.start, self.end, self.uploaded)):
+            raise ValueError("LateUpload times must carry a time zone")
+        if not self.start < self.end <= self.uploaded:
+            raise ValueError("LateUpload needs start < end <= uploaded")
 
 
 @dataclass
@@ -40,3 +66,4 @@ class SimulatorConfig:
     sleep: Callable[[float], None] | None = None
     # Generated hours kept in memory; a dense hour is ~1,500 compact rows (~0.3 MB).
     cache_hours: int = 24 * 40
+    late_uploads: tuple[LateUpload, ...] = ()

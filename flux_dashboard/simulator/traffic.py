@@ -4,13 +4,16 @@ This module owns row generation. Rows are generated per (sensor, hour) from a
 private ``random.Random`` seeded by (seed, sensor, hour), following each
 site's rhythm (office hours, shoulders, nights and weekends that are never
 empty, nightly backups) and injecting the site's toxic events, so a closed
-hour is identical on every call whatever the clock. The open hour (the one
-containing ``now()``) shows only the sessions started before the last whole
-minute (the sensor uploads once a minute), so it grows with time; later hours
-and hours before ``installed`` are empty. Rows are kept compact (tuples) and
-only the rows a caller asks for are turned into API dicts (``materialise``):
-their sessions (timestamps, duration) are derived lazily from a seed.
-``TrafficModel`` is not thread-safe: the ``Simulator`` serialises access.
+hour is identical on every call whatever the clock. What the API may show of
+it depends on the clock: the open hour (the one containing ``now()``) shows
+only the sessions started before the last whole minute (the sensor uploads
+once a minute), so it grows with time; later hours and hours before
+``installed`` are empty; and a pending ``LateUpload`` hides the sessions of
+an outage until its upload time, so a closed hour can grow too. Rows are kept
+compact (tuples) and only the rows a caller asks for are turned into API
+dicts (``materialise``): their sessions (timestamps, duration) are derived
+lazily from a seed. ``TrafficModel`` is not thread-safe: the ``Simulator``
+serialises access.
 """
 
 from __future__ import annotations
@@ -69,6 +72,11 @@ def _poisson(rng: random.Random, mu: float) -> int:
         k += 1
         p *= rng.random()
     return k
+
+
+def _shown(start: int, cut: int, hidden: tuple[tuple[int, int], ...]) -> bool:
+    """Whether a session starting at ``start`` (ms in its hour) is uploaded."""
+    return start < cut and not any(lo <= start < hi for lo, hi in hidden)
 
 
 def hour_of(dt: datetime) -> int:
@@ -245,7 +253,11 @@ class TrafficModel:
         return v
 
     def hour_rows(self, sensor_id: int, h: int, end_ms: int | None = None) -> list[tuple]:
-        """Compact rows of hour h as visible now (empty before install / after the data end)."""
+        """Compact rows of hour h as visible now (empty before install / after the data end).
+
+        Visible means uploaded: sessions after the data end (the open hour) and
+        sessions of an outage not yet uploaded (``late_uploads``) are left out.
+        """
         site = self.sites[sensor_id]
         if h * 3600 < math.ceil(self.config.installed.timestamp() / 3600) * 3600:
             return []
@@ -255,12 +267,39 @@ class TrafficModel:
         if hour_ms >= end_ms:
             return []
         full = self._full_hour(sensor_id, h)
-        if hour_ms + HOUR_MS <= end_ms:
+        hidden = self._hidden(sensor_id, h)
+        if hour_ms + HOUR_MS <= end_ms and not hidden:
             return full
-        return self._open_hour(sensor_id, h, full, end_ms - hour_ms)
+        return self._partial_hour(sensor_id, h, full, min(HOUR_MS, end_ms - hour_ms), hidden)
 
-    def _open_hour(self, sensor_id: int, h: int, full: list[tuple], cut: int) -> list[tuple]:
-        key = (sensor_id, h, cut)
+    def pending_uploads(self, sensor_id: int) -> tuple[int, ...]:
+        """Indices of the sensor's ``late_uploads`` still invisible now (a cache-key part)."""
+        now = self.now()
+        return tuple(i for i, lu in enumerate(self.config.late_uploads)
+                     if lu.sensor_id == sensor_id and now < lu.uploaded)
+
+    def disconnected(self, sensor_id: int) -> bool:
+        """In an outage for over an hour (the API's DISCONNECTED rule)."""
+        now = self.now()
+        return any(lu.sensor_id == sensor_id and lu.start + timedelta(hours=1) <= now < lu.end
+                   for lu in self.config.late_uploads)
+
+    def _hidden(self, sensor_id: int, h: int) -> tuple[tuple[int, int], ...]:
+        """Offsets [lo, hi) in ms within hour h whose sessions are not uploaded yet."""
+        hour_ms = h * HOUR_MS
+        out = []
+        for i in self.pending_uploads(sensor_id):
+            lu = self.config.late_uploads[i]
+            lo = max(0, int(lu.start.timestamp() * 1000) - hour_ms)
+            hi = min(HOUR_MS, int(lu.end.timestamp() * 1000) - hour_ms)
+            if lo < hi:
+                out.append((lo, hi))
+        return tuple(sorted(out))
+
+    def _partial_hour(self, sensor_id: int, h: int, full: list[tuple], cut: int,
+                      hidden: tuple[tuple[int, int], ...]) -> list[tuple]:
+        """The rows of hour h made of the sessions started before ``cut`` and not hidden."""
+        key = (sensor_id, h, cut, hidden)
         cached = self._open.get(key)
         if cached is not None:
             return cached
@@ -268,12 +307,14 @@ class TrafficModel:
         for r in full:
             if r[FIRST] >= cut:
                 continue
-            ses = [s for s in self._sessions(h, r) if s[0] < cut]
+            ses = [s for s in self._sessions(h, r) if _shown(s[0], cut, hidden)]
+            if not ses:  # every session of the row is in an outage
+                continue
             out, inb = sum(s[2] for s in ses), sum(s[3] for s in ses)
             rows.append(r[:OCC] + (len(ses), out, inb) + r[FIRST:ORIG]
-                        + ((r[OCC], r[OUT], r[INB], cut), out + inb))
+                        + ((r[OCC], r[OUT], r[INB], cut, hidden), out + inb))
         self._open[key] = rows
-        while len(self._open) > 4:  # the open hours of the current minute
+        while len(self._open) > 4:  # the partial hours of the current minute
             self._open.popitem(last=False)
         return rows
 
@@ -316,8 +357,8 @@ class TrafficModel:
     def materialise(self, site: Site, h: int, r: tuple) -> dict:
         ses = self._sessions(h, r)
         if r[ORIG] is not None:
-            cut = r[ORIG][3]
-            ses = [(s, min(e, cut), o, i) for s, e, o, i in ses if s < cut]
+            cut, hidden = r[ORIG][3:5]
+            ses = [(s, min(e, cut), o, i) for s, e, o, i in ses if _shown(s, cut, hidden)]
         hs = hour_str(h)
         prefix = hs[:14]
 
