@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from flux_dashboard import errors as E
-from flux_dashboard.config import Settings
+from flux_dashboard.config import DEMO_KEY, Settings
 
 ROLES = ("admin", "analyst", "viewer")
 ALL_SENSORS = None  # a grant's ``sensors`` when the rule says "*"
@@ -272,7 +272,9 @@ def anonymous_refusal(settings: Settings, hosting: Hosting, address: str | None)
     A real API key, no sign-in, and a server reachable beyond this machine:
     anyone who can reach the port would see every sensor the key can read.
     """
-    if settings.demo or hosting.auth or hosting.allow_anonymous or is_loopback(address):
+    no_key = settings.api_key is None or settings.api_key.reveal() == DEMO_KEY
+    if settings.demo or no_key or hosting.auth or hosting.allow_anonymous \
+            or is_loopback(address):
         return None
     return ("This dashboard reads a real API key and is reachable from the network without "
             "sign-in: configure sign-in ([auth] in .streamlit/secrets.toml with "

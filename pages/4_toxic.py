@@ -59,4 +59,4 @@ if only_unfiltered:
 st.caption(f"{shown.height:,} of {table.height:,} toxic flows · newest first · click a header "
            "to sort · the downloads hold exactly these rows")
 ui.table(shown, key="toxic_table", height=min(520, 38 + 35 * max(shown.height, 1)))
-ui.downloads(shown, f"toxic-flows-{view.sensor['id']}-{view.start:%Y%m%d%H}", key="toxic_dl")
+ui.downloads(view, shown, f"toxic-flows-{view.sensor['id']}-{view.start:%Y%m%d%H}", key="toxic_dl")

@@ -38,7 +38,7 @@ with tabs[0]:
                      "to a toxic host (possible beaconing).", icon=":material/sensors:")
         ui.table(stories, key="stories", height=min(480, 38 + 35 * stories.height),
                  hide=("country_code",))
-        ui.downloads(stories, f"storylines-{view.sensor['id']}", key="stories_dl")
+        ui.downloads(view, stories, f"storylines-{view.sensor['id']}", key="stories_dl")
     else:
         st.success("No toxic remote in this range.", icon=":material/verified:")
 

@@ -161,6 +161,9 @@ def test_a_real_key_on_the_network_without_sign_in_is_refused():
     assert anonymous_refusal(real, plain, None)  # Streamlit's default: every interface
     assert anonymous_refusal(real, plain, "127.0.0.1") is None
     assert anonymous_refusal(demo, plain, "0.0.0.0") is None
+    # a URL without a key (a local simulator over HTTP) is not a real key either
+    local = load_settings(env={"SERENICITY_API_URL": "http://127.0.0.1:9/api/v1"}, secrets={})
+    assert not local.demo and anonymous_refusal(local, plain, "0.0.0.0") is None
     assert anonymous_refusal(real, Hosting(allow_anonymous=True), "0.0.0.0") is None
     assert anonymous_refusal(real, Hosting(auth=True), "0.0.0.0") is None
 

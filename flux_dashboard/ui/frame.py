@@ -1,9 +1,10 @@
-"""The frame every page passes through: page config, navigation, sidebar, then the page.
+"""The frame every page passes through: config, sign-in gate, navigation, sidebar, page.
 
 Pages call ``frame()`` first. When a freshly started server receives a page
 URL as its very first request, Streamlit runs that file of ``pages/`` on its
-own; ``frame()`` then runs the whole app instead, so the page still gets the
-sidebar and the data source (and later the sign-in gate), and renders once.
+own; ``frame()`` then runs the whole app instead, so the page still passes the
+sign-in gate and gets the sidebar and the data source, and renders once. The
+Activity page is in the navigation of admins only, and checks the role again.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from flux_dashboard.ui.auth import Session, gate, record, sidebar_identity
 from flux_dashboard.ui.sidebar import sidebar_and_load
 from flux_dashboard.ui.state import View
 
@@ -27,6 +29,7 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("remotes", "Remote hosts", ":material/public:", "pages/5_remotes.py"),
     ("hunting", "Threat hunting", ":material/troubleshoot:", "pages/6_hunting.py"),
 ]
+ADMIN_PAGES = [("activity", "Activity", ":material/policy:", "pages/7_activity.py")]
 _local = threading.local()
 
 
@@ -47,14 +50,62 @@ def frame() -> View:
 def run_app() -> None:
     st.set_page_config(page_title="Flux · Serenicity flows", page_icon=":material/lan:",
                        layout="wide", initial_sidebar_state="expanded")
-    pages = [st.Page(str(ROOT / f), title=t, icon=i, url_path=u, default=(u == "overview"))
-             for u, t, i, f in PAGES]
-    nav = st.navigation({"Flows": pages[:5], "Hunting": pages[5:]}, position="sidebar")
+
+    def page(u: str, t: str, i: str, f: str) -> st.Page:
+        return st.Page(str(ROOT / f), title=t, icon=i, url_path=u, default=(u == "overview"))
+
+    flows = [page(*p) for p in PAGES]
+    session = gate()
+    if session is None:
+        # Registered but hidden and never run: no page, no sidebar, no data.
+        st.navigation(flows + [page(*p) for p in ADMIN_PAGES], position="hidden")
+        return
+    sections = {"Flows": flows[:5], "Hunting": flows[5:]}
+    if session.grant.is_admin:
+        sections["Administration"] = [page(*p) for p in ADMIN_PAGES]
+    nav = st.navigation(sections, position="sidebar")
     _local.view = None
+    _local.session = session
     _local.in_nav = True
     try:
-        _local.view = sidebar_and_load()
+        if nav.url_path == "activity":  # no sensor data: no load, no filters
+            sidebar_identity(session, st.sidebar)
+        else:
+            _local.view = sidebar_and_load(session)
+            if _local.view is not None:
+                _audit_view(session, nav.url_path or "overview", _local.view)
         nav.run()
     finally:
         _local.in_nav = False
         _local.view = None
+        _local.session = None
+
+
+def current_session() -> Session | None:
+    """The session of this run (inside the navigation), for pages that need the role."""
+    return getattr(_local, "session", None)
+
+
+def _audit_view(session: Session, page: str, view: View) -> None:
+    """One ``page_view`` line per page and view change, not one per rerun."""
+    signature = (page, view.sensor["id"], view.start, view.end, view.filters, view.masked)
+    if st.session_state.get("_flux_audited_view") == signature:
+        return
+    st.session_state["_flux_audited_view"] = signature
+    record(session, "page_view", page=page, sensor=int(view.sensor["id"]),
+           range=[view.start, view.end], filters=view.filters.describe(),
+           masked=view.masked, requests=view.result.flux_requests)
+
+
+def admin_frame() -> Session:
+    """Call first on admin pages: the admin's session, or a refusal (audited) and stop."""
+    if not getattr(_local, "in_nav", False):
+        run_app()
+        st.stop()
+    session = current_session()
+    if session is None or not session.grant.is_admin:
+        if session is not None:
+            record(session, "denied", page="activity", reason="admin only")
+        st.error("This page is for administrators.", icon=":material/block:")
+        st.stop()
+    return session

@@ -23,19 +23,19 @@ from flux_dashboard.filters import Filters
 from flux_dashboard.geo import with_country
 from flux_dashboard.loader import Loader, LoadResult, Progress, ceil_hour, floor_hour
 from flux_dashboard.masking import Masker
-from flux_dashboard.ui.state import Keyed, View, data_key, masker, memo, service
+from flux_dashboard.ui.state import Keyed, View, data_key, loader_for, masker, memo
 from flux_dashboard.ui.text import text
 
 log = logging.getLogger(__name__)
 
 
-def load_main(cfg: Settings, sensor_id: int, start: datetime, end: datetime, filters: Filters,
-              refresh: bool | str) -> tuple[LoadResult, str] | None:
+def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end: datetime,
+              filters: Filters, refresh: bool | str) -> tuple[LoadResult, str] | None:
     """Load in a worker thread while this (script) thread draws the progress bar.
 
     ``refresh``: False, ``"open"`` (the hour still being written) or ``"range"``.
     """
-    loader = service().loader
+    loader = loader_for(session.grant)
     server: dict = {}
     # A toxic-only view of a range we do not hold yet: ask the API for toxic rows
     # only (a handful of requests instead of hundreds). Otherwise filter locally.
@@ -127,7 +127,7 @@ def lookback(view: View, start: datetime, end: datetime, why: str) -> Keyed | No
 
     Says what it fetches and why; returns None after a visible warning on error.
     """
-    loader = service().loader
+    loader = loader_for(view.session.grant)
     server = dict(view.result.server_filters)
     cached = loader.cached_coverage(view.sensor["id"], start, end, server)
     span = f"{view.local(start):%a %d %b %H:%M} → {view.local(end):%a %d %b %H:%M}"

@@ -4,13 +4,15 @@ Owns every widget of the sidebar and how it maps to and from the link: bound
 widgets carry readable labels (``range=Last+7+days``); the sensor, devices
 and threats are seeded once from the link's values (ids, IPs, flag names)
 and written back as values; link parameters that are unknown or invalid are
-reported, escaped, never rendered. Masking is decided in one place,
-``masking_forced``/``sidebar_and_load``: pages only read ``View.masked``.
+reported, escaped, never rendered. Only the sensors the session's grant
+allows are listed, and a link naming another one is refused before any
+request. Masking is decided in one place, ``masking_forced``: the
+deployment (FLUX_FORCE_MASK) or the role (viewer) can force it on, whatever
+the link or the switch say; pages only read ``View.masked``.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -20,10 +22,10 @@ import polars as pl
 import streamlit as st
 
 from flux_dashboard import errors as E
-from flux_dashboard.config import Settings
 from flux_dashboard.filters import Filters
 from flux_dashboard.loader import ceil_hour
 from flux_dashboard.schema import THREATS
+from flux_dashboard.ui.auth import Session, record, sidebar_identity
 from flux_dashboard.ui.loading import load_main, prepare
 from flux_dashboard.ui.state import View, data_key, masker, memo, sensors, settings
 from flux_dashboard.ui.text import text
@@ -45,16 +47,16 @@ BOUND_KEYS = ("sensor", "range", "from_day", "from_hour", "to_day", "to_hour", "
 _SENSOR_ID = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²".isdigit() is True
 
 
-def masking_forced(cfg: Settings) -> bool:
-    """Whether this deployment (later: the signed-in user's role) forces masking on.
+def masking_forced(session: Session) -> bool:
+    """Whether masking is forced on for this session: the deployment or the role.
 
     The one place that can overrule the presenter's switch and the link's
-    ``mask=false``: set FLUX_FORCE_MASK=1 for a demo deployment.
+    ``mask=false``: FLUX_FORCE_MASK=1 (a demo deployment) or the viewer role.
     """
-    return os.environ.get("FLUX_FORCE_MASK", "").strip().lower() in ("1", "true", "yes")
+    return session.hosting.force_mask or session.grant.masked
 
 
-def sidebar_and_load() -> View | None:
+def sidebar_and_load(session: Session) -> View | None:
     first_run = "_flux_seen" not in st.session_state
     raw_query = {k: st.query_params.get_all(k) for k in st.query_params} if first_run else {}
     st.session_state["_flux_seen"] = True
@@ -67,25 +69,28 @@ def sidebar_and_load() -> View | None:
     sb = side.container()  # source, sensor, range and filters
     bottom = side.container()  # masking: created first (below), shown last
     bottom.divider()
-    forced = masking_forced(cfg)
+    forced = masking_forced(session)
     if forced:
         st.session_state["mask"] = True  # whatever the link or the last run said
     masked = bottom.toggle("Demo masking", key="mask", bind="query-params", disabled=forced,
-                           help="Masking is required on this deployment" if forced else
+                           help="Masking is required for your account" if forced else
                            "Replace IPs, MACs, device names and vendors with consistent "
                            "pseudonyms everywhere, downloads and links included")
     masked = bool(masked) or forced
+    sidebar_identity(session, bottom)
     sb.markdown(f"**:material/sensors: {text(cfg.describe())}**")
     if cfg.demo:
         sb.caption("No API key configured: this is a simulated sensor. Set "
                    "SERENICITY_API_KEY to read your own.")
     try:
-        available = sensors(cfg)
+        every = sensors(cfg)
     except E.FluxError as exc:
         st.error(text(exc), icon=":material/error:")
         return None
+    available = session.grant.visible(every)
     if not available:
-        st.warning("This API key sees no sensor.")
+        st.warning("No sensor is available to you: ask an administrator." if every else
+                   "This API key sees no sensor.", icon=":material/sensors_off:")
         return None
     by_id = {int(s["id"]): s for s in available}
     mask = masker(cfg) if masked else None
@@ -98,11 +103,21 @@ def sidebar_and_load() -> View | None:
 
     # Not bound: a bound selectbox would put the (maskable) sensor name in the URL.
     # Seeded once from ?sensor=<id>, then written back on every run.
+    denied = False
     if "sensor_id" not in st.session_state or st.session_state.sensor_id not in by_id:
         wanted = (raw_query.get("sensor") or [""])[-1]
         ok = _SENSOR_ID.fullmatch(wanted) is not None and int(wanted) in by_id
         chosen = int(wanted) if ok else next(iter(by_id))
-        if wanted and not ok:
+        if wanted and not ok and session.grant.sensors is not None:
+            # Refused, whether it exists or not (no oracle), without its name and
+            # without a request; the picker offers the user's own sensors.
+            denied = True
+            st.error(f"You are not allowed to see sensor “{text(wanted[:40])}”. Ask an "
+                     "administrator for access, or choose one of your sensors in the "
+                     "sidebar.", icon=":material/block:")
+            record(session, "denied", sensor=int(wanted) if _SENSOR_ID.fullmatch(wanted)
+                   else None, reason="sensor not allowed", asked=wanted[:40])
+        elif wanted and not ok:
             st.warning(f"Sensor “{text(wanted[:40])}” from the link is not available with "
                        "this key; showing the first sensor instead.",
                        icon=":material/link_off:")
@@ -190,6 +205,8 @@ def sidebar_and_load() -> View | None:
     problems += filter_problems
     range_label = (f"{start.astimezone(zone):%a %d %b %Y %H:%M} → "
                    f"{end.astimezone(zone):%a %d %b %Y %H:%M} ({tz})")
+    if denied:
+        return None
     if problems:
         for p in problems:
             st.error(text(p), icon=":material/edit:")
@@ -197,7 +214,7 @@ def sidebar_and_load() -> View | None:
         _link_warnings(raw_query)
         return None
 
-    loaded = load_main(cfg, sensor_id, start, end, partial_filters, refresh)
+    loaded = load_main(session, cfg, sensor_id, start, end, partial_filters, refresh)
     if loaded is None:
         _link_warnings(raw_query)
         return None
@@ -217,7 +234,7 @@ def sidebar_and_load() -> View | None:
     shown = memo(("filtered", dkey, filters), lambda: filters.apply(base, tz, hno))
     view = View(cfg, mask.mask_sensor(sensor) if mask is not None else sensor, tz, hno,
                 start, end, filters, masked, result, base, shown, range_label, dkey, names,
-                partial_note)
+                partial_note, session)
     _link_warnings(raw_query)
     return view
 

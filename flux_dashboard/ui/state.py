@@ -24,6 +24,7 @@ import polars as pl
 import streamlit as st
 from cachetools import TTLCache
 
+from flux_dashboard.access import Grant, GuardedLoader
 from flux_dashboard.config import Settings, load_settings
 from flux_dashboard.filters import Filters
 from flux_dashboard.loader import LoadResult
@@ -61,6 +62,11 @@ def _sensors(source_id: str) -> list[dict]:
 
 def sensors(cfg: Settings) -> list[dict]:
     return _sensors(cfg.source_id)
+
+
+def loader_for(grant: Grant) -> GuardedLoader:
+    """The shared loader behind the session's grant: other sensors are refused first."""
+    return GuardedLoader(service().loader, grant)
 
 
 @st.cache_resource(show_spinner=False)
@@ -140,6 +146,7 @@ class View:
     data_key: tuple
     device_names: dict[str, str] = field(default_factory=dict)
     partial_note: str = ""  # set when some hours could not be loaded
+    session: Any = None  # ui.auth.Session: who is looking, with which grant
 
     @property
     def key(self) -> tuple:

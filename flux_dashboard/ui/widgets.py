@@ -16,8 +16,9 @@ import polars as pl
 import streamlit as st
 
 from flux_dashboard.loader import HOUR
+from flux_dashboard.ui.auth import Session, record
 from flux_dashboard.ui.loading import coverage_banner, load_window
-from flux_dashboard.ui.state import View, masker, service
+from flux_dashboard.ui.state import View, loader_for, masker
 from flux_dashboard.ui.text import text
 
 
@@ -47,15 +48,32 @@ def chart(fig, key: str, **kw) -> Any:
     return st.plotly_chart(fig, key=key, theme=None, config=config, width="stretch", **kw)
 
 
-def downloads(df: pl.DataFrame, name: str, key: str) -> None:
-    """CSV and Parquet of exactly ``df`` (built only when clicked)."""
+def downloads(source: View | Session, df: pl.DataFrame, name: str, key: str) -> None:
+    """CSV and Parquet of exactly ``df`` (built only when clicked, and audited then).
+
+    ``source`` is the page's view (sensor data) or, for pages without one (the
+    activity page), the session.
+    """
+    view = source if isinstance(source, View) else None
+    session = view.session if view is not None else source
+
+    def audited(fmt: str) -> None:
+        where = ({"sensor": int(view.sensor["id"]), "masked": view.masked,
+                  "range": [view.start, view.end]} if view is not None else {})
+        record(session, "export", name=name, format=fmt, rows=df.height, **where)
+
+    def csv() -> str:
+        audited("csv")
+        return csv_safe(df).write_csv()
+
     def parquet() -> bytes:
+        audited("parquet")
         buf = io.BytesIO()
         df.write_parquet(buf)
         return buf.getvalue()
 
     c1, c2, _ = st.columns([1, 1, 4])
-    c1.download_button(":material/download: CSV", data=lambda: csv_safe(df).write_csv(),
+    c1.download_button(":material/download: CSV", data=csv,
                        file_name=f"{name}.csv", mime="text/csv", key=f"{key}_csv",
                        on_click="ignore")
     c2.download_button(":material/download: Parquet", data=parquet,
@@ -84,8 +102,9 @@ def evidence_button(view: View, *, device: str | None = None, key: str) -> None:
     range (so far, if the range ends within it) with the same local hours a
     week before, both loaded through the loader like the Overview's lookbacks.
     """
-    loader = service().loader
+    loader = loader_for(view.session.grant)
     mask = masker(view.settings) if view.masked else None
+    session = view.session
 
     def build() -> bytes:
         from flux_dashboard import analytics as A
@@ -113,11 +132,14 @@ def evidence_button(view: View, *, device: str | None = None, key: str) -> None:
             "Top ports": C.top_bar_fig(A.top_ports(df, 10), title="Top ports by bytes",
                                        category_title="Port"),
         }
-        return report.evidence_pack(
+        pack = report.evidence_pack(
             flows=df, sensor=view.sensor, start=view.start, end=view.end, tz=view.tz,
             filters_description=view.filters.describe(view.device_names),
             digest_text=dg.as_text(), figures=figures, storylines=Hn.storylines(df),
             generated_at=datetime.now(UTC), device=device)
+        record(session, "evidence_pack", sensor=int(view.sensor["id"]), device=device,
+               rows=df.height, masked=view.masked, range=[view.start, view.end])
+        return pack
 
     who = "device" if device else "sensor"
     safe_device = "".join(c if c.isalnum() else "_" for c in device) if device else ""

@@ -1,0 +1,245 @@
+"""Hosted use through AppTest: sign-in required, roles, per-sensor access, masked viewers, audit.
+
+Sign-in is configured with an ``[auth]`` section (never contacted here:
+``at.user`` stands for a signed-in user, as STACK.md 1.10b describes; the real
+OIDC flow is tested in the browser suite). The data comes from the embedded
+simulator, whose request log shows which sensors were asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from flux_dashboard.service import embedded_simulator
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "c" * 40,
+        "client_id": "flux", "client_secret": "s" * 20,
+        "server_metadata_url": "http://localhost:9/.well-known/openid-configuration"}
+POLICY = """
+[[rule]]
+email = "alice@corp.example"
+role = "admin"
+sensors = ["*"]
+
+[[rule]]
+group = "soc"
+role = "analyst"
+sensors = [54]
+
+[[rule]]
+domain = "customer.example"
+role = "viewer"
+sensors = [54]
+"""
+PAGES = ["pages/1_overview.py", "pages/2_devices.py", "pages/3_protocols.py",
+         "pages/4_toxic.py", "pages/5_remotes.py", "pages/6_hunting.py",
+         "pages/7_activity.py"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("hosting")
+    (root / "access.toml").write_text(POLICY)
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("SERENICITY_API_KEY", "SERENICITY_API_URL", "FLUX_FORCE_MASK",
+                     "FLUX_ALLOW_ANONYMOUS", "FLUX_USER_DAILY_BUDGET"):
+            mp.delenv(name, raising=False)
+        mp.setenv("FLUX_CACHE_DIR", str(root / "cache"))
+        mp.setenv("FLUX_ACCESS_FILE", str(root / "access.toml"))
+        mp.setenv("FLUX_AUDIT_FILE", str(root / "audit.jsonl"))
+        mp.setenv("FLUX_MASK_SECRET", "hosting-test-mask-secret")
+        yield root
+
+
+def user(email: str, groups=(), age_h: float = 0.0, verified: bool = True) -> dict:
+    return {"is_logged_in": True, "email": email, "email_verified": verified,
+            "groups": list(groups), "iat": int(time.time() - age_h * 3600), "sub": email}
+
+
+ALICE = user("alice@corp.example")
+BOB = user("bob@corp.example", groups=["soc"])
+CAROL = user("carol@customer.example")
+EVE = user("eve@else.example")
+
+
+def run(who: dict | None, page: str | None = None, *, auth: bool = True,
+        **query: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    if auth:
+        at.secrets["auth"] = AUTH
+    else:
+        at.secrets["FLUX_APPTEST"] = "1"
+    if who is not None:
+        at.user = who
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def audit_lines(env: Path) -> list[dict]:
+    path = env / "audit.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def sensor_requests(sensor_id: int) -> int:
+    return sum(1 for path, _ in embedded_simulator(False).requests
+               if f"/sensors/{sensor_id}" in path)
+
+
+def sidebar_sensors(at: AppTest) -> list[int]:
+    """The sensor ids the picker offers (its labels end in "· #<id>[ · status]")."""
+    return [int(o.rsplit("#", 1)[1].split(" ")[0])
+            for o in at.sidebar.selectbox(key="sensor_id").options]
+
+
+# ------------------------------------------------------------------ sign-in
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_requires_sign_in(page):
+    at = run(None, page)
+    assert [b.label for b in at.button] == ["Sign in"]
+    assert not at.dataframe and not at.metric and not at.get("plotly_chart")
+    assert not at.get("download_button")
+    assert not at.sidebar.selectbox  # no sensor picker, no filters
+
+
+def test_without_auth_the_demo_needs_no_sign_in():
+    at = run(None, auth=False)
+    assert at.title[0].value == "Overview" and at.metric
+    assert "Not signed in" in " ".join(c.value for c in at.sidebar.caption)
+
+
+def test_expired_session_must_sign_in_again():
+    at = run(user("alice@corp.example", age_h=12.5))
+    assert "expired" in at.warning[0].value
+    assert [b.label for b in at.button] == ["Sign in again", "Sign out"]
+    assert not at.metric
+    fresh = run(user("alice@corp.example", age_h=11.5))
+    assert fresh.metric
+
+
+def test_unknown_user_gets_the_ask_an_administrator_page(env):
+    at = run(EVE)
+    assert "eve@else\\.example" in at.error[0].value and "Ask an administrator" in \
+        at.error[0].value
+    assert [b.label for b in at.button] == ["Sign out"]
+    assert not at.metric and not at.sidebar.selectbox
+    assert any(e["event"] == "denied" and e["user"] == "eve@else.example"
+               for e in audit_lines(env))
+
+
+def test_sidebar_shows_who_is_signed_in():
+    at = run(BOB)
+    shown = " ".join(c.value for c in at.sidebar.caption)
+    assert "bob@corp\\.example · analyst" in shown
+    assert "Sign out" in [b.label for b in at.sidebar.button]
+
+
+# ------------------------------------------------------------------ per-sensor access
+def test_sensor_picker_lists_only_allowed_sensors():
+    assert sidebar_sensors(run(ALICE)) == [54, 77]
+    assert sidebar_sensors(run(BOB)) == [54]
+    assert sidebar_sensors(run(CAROL)) == [54]
+
+
+def test_denied_sensor_link_is_refused_without_a_request(env):
+    before = sensor_requests(77)
+    at = run(BOB, sensor="77")
+    assert at.error and "not allowed to see sensor" in at.error[0].value
+    assert not at.metric and not at.dataframe
+    assert sensor_requests(77) == before
+    page_text = " ".join(str(e.value) for e in [*at.error, *at.caption, *at.markdown])
+    assert "Pharmacie" not in page_text  # sensor 77's name never shown
+    assert any(e["event"] == "denied" and e.get("sensor") == 77 for e in audit_lines(env))
+    # the admin may open it
+    assert run(ALICE, sensor="77").metric
+
+
+def test_activity_page_is_for_admins_only(env):
+    admin = run(ALICE, "pages/7_activity.py")
+    assert admin.title[0].value.endswith("Activity")
+    events = set(admin.dataframe[0].value["event"])
+    assert {"sign_in", "page_view"} <= events
+    admin.selectbox(key="act_event").set_value("page_view").run()
+    assert set(admin.dataframe[0].value["event"]) == {"page_view"}
+    admin.selectbox(key="act_event").set_value("budget_refused").run()
+    assert not admin.dataframe and "No event matches" in admin.info[0].value
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        run(BOB, "pages/7_activity.py")  # not in an analyst's navigation at all
+    # The pages/ trap: the file run on its own (a fresh server's first request).
+    direct = AppTest.from_file(str(Path(APP).parent / "pages" / "7_activity.py"),
+                               default_timeout=120)
+    direct.secrets["auth"] = AUTH
+    direct.user = BOB
+    direct.run()
+    assert not direct.exception
+    assert not any(t.value.endswith("Activity") for t in direct.title)
+    assert not any("event" in d.value.columns for d in direct.dataframe)
+
+
+# ------------------------------------------------------------------ masked viewers
+def test_viewer_cannot_unmask_through_link_or_switch():
+    plain = run(ALICE, "pages/2_devices.py")
+    real_ips = set(plain.dataframe[0].value["ip0"])
+    at = run(CAROL, "pages/2_devices.py", mask="false")
+    toggle = at.sidebar.toggle(key="mask")
+    assert toggle.value is True and toggle.disabled
+    shown = set(at.dataframe[0].value["ip0"])
+    assert shown and not shown & real_ips
+    at.session_state["mask"] = False  # a forged widget update, as a crafted client could send
+    at.run()
+    assert not set(at.dataframe[0].value["ip0"]) & real_ips
+    assert "Sensor-" in at.sidebar.selectbox(key="sensor_id").options[0]
+
+
+def test_viewer_downloads_and_evidence_pack_are_masked(env, monkeypatch):
+    import io
+    import zipfile
+
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    got: dict = {}
+    original = MediaFileManager.add_deferred
+
+    def add_deferred(self, data, mimetype, coordinates, file_name=None, *a, **kw):
+        got[file_name] = data
+        return original(self, data, mimetype, coordinates, file_name, *a, **kw)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
+    real = run(ALICE, "pages/4_toxic.py")
+    originals = {v for col in ("ip0", "ip1") for v in real.dataframe[-1].value[col]}
+    assert len(originals) > 5
+    got.clear()
+    run(CAROL, "pages/4_toxic.py", mask="false")
+    csv = next(f for n, f in got.items() if n.endswith(".csv"))()
+    assert csv.count("\n") > 5 and not [o for o in originals if o in csv]
+    run(CAROL, "pages/1_overview.py", mask="false")
+    pack = next(f for n, f in got.items() if n.endswith(".zip"))
+    z = zipfile.ZipFile(io.BytesIO(pack()))
+    for member in z.namelist():
+        body = z.read(member).decode(errors="replace")
+        assert not [o for o in originals if o in body], member
+    exports = [e for e in audit_lines(env) if e["user"] == "carol@customer.example"
+               and e["event"] in ("export", "evidence_pack")]
+    assert {e["event"] for e in exports} == {"export", "evidence_pack"}
+    assert all(e["masked"] for e in exports)
+
+
+def test_page_views_and_sign_ins_are_audited(env):
+    run(BOB, "pages/4_toxic.py")
+    mine = [e for e in audit_lines(env) if e["user"] == "bob@corp.example"]
+    assert any(e["event"] == "sign_in" for e in mine)
+    views = [e for e in mine if e["event"] == "page_view"]
+    assert {"toxic", "overview"} <= {e["page"] for e in views}
+    assert all(e["sensor"] == 54 and e["role"] == "analyst" and len(e["range"]) == 2
+               for e in views)
