@@ -1,12 +1,14 @@
 # make run   : set up .venv and start the dashboard (demo mode without an API key)
 # make test  : set up .venv with the dev requirements and run every test (browser tests too)
+# make serve : check the hosting configuration, then serve for a team (see deploy/README.md)
 # make bench : loader and page-render benchmarks against the simulator over HTTP
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-PORT   ?= 8501
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+PORT    ?= 8501
+ADDRESS ?= 127.0.0.1
 
-.PHONY: install install-dev run test lint bench chromium clean
+.PHONY: install install-dev run serve test lint bench chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +27,13 @@ install: $(VENV)/.stamp-runtime
 
 install-dev: $(VENV)/.stamp-dev
 
+# Loopback only: a dashboard on this machine needs no sign-in. To share it, use `make serve`.
 run: install
-	$(BIN)/python -m streamlit run app.py --server.port $(PORT)
+	$(BIN)/python -m streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS)
+
+# Hosted: address and port from FLUX_ADDRESS / FLUX_PORT; refuses to start on an unsafe setup.
+serve: install
+	$(BIN)/python -m flux_dashboard.serve
 
 # Browser tests drive Debian's Chromium (never a downloaded browser).
 chromium:

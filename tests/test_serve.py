@@ -1,0 +1,106 @@
+"""``make serve``: the startup check refuses unsafe or broken hosting in one plain line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flux_dashboard import errors as E
+from flux_dashboard.serve import plan
+
+ROOT = Path(__file__).resolve().parents[1]
+AUTH = """
+[auth]
+redirect_uri = "https://flux.corp.example/soc/oauth2callback"
+cookie_secret = "0123456789abcdef0123456789abcdef-long"
+client_id = "flux"
+client_secret = "s3cr3t"
+server_metadata_url = "https://login.corp.example/.well-known/openid-configuration"
+"""
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    (tmp_path / "access.toml").write_text((ROOT / "deploy" / "access.example.toml").read_text())
+    (tmp_path / "secrets.toml").write_text(AUTH)
+    return tmp_path
+
+
+def env(files: Path, **kw: str) -> dict[str, str]:
+    return {"FLUX_CACHE_DIR": str(files / "cache"), "FLUX_ACCESS_FILE": str(files / "access.toml"),
+            **kw}
+
+
+def test_a_complete_configuration_gives_production_flags(files):
+    p = plan(env(files, FLUX_PORT="8600"), files / "secrets.toml")
+    assert p.auth and p.rules == 3 and p.port == 8600 and p.address == "0.0.0.0"
+    assert p.public_url == "https://flux.corp.example/soc"
+    flags = dict(zip(p.flags()[::2], p.flags()[1::2], strict=True))
+    assert flags["--server.enableXsrfProtection"] == "true"
+    assert flags["--server.enableCORS"] == "true"
+    assert flags["--server.corsAllowedOrigins"] == "https://flux.corp.example"
+    assert flags["--server.allowedHosts"] == "flux.corp.example"
+    assert flags["--server.baseUrlPath"] == "soc"
+    assert flags["--browser.gatherUsageStats"] == "false"
+    assert flags["--client.showErrorDetails"] == "none"
+    assert flags["--server.enableAgentApi"] == "false"
+    assert flags["--secrets.files"] == str(files / "secrets.toml")
+    assert "s3cr3t" not in " ".join(p.flags()) and "s3cr3t" not in p.summary()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("client_secret = \"s3cr3t\"\n", ""), "lacks client_secret"),
+    (("/soc/oauth2callback", "/soc/callback"), "ending in /oauth2callback"),
+    (("https://flux.corp.example", "flux.corp.example"), "absolute URL"),
+    (("https://flux.corp.example", "http://flux.corp.example"), "https outside"),
+    (("0123456789abcdef0123456789abcdef-long", "short"), "cookie_secret must be at least"),
+    (("https://login.corp.example/.well-known", "login/.well-known"), "server_metadata_url"),
+])
+def test_broken_auth_is_refused(files, edit, message):
+    path = files / "secrets.toml"
+    path.write_text(AUTH.replace(*edit))
+    with pytest.raises(E.ConfigError, match=message):
+        plan(env(files), path)
+
+
+def test_access_policy_is_required_and_checked(files):
+    with pytest.raises(E.ConfigError, match="FLUX_ACCESS_FILE is not"):
+        plan({"FLUX_CACHE_DIR": str(files)}, files / "secrets.toml")
+    (files / "access.toml").write_text("[[rule]]\nemail = 'a@b.example'\nrole = 'boss'\n"
+                                       "sensors = ['*']\n")
+    with pytest.raises(E.ConfigError, match="role must be one of"):
+        plan(env(files), files / "secrets.toml")
+    (files / "access.toml").write_text("groups_claim = 'groups'\n")
+    with pytest.raises(E.ConfigError, match="has no rule"):
+        plan(env(files), files / "secrets.toml")
+
+
+def test_real_key_without_sign_in_needs_loopback_or_explicit_anonymity(files):
+    (files / "secrets.toml").write_text('SERENICITY_API_KEY = "a-real-key-1234567890"\n')
+    with pytest.raises(E.ConfigError, match="FLUX_ALLOW_ANONYMOUS=1") as err:
+        plan(env(files), files / "secrets.toml")
+    assert "a-real-key" not in str(err.value)
+    assert plan(env(files, FLUX_ADDRESS="127.0.0.1"), files / "secrets.toml").auth is False
+    assert plan(env(files, FLUX_ALLOW_ANONYMOUS="1"), files / "secrets.toml").auth is False
+    # the demo needs no sign-in anywhere
+    (files / "secrets.toml").write_text("")
+    assert plan(env(files), files / "secrets.toml").rules == 0
+
+
+def test_serve_check_exits_with_one_plain_line(files):
+    base = {"PATH": "/usr/bin:/bin", "HOME": str(files), **env(files)}
+    bad = subprocess.run([sys.executable, "-m", "flux_dashboard.serve", "--check"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**base, "FLUX_SECRETS_FILE": str(files / "missing-dir" / "x"),
+                              "SERENICITY_API_KEY": "a-real-key-1234567890"})
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("Cannot serve: ")
+    assert "Traceback" not in bad.stderr and "a-real-key" not in bad.stderr
+    good = subprocess.run([sys.executable, "-m", "flux_dashboard.serve", "--check"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**base, "FLUX_SECRETS_FILE": str(files / "secrets.toml")})
+    assert good.returncode == 0, good.stderr
+    assert "sign-in required, 3 access rule(s)" in good.stdout
