@@ -16,16 +16,30 @@ from flux_dashboard import errors as E
 
 EXIT_USAGE, EXIT_ERROR, EXIT_INCOMPLETE = 2, 1, 3
 
+# Flow timestamps are Unix-era. Outside this span a date is a typing mistake, and
+# near datetime's own limits the hour arithmetic (rounding to whole hours, asking
+# one second early) would overflow. Checked while parsing: no request is made.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
 
 def parse_when(text: str) -> datetime:
-    """ISO date or date-time; naive values are UTC."""
+    """ISO date or date-time between EARLIEST and LATEST; naive values are UTC."""
     raw = text.strip()
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an ISO date or date-time (example: 2026-11-01T00:00Z)") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is in year 0 in UTC
+        value = None
+    if value is None or not EARLIEST <= value <= LATEST:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is outside the supported dates ({EARLIEST:%Y-%m-%d} to "
+            f"{LATEST:%Y-%m-%d} UTC)")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -108,7 +122,7 @@ def _progress_printer(quiet: bool):
     return show
 
 
-def cmd_export(args) -> int:
+def cmd_export(args, transport=None) -> int:
     from flux_dashboard.filters import Filters
     from flux_dashboard.service import build_service
 
@@ -125,7 +139,7 @@ def cmd_export(args) -> int:
     if problems:
         print(f"error: {problems[0]}", file=sys.stderr)
         return EXIT_USAGE
-    service = build_service(_settings(args))
+    service = build_service(_settings(args), transport=transport)
     try:
         service.client.sensor(args.sensor)  # a clear "unknown sensor" before any flux request
         result = service.loader.load(args.sensor, args.start, args.end,
@@ -139,7 +153,10 @@ def cmd_export(args) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")
     if args.out.suffix.lower() == ".csv":
-        frame.write_csv(tmp)
+        from flux_dashboard.report import csv_safe
+
+        # Same cells as the dashboard's CSV downloads: none runs as a spreadsheet formula.
+        csv_safe(frame).write_csv(tmp)
     else:
         frame.write_parquet(tmp)
     tmp.replace(args.out)
@@ -150,10 +167,10 @@ def cmd_export(args) -> int:
     return 0
 
 
-def cmd_sensors(args) -> int:
+def cmd_sensors(args, transport=None) -> int:
     from flux_dashboard.service import build_service
 
-    service = build_service(_settings(args))
+    service = build_service(_settings(args), transport=transport)
     try:
         sensors = service.client.sensors()
     finally:
@@ -165,7 +182,8 @@ def cmd_sensors(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, transport=None) -> int:
+    """Run one command; ``transport`` (an httpx transport) replaces the network in tests."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:
         from flux_dashboard.simulator import main as simulate
@@ -174,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        return {"export": cmd_export, "sensors": cmd_sensors}[args.command](args)
+        return {"export": cmd_export, "sensors": cmd_sensors}[args.command](args, transport)
     except E.IncompleteDataError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return EXIT_INCOMPLETE

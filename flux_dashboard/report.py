@@ -67,21 +67,39 @@ def _sensor_name(sensor: Mapping) -> str:
     return str(name) if name else f"Sensor {sensor.get('id', '?')}"
 
 
-def _csv_safe(df: pl.DataFrame) -> pl.DataFrame:
-    risky = r"^[=+\-@\t\r]"
-    return df.with_columns(
-        pl.when(pl.col(c).str.contains(risky)).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c))
-        .alias(c)
-        for c, t in df.schema.items()
-        if t == pl.String
-    )
+# A spreadsheet runs a cell that starts with one of these as a formula (tab and
+# CR too: some spreadsheets strip them and read what follows).
+_FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def csv_safe(df: pl.DataFrame) -> pl.DataFrame:
+    """The frame ready for ``write_csv``: lists flattened, no cell a spreadsheet runs.
+
+    List columns become text, ``"a, b"``. Text cells (flattened lists included)
+    that start with ``= + - @``, a tab or a CR get a leading apostrophe, which
+    spreadsheets show as text instead of evaluating: device and NetBIOS names
+    are user-entered. Other columns are returned as they are.
+    """
+
+    def neutral(text: pl.Expr) -> pl.Expr:
+        return pl.when(text.str.contains(_FORMULA_START)).then(pl.lit("'") + text).otherwise(text)
+
+    exprs = []
+    for name, dtype in df.schema.items():
+        if isinstance(dtype, pl.List):
+            exprs.append(neutral(pl.col(name).cast(pl.List(pl.String)).list.join(", "))
+                         .alias(name))
+        elif dtype == pl.String:
+            exprs.append(neutral(pl.col(name)).alias(name))
+    return df.with_columns(exprs) if exprs else df
 
 
 def _csv(df: pl.DataFrame) -> bytes:
-    # Flat frames only (FLOW_SCHEMA and the hunting frames are): CSV has no lists.
+    df = csv_safe(df)
+    # Structs and arrays have no CSV form (the frames written here have none).
     df = df.select(c for c, t in df.schema.items() if not t.is_nested())
     buf = io.BytesIO()
-    _csv_safe(df).write_csv(buf)
+    df.write_csv(buf)
     return buf.getvalue()
 
 
