@@ -86,7 +86,16 @@ class Settings:
 
     @property
     def host(self) -> str:
-        return urlsplit(self.api_url).netloc or self.api_url
+        """Host and port of the API, for display: never the URL's user or password."""
+        parts = urlsplit(self.api_url)
+        host = parts.hostname or "unknown host"
+        if ":" in host:  # IPv6: brackets keep its colons apart from the port's
+            host = f"[{host}]"
+        try:
+            port = parts.port
+        except ValueError:  # not a number: the connection fails anyway, show the host
+            port = None
+        return host if port is None else f"{host}:{port}"
 
     def describe(self) -> str:
         if self.demo:

@@ -149,6 +149,27 @@ def test_connection_error_is_translated():
         client.sensors()
 
 
+@pytest.mark.parametrize("failure,exc,fragment", [
+    (httpx.ConnectError, E.ApiConnectionError, "Could not reach the Serenicity API at "),
+    (httpx.ReadTimeout, E.ApiTimeoutError, "The Serenicity API at "),
+])
+def test_connection_errors_show_host_and_port_never_url_credentials(failure, exc, fragment):
+    def fail(request):
+        raise failure("boom", request=request)
+
+    settings = Settings(api_url="https://user:s3cret-pass@[2001:db8::1]:8443/api/v1",
+                        api_key=Secret(KEY))
+    clock = FakeClock()
+    client = Client(settings, transport=httpx.MockTransport(fail), sleep=clock.sleep,
+                    limiter=RateLimiter(6000, clock=clock, sleep=clock.sleep), max_retries=1)
+    with pytest.raises(exc) as info:
+        client.sensors()
+    message = str(info.value)
+    assert fragment + "[2001:db8::1]:8443 " in message
+    for text in (message, repr(info.value), repr(client)):
+        assert "s3cret" not in text and "user" not in text and KEY not in text
+
+
 @pytest.mark.parametrize("status,exc", [
     (400, E.InvalidRequestError), (401, E.AuthenticationError), (403, E.ForbiddenError),
     (404, E.NotFoundError), (422, E.InvalidRequestError)])

@@ -107,6 +107,23 @@ def test_url_without_key_is_a_local_simulator():
     assert not s.demo and s.rate_limit_per_min == 100 and s.host == "127.0.0.1:9"
 
 
+@pytest.mark.parametrize("url,shown", [
+    ("https://api.control.serenicity.fr/api/v1", "api.control.serenicity.fr"),
+    ("https://user:s3cret-pass@api.example.test/api/v1", "api.example.test"),
+    ("https://user:s3cret-pass@api.example.test:8443/api/v1", "api.example.test:8443"),
+    ("http://s3cret-token@127.0.0.1:9/api/v1", "127.0.0.1:9"),
+    ("http://[::1]:8765/api/v1", "[::1]:8765"),
+    ("https://user:s3cret-pass@[2001:db8::1]/api/v1", "[2001:db8::1]"),
+    ("https://user:s3cret-pass@[2001:db8::1]:8443/api/v1", "[2001:db8::1]:8443"),
+])
+def test_displayed_host_is_host_and_port_only(url, shown):
+    s = load_settings(env={"SERENICITY_API_KEY": "key-123456", "SERENICITY_API_URL": url},
+                      secrets={})
+    assert s.host == shown
+    assert s.describe() == f"Serenicity API · {shown}"
+    assert "s3cret" not in s.describe() and "user" not in s.describe()
+
+
 def test_two_keys_two_sources():
     a = load_settings(env={"SERENICITY_API_KEY": "key-a-aaaaaaa"}, secrets={})
     b = load_settings(env={"SERENICITY_API_KEY": "key-b-bbbbbbb"}, secrets={})
