@@ -243,3 +243,17 @@ def test_page_views_and_sign_ins_are_audited(env):
     assert {"toxic", "overview"} <= {e["page"] for e in views}
     assert all(e["sensor"] == 54 and e["role"] == "analyst" and len(e["range"]) == 2
                for e in views)
+
+
+def test_requests_are_metered_and_shown(env):
+    from flux_dashboard.budget import Meter
+
+    at = run(ALICE, "pages/6_hunting.py", range="Last 7 days")  # a cold window: requests
+    usage = Meter(env / "cache" / "request-meter.json").usage("alice@corp.example")
+    assert usage.user_today > 0 and usage.today >= usage.user_today
+    at.run()  # the sidebar is drawn before this run's loads: the next run shows them
+    shown = " ".join(c.value for c in at.sidebar.caption)
+    assert f"{usage.today:,} today" in shown
+    simulator_requests = sum(1 for path, _ in embedded_simulator(False).requests
+                             if path.endswith("/flux"))
+    assert usage.today <= simulator_requests

@@ -65,6 +65,10 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
                 worker.join(0.25)
         holder.empty()
     err = box.get("error")
+    last: Progress | None = box.get("progress")
+    spent = box["result"].flux_requests if "result" in box else \
+        (last.requests_done if last is not None else 0)
+    count_requests(session, spent)
     if isinstance(err, E.IncompleteDataError) and err.partial is not None:
         hours = err.hours
         note = (f"{len(hours)} hour(s) could not be loaded completely and are left out "
@@ -81,6 +85,14 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
                      "persists, the server log has the details.", icon=":material/bug_report:")
         return None
     return box["result"], ""
+
+
+def count_requests(session: Any, requests: int) -> None:
+    """Add a load's API requests to the meter (per user, per day, per month)."""
+    if requests > 0:
+        from flux_dashboard.ui.auth import meter
+
+        meter().add(session.user, requests)
 
 
 def progress_text(p: Progress) -> str:
@@ -119,6 +131,7 @@ def load_window(view: View, loader: Loader, mask: Masker | None, start: datetime
     """
     result = loader.load(view.sensor["id"], start, end,
                          server_filters=dict(view.result.server_filters))
+    count_requests(view.session, result.flux_requests)
     return _filtered(view, result, mask)
 
 
@@ -149,6 +162,7 @@ def lookback(view: View, start: datetime, end: datetime, why: str) -> Keyed | No
         st.warning(f"Could not load {text(why.lower())}: {text(exc)}",
                    icon=":material/warning:")
         return None
+    count_requests(view.session, result.flux_requests)
     return _filtered(view, result)
 
 

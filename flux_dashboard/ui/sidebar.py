@@ -165,13 +165,13 @@ def sidebar_and_load(session: Session) -> View | None:
     elif end - start > timedelta(days=cfg.max_range_days):
         problems.append(f"The range is {(end - start).days} days long; the maximum is "
                         f"{cfg.max_range_days} days. Choose a shorter range.")
-    r1, r2 = sb.columns(2)
-    refresh_open = r1.button(":material/refresh: Open hour", key="refresh_btn",
+    refresh_open = sb.button(":material/refresh: Refresh the open hour", key="refresh_btn",
                              help="Fetch the hour still being written again (past hours "
                                   "come from the cache)", width="stretch")
-    refresh_all = r2.button(":material/sync: Whole range", key="refresh_all_btn",
+    refresh_all = sb.button(":material/sync: Refresh the whole range", key="refresh_all_btn",
                             help="Fetch every hour of the range again from the API and "
-                                 "replace the cache (costs requests)", width="stretch")
+                                 "replace the cache (late uploads; costs requests)",
+                            width="stretch")
     refresh: bool | str = "range" if refresh_all else ("open" if refresh_open else False)
 
     sb.divider()

@@ -1,0 +1,248 @@
+"""Real sign-in in Chromium: a local OIDC provider, the app started by ``make serve``'s module.
+
+The provider is ``oidc-provider-mock`` on a free loopback port, with four
+users: an admin, an analyst (group ``soc``), a viewer (verified email of the
+customer's domain) and a stranger. The app is started the hosted way,
+``python -m flux_dashboard.serve`` (startup check, production flags), with the
+example access policy of the repo and an ``[auth]`` section pointing at the
+provider, reading a simulator served over real HTTP. The browser opens the
+app at ``localhost`` (the origin must match ``redirect_uri``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from browser_kit import LOAD_TIMEOUT, download, read_csv, wait_for_run
+from playwright.sync_api import Browser, Page, expect
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+USERS = {
+    "alice": {"email": "alice@corp.example", "email_verified": True, "groups": ["it"],
+              "name": "Alice Admin"},
+    "bob": {"email": "bob@corp.example", "email_verified": True, "groups": ["soc"],
+            "name": "Bob Analyst"},
+    "carol": {"email": "carol@customer.example", "email_verified": True, "groups": [],
+              "name": "Carol Viewer"},
+    "eve": {"email": "eve@else.example", "email_verified": True, "groups": [],
+            "name": "Eve Stranger"},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Hosted:
+    url: str
+    proc: subprocess.Popen
+    log_path: Path
+    audit_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def audit(self) -> list[dict]:
+        if not self.audit_path.exists():
+            return []
+        return [json.loads(line) for line in self.audit_path.read_text().splitlines()]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def oidc() -> Iterator[str]:
+    import oidc_provider_mock
+
+    users = [oidc_provider_mock.User(sub=u["email"], claims=u) for u in USERS.values()]
+    with oidc_provider_mock.run_server_in_thread(port=0, user_claims=users) as server:
+        yield f"http://localhost:{server.server_port}"
+
+
+def start_hosted(workdir: Path, oidc_url: str, api_url: str) -> Hosted:
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    secrets = workdir / "secrets.toml"
+    secrets.write_text(
+        "[auth]\n"
+        f'redirect_uri = "http://localhost:{port}/oauth2callback"\n'
+        f'cookie_secret = "{"k" * 48}"\n'
+        'client_id = "flux-dashboard"\n'
+        'client_secret = "flux-test-client-secret"\n'
+        f'server_metadata_url = "{oidc_url}/.well-known/openid-configuration"\n')
+    audit = workdir / "audit.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SERENICITY_", "FLUX_"))}
+    env.update({
+        "FLUX_SECRETS_FILE": str(secrets), "FLUX_ADDRESS": "127.0.0.1",
+        "FLUX_PORT": str(port), "FLUX_ACCESS_FILE": str(ROOT / "deploy" /
+                                                         "access.example.toml"),
+        "FLUX_AUDIT_FILE": str(audit), "FLUX_CACHE_DIR": str(workdir / "cache"),
+        "SERENICITY_API_URL": api_url, "AUTHLIB_INSECURE_TRANSPORT": "1",
+        "PYTHONUNBUFFERED": "1", "HOME": str(workdir)})
+    log_path = workdir / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "flux_dashboard.serve"], cwd=ROOT,
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    hosted = Hosted(f"http://localhost:{port}", proc, log_path, audit)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text == "ok":
+                return hosted
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    hosted.stop()
+    raise RuntimeError(f"make serve did not start:\n{hosted.log()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def hosted(tmp_path_factory, oidc, simulator_api) -> Iterator[Hosted]:
+    server = start_hosted(tmp_path_factory.mktemp("hosted"), oidc, simulator_api.url)
+    yield server
+    server.stop()
+    assert "Traceback" not in server.log(), server.log()[-4000:]
+
+
+@pytest.fixture(autouse=True)
+def no_traceback(request) -> Iterator[None]:
+    yield
+    for name in ("hosted",):
+        if name in request.fixturenames:
+            server = request.getfixturevalue(name)
+            assert "Traceback" not in server.log(), server.log()[-4000:]
+
+
+def sign_in(page: Page, base: str, who: str, path: str = "") -> None:
+    page.goto(f"{base}/{path}")
+    wait_for_run(page)
+    button = page.get_by_role("button", name="Sign in")
+    expect(button).to_be_visible(timeout=LOAD_TIMEOUT)
+    button.click()
+    page.wait_for_url("**/oauth2/authorize**", timeout=30_000)
+    page.locator(f'button[name="sub"][value="{USERS[who]["email"]}"]').click()
+    page.wait_for_url(f"{base}/**", timeout=30_000)
+    wait_for_run(page)
+
+
+def sidebar_text(page: Page) -> str:
+    return page.get_by_test_id("stSidebar").inner_text()
+
+
+@pytest.fixture
+def context_page(browser: Browser) -> Iterator[Page]:
+    ctx = browser.new_context(accept_downloads=True, viewport={"width": 1500, "height": 2000})
+    page = ctx.new_page()
+    yield page
+    ctx.close()
+
+
+def test_analyst_signs_in_and_sees_data(hosted, context_page, screenshot_dir):
+    page = context_page
+    sign_in(page, hosted.url, "bob")
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible(timeout=LOAD_TIMEOUT)
+    expect(page.get_by_test_id("stMetricValue").first).to_be_visible(timeout=LOAD_TIMEOUT)
+    side = sidebar_text(page)
+    assert "bob@corp.example · analyst" in side
+    assert "Activity" not in side  # admins only
+    page.screenshot(path=str(screenshot_dir / "signin-analyst-overview.png"), full_page=True)
+    events = [e for e in hosted.audit() if e["user"] == "bob@corp.example"]
+    assert {"sign_in", "page_view"} <= {e["event"] for e in events}
+
+
+def test_viewer_sees_only_masked_identifiers(hosted, context_page, tmp_path, screenshot_dir):
+    page = context_page
+    sign_in(page, hosted.url, "carol")
+    page.goto(f"{hosted.url}/toxic?mask=false")  # a shared link asking for the real names
+    wait_for_run(page)
+    expect(page.get_by_role("heading", name="Toxic flows")).to_be_visible(timeout=LOAD_TIMEOUT)
+    assert "carol@customer.example · viewer" in sidebar_text(page)
+    text = page.locator("body").inner_text()
+    assert not re.search(r"\b192\.168\.\d+\.\d+\b", text)
+    assert "Pharmacie" not in text and "Cabinet Martin" not in text
+    assert "mask=true" in page.url or "mask=false" not in page.url
+    rows = read_csv(download(page, "toxic_dl_csv", tmp_path))
+    assert rows
+    for row in rows:
+        assert not row["ip0"].startswith("192.168."), row
+        assert re.fullmatch(r"2001:db8::[0-9a-f:]+", row["ip1"]), row
+    page.screenshot(path=str(screenshot_dir / "signin-viewer-toxic.png"), full_page=True)
+    exports = [e for e in hosted.audit() if e["event"] == "export"
+               and e["user"] == "carol@customer.example"]
+    assert exports and all(e["masked"] for e in exports)
+
+
+def test_unknown_user_is_refused(hosted, context_page, screenshot_dir):
+    page = context_page
+    sign_in(page, hosted.url, "eve")
+    expect(page.get_by_text("no sensor is shared with this account")).to_be_visible()
+    assert page.get_by_test_id("stMetricValue").count() == 0
+    page.screenshot(path=str(screenshot_dir / "signin-refused.png"), full_page=True)
+    assert any(e["event"] == "denied" and e["user"] == "eve@else.example"
+               for e in hosted.audit())
+
+
+def test_admin_sees_the_activity_page(hosted, context_page):
+    page = context_page
+    sign_in(page, hosted.url, "alice")
+    link = page.get_by_test_id("stSidebarNavLink").filter(has_text="Activity")
+    wait_for_run(page, link.click)
+    expect(page.get_by_role("heading", name="Activity")).to_be_visible(timeout=LOAD_TIMEOUT)
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+
+
+def test_log_out_loses_access(hosted, context_page):
+    page = context_page
+    sign_in(page, hosted.url, "bob")
+    expect(page.get_by_test_id("stMetricValue").first).to_be_visible(timeout=LOAD_TIMEOUT)
+    page.get_by_test_id("stSidebar").get_by_role("button", name="Sign out").click()
+    # Streamlit clears its identity cookie, then sends the browser to the provider's
+    # end-session page, which sends it back to the app.
+    end = page.get_by_role("button", name="End session")
+    expect(end).to_be_visible(timeout=LOAD_TIMEOUT)
+    end.click()
+    page.wait_for_url(f"{hosted.url}/**", timeout=30_000)
+    page.goto(f"{hosted.url}/devices")
+    wait_for_run(page)
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=LOAD_TIMEOUT)
+    assert page.get_by_test_id("stMetricValue").count() == 0
+    assert any(e["event"] == "sign_out" and e["user"] == "bob@corp.example"
+               for e in hosted.audit())
+
+
+def test_page_url_as_first_request_of_a_fresh_server_goes_to_sign_in(
+        tmp_path, oidc, simulator_api, context_page):
+    server = start_hosted(tmp_path / "fresh", oidc, simulator_api.url)
+    try:
+        page = context_page
+        page.goto(f"{server.url}/devices")
+        wait_for_run(page)
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=LOAD_TIMEOUT)
+        assert page.get_by_test_id("stDataFrame").count() == 0
+        assert page.get_by_test_id("stSidebarNavLink").count() == 0
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log(), server.log()[-4000:]
