@@ -7,8 +7,11 @@ simulator served over HTTP from this test process. ``fresh_server`` starts a
 throw-away server for checks that need a page URL to be the very first request.
 
 Server output goes to a log file per server (under pytest's tmp dir); the last
-lines are printed when a server fails to start, and ``Server.log_text()`` lets
-tests look for tracebacks.
+lines are printed when a server fails to start. Every server started here is
+registered, and the autouse fixture ``server_logs_clean`` fails any test after
+which a server log (shared or fresh, whatever the test order) holds a new
+traceback: each check reads every log from where the previous check stopped,
+so nothing written between two tests is skipped.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -37,12 +41,24 @@ class Server:
     proc: subprocess.Popen
     log_path: Path
     mode: str  # "demo" | "api"
+    checked: int = 0  # bytes of the log already checked for tracebacks
+
+    def _log_bytes(self, since: int = 0) -> bytes:
+        try:
+            with self.log_path.open("rb") as fh:
+                fh.seek(since)
+                return fh.read()
+        except OSError:
+            return b""
 
     def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        return self._log_bytes().decode(errors="replace")
+
+    def new_log(self) -> str:
+        """The log written since the last call (for the traceback check)."""
+        data = self._log_bytes(self.checked)
+        self.checked += len(data)
+        return data.decode(errors="replace")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -52,6 +68,10 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+# Every server started in this session, shared or fresh (for the log check).
+STARTED: list[Server] = []
 
 
 def _free_port() -> int:
@@ -87,6 +107,7 @@ def start_server(workdir: Path, mode: str, extra_env: dict[str, str] | None = No
             try:
                 r = httpx.get(f"{server.url}/_stcore/health", timeout=2)
                 if r.status_code == 200 and r.text.strip() == "ok":
+                    STARTED.append(server)
                     return server
             except httpx.HTTPError:
                 pass
@@ -120,11 +141,17 @@ def demo_server(tmp_path_factory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def simulator_api():
-    """The simulator served over HTTP by this process (no rate limit on its side)."""
+def api_simulator():
+    """The simulator behind ``simulator_api`` (tests count its flux requests)."""
     from flux_dashboard.simulator import Simulator, SimulatorConfig
 
-    served = Simulator(SimulatorConfig(rate_limit_per_min=None)).serve(port=0)
+    return Simulator(SimulatorConfig(rate_limit_per_min=None))
+
+
+@pytest.fixture(scope="session")
+def simulator_api(api_simulator):
+    """The simulator served over HTTP by this process (no rate limit on its side)."""
+    served = api_simulator.serve(port=0)
     yield served
     served.shutdown()
 
@@ -157,6 +184,65 @@ def fresh_server(tmp_path) -> Iterator[Callable[..., Server]]:
     yield make
     for s in started:
         s.stop()
+
+
+# ------------------------------------------------------------------ the simulated world
+@pytest.fixture(scope="session")
+def sensors(api_simulator) -> dict[int, dict]:
+    """The sensor objects both modes serve (same simulator, same seed)."""
+    return {int(s["id"]): s for s in api_simulator.sensors()}
+
+
+@pytest.fixture(scope="session")
+def originals(sensors):
+    """Every original identifier of the last two days, read from the simulator directly
+    (a twin of the demo and API simulators: same seed, so the same devices and remotes)."""
+    from browser_kit import identifiers_from_api_rows
+
+    from flux_dashboard.simulator import Simulator, SimulatorConfig
+
+    twin = Simulator(SimulatorConfig(rate_limit_per_min=None))
+    end = datetime.now(UTC) + timedelta(hours=1)
+    rows = [r for sid in sensors for r in twin.rows(sid, end - timedelta(days=2), end)]
+    found = identifiers_from_api_rows(rows, list(sensors.values()))
+    assert len(found.ips) > 100 and len(found.macs) > 30 and len(found.names) > 30, found
+    return found
+
+
+# ------------------------------------------------------------------ server logs
+def _tracebacks() -> list[str]:
+    found = []
+    for s in STARTED:
+        text = s.new_log()
+        if "Traceback" in text:
+            found.append(f"--- {s.mode} server {s.url} ({s.log_path}):\n{text[-4000:]}")
+    return found
+
+
+@pytest.fixture(autouse=True)
+def server_logs_clean(request) -> Iterator[None]:
+    """Fail the test if any server log got a traceback since the previous check.
+
+    Autouse and function-scoped, so it is set up before and torn down after the
+    test's other function fixtures: a fresh server is already stopped (its log
+    complete) when this reads it. Session servers are read from where the last
+    check stopped, so the order of tests does not matter.
+    """
+    yield
+    found = _tracebacks()
+    if found:
+        pytest.fail("server log holds a traceback (written during this test or just "
+                    "before it):\n" + "\n".join(found), pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def server_logs_clean_at_exit() -> Iterator[None]:
+    """What the session servers log while stopping, after the last test."""
+    yield
+    for s in STARTED:
+        s.stop()
+    found = _tracebacks()
+    assert not found, "server log holds a traceback:\n" + "\n".join(found)
 
 
 @pytest.fixture(scope="session")

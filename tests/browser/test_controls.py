@@ -1,0 +1,465 @@
+"""Every control of the sidebar and of each page, changed in Chromium, then checked.
+
+One test per control group, in both modes (demo = embedded simulator, api =
+the simulator over HTTP) unless the group only makes sense in one. Each test
+changes a control by its widget key and checks what it was meant to change:
+the URL, the caption, a metric, a chart (its title and traces as drawn by
+plotly in the browser), a table's row count, or the rows of a download. Every
+test also ends on ``assert_no_errors``; the ``server_logs_clean`` fixture fails
+it if a server logged a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from browser_kit import (
+    add_option,
+    assert_no_errors,
+    choose,
+    dataframes,
+    download,
+    expect_chart_title,
+    expect_rows,
+    figure,
+    fill_text,
+    header_caption,
+    metric_int,
+    metric_value,
+    nav_to,
+    open_page,
+    press,
+    query,
+    read_csv,
+    selected,
+    set_segment,
+    set_toggle,
+    sidebar,
+    slide,
+    table_rows,
+    wait_for_charts,
+    widget,
+)
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
+
+RANGE_KEYS = ("range", "from_day", "from_hour", "to_day", "to_hour")
+
+
+def _bar_totals(fig: dict) -> list[float]:
+    """Per-category totals of a horizontal stacked bar chart, in drawing order."""
+    bars = [t for t in fig["data"] if t["type"] == "bar"]
+    assert bars, fig
+    n = len(bars[0]["x"])
+    return [sum((t["x"][i] or 0) for t in bars if len(t["x"]) == n) for i in range(n)]
+
+
+def _categories(fig: dict) -> set[str]:
+    return {str(c) for t in fig["data"] if t["type"] == "bar" for c in t["y"]}
+
+
+# ------------------------------------------------------------------ time range: Pin these dates
+def expected_pin(preset: str, now: datetime, tz: str) -> dict[str, str]:
+    """The URL a pinned preset must produce, computed here from the sensor's time zone."""
+    zone = ZoneInfo(tz)
+    hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    end = hour if hour == now else hour + timedelta(hours=1)  # the open hour included
+    if preset == "Last 24 hours":
+        start = end - timedelta(hours=24)
+    elif preset == "Last 7 days":
+        start = end - timedelta(days=7)
+    elif preset == "Yesterday":
+        today = now.astimezone(zone).date()
+        start = datetime.combine(today - timedelta(days=1), datetime.min.time(), zone)
+        end = datetime.combine(today, datetime.min.time(), zone)
+    else:
+        raise ValueError(preset)
+    a, b = start.astimezone(zone), end.astimezone(zone)
+    return {"range": "Custom", "from_day": a.date().isoformat(), "from_hour": f"{a.hour:02d}:00",
+            "to_day": b.date().isoformat(), "to_hour": f"{b.hour:02d}:00"}
+
+
+@pytest.mark.parametrize(("mode", "sensor_id", "preset"),
+                         [("demo", 54, "Last 24 hours"), ("api", 77, "Yesterday")],
+                         ids=["demo-54-last24h", "api-77-yesterday"])
+def test_pin_these_dates_puts_fixed_dates_in_the_url(page: Page, request, browser, sensors,
+                                                      mode, sensor_id, preset):
+    server = request.getfixturevalue(f"{mode}_server")
+    tz = sensors[sensor_id]["timezone"]
+    open_page(page, f"{server.url}/?sensor={sensor_id}", "Overview")
+    expect(sidebar(page)).to_contain_text(f"Times in the sensor's time zone: {tz}")
+    if selected(page, "range") != preset:
+        choose(page, "range", preset)
+    caption = header_caption(page)
+    expect(caption).to_contain_text(f"({tz})")
+    range_text = caption.inner_text()
+
+    before = expected_pin(preset, datetime.now(UTC), tz)
+    press(page, "pin_btn")
+    after = expected_pin(preset, datetime.now(UTC), tz)
+    expect(widget(page, "range").get_by_role("combobox")).to_have_value("Custom")
+    expect(widget(page, "pin_btn")).to_have_count(0)  # only offered for relative ranges
+    expect(page).to_have_url(re.compile(r"[?&]range=Custom(&|$)"))
+    q = query(page)
+    got = {k: q.get(k, ["<absent>"])[-1] for k in RANGE_KEYS}
+    # The days must be in the link: their widget defaults move with the calendar, so
+    # an absent day would mean "today" tomorrow. An hour may only be absent when it is
+    # the fixed default 00:00 (Streamlit drops bound values equal to the default).
+    for k in ("from_hour", "to_hour"):
+        if got[k] == "<absent>" and before[k] == after[k] == "00:00":
+            got[k] = "00:00"
+    assert got in (before, after), f"URL after Pin: {page.url}\nexpected: {before}"
+    expect(caption).to_have_text(range_text)  # the same range, now fixed
+    assert_no_errors(page)
+
+    # The pinned link shows that range in a fresh browser.
+    context = browser.new_context(viewport=page.viewport_size)
+    try:
+        other = context.new_page()
+        open_page(other, page.url, "Overview")
+        expect(widget(other, "range").get_by_role("combobox")).to_have_value("Custom")
+        expect(header_caption(other)).to_have_text(range_text)
+        assert_no_errors(other)
+    finally:
+        context.close()
+
+
+# ------------------------------------------------------------------ Refresh buttons
+def test_refresh_buttons_fetch_again(page: Page, server, api_simulator):
+    open_page(page, f"{server.url}/", "Overview")
+    wait_for_charts(page)
+    flows = metric_int(page, "Flows")
+    url = page.url
+    counted = server.mode == "api"  # the demo simulator lives inside the server
+
+    n0 = api_simulator.flux_request_count()
+    expect(widget(page, "refresh_btn")).to_contain_text(re.compile("open hour", re.I))
+    press(page, "refresh_btn")
+    expect(page.locator("h1")).to_have_text("Overview")
+    assert metric_int(page, "Flows") >= flows  # the open hour only grows
+    n1 = api_simulator.flux_request_count()
+    if counted:
+        assert n1 > n0, "Refresh (open hour) made no flux request"
+
+    expect(widget(page, "refresh_all_btn")).to_contain_text(re.compile("whole range", re.I))
+    press(page, "refresh_all_btn")
+    expect(page.locator("h1")).to_have_text("Overview")
+    assert metric_int(page, "Flows") >= flows
+    n2 = api_simulator.flux_request_count()
+    if counted:
+        # The whole range (24 hours) costs more requests than the open hour alone.
+        assert n2 - n1 > n1 - n0, (n0, n1, n2)
+
+    # A plain rerun afterwards (another control) does not fetch again.
+    set_segment(page, "dir", "IN")
+    set_segment(page, "dir", "all")
+    if counted:
+        assert api_simulator.flux_request_count() == n2
+    assert page.url == url  # refreshing is not a link state
+    wait_for_charts(page)
+    assert_no_errors(page)
+
+
+# ------------------------------------------------------------------ sensor select
+def test_sensor_select_switches_the_whole_view(page: Page, server, sensors, api_simulator):
+    open_page(page, f"{server.url}/", "Overview")
+    caption = header_caption(page)
+    expect(caption).to_contain_text("(#54)")
+    flows_54, devices_54 = metric_int(page, "Flows"), metric_int(page, "Devices")
+
+    # The page shows the rows the simulator holds for these 24 hours. Sensor 77's data
+    # ends two hours ago and its last hour is still being filled (the app may hold an
+    # older copy of it): at least every row of the hours before it, at most all rows.
+    def simulator_rows() -> list[dict]:
+        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        return api_simulator.rows(77, end - timedelta(hours=24), end)
+
+    before = simulator_rows()
+    choose(page, "sensor_id", "#77")
+    after = simulator_rows()
+    small = sensors[77]
+    expect(widget(page, "sensor_id").get_by_role("combobox")).to_have_value(
+        re.compile("disconnected"))
+    expect(page).to_have_url(re.compile(r"[?&]sensor=77(&|$)"))
+    expect(caption).to_contain_text(f"{small['full_name']} (#77)")
+    expect(caption).to_contain_text(f"({small['timezone']})")
+    expect(sidebar(page)).to_contain_text(f"Times in the sensor's time zone: {small['timezone']}")
+    expect(metric_value(page, "Flows")).not_to_have_text(f"{flows_54:,}")
+    last_hour = max(r["start_of_hour"] for r in before)
+    complete = [r for r in before if r["start_of_hour"] != last_hour]
+    assert len(complete) <= metric_int(page, "Flows") <= len(after)
+    assert metric_int(page, "Devices") == len({r["ip0"] for r in after}) != devices_54
+    wait_for_charts(page)
+    assert_no_errors(page)
+
+    # The choice follows the navigation, then the select goes back.
+    nav_to(page, "Devices", "Devices")
+    expect(header_caption(page)).to_contain_text("(#77)")
+    assert query(page)["sensor"] == ["77"]
+    choose(page, "sensor_id", "#54")
+    expect(header_caption(page)).to_contain_text("(#54)")
+    expect(page).to_have_url(re.compile(r"[?&]sensor=54(&|$)"))
+    assert_no_errors(page)
+
+
+# ------------------------------------------------------------------ sidebar filters
+def _toxic_caption(page: Page) -> tuple[int, int]:
+    caption = page.get_by_text(re.compile(r"[\d,]+ of [\d,]+ toxic flows"))
+    expect(caption).to_be_visible()
+    m = re.search(r"([\d,]+) of ([\d,]+) toxic flows", caption.inner_text())
+    assert m
+    return int(m[1].replace(",", "")), int(m[2].replace(",", ""))
+
+
+def test_threat_and_off_hours_filters(page: Page, server, sensors, tmp_path):
+    open_page(page, f"{server.url}/toxic", "Toxic flows")
+    _, total = _toxic_caption(page)
+    assert total > 0
+
+    add_option(page, "threat", "Command center (C2)")
+    expect(page).to_have_url(re.compile(r"[?&]threat=command_center(&|$)"))
+    expect(header_caption(page)).to_contain_text("Command center (C2)")
+    expect(page.get_by_text(re.compile(rf"of {total:,} toxic flows"))).to_have_count(0)
+    _, c2_total = _toxic_caption(page)
+    assert 0 < c2_total < total
+    rows = read_csv(download(page, "toxic_dl_csv", tmp_path / "threat"))
+    assert len(rows) == c2_total
+    assert all("Command center" in r["threats"] for r in rows), {r["threats"] for r in rows}
+
+    # Off-hours on top: only the sensor's non-working hours, in its time zone.
+    hno = set(sensors[54]["hno_hours"])
+    set_toggle(page, "offhours", True)
+    expect(page).to_have_url(re.compile(r"[?&]offhours=true(&|$)"))
+    expect(header_caption(page)).to_contain_text("non-working hours")
+    expect(page.get_by_text(re.compile(rf"of {c2_total:,} toxic flows"))).to_have_count(0)
+    _, off_total = _toxic_caption(page)
+    assert off_total < c2_total
+    if off_total:
+        rows = read_csv(download(page, "toxic_dl_csv", tmp_path / "offhours"))
+        assert len(rows) == off_total
+        zone = ZoneInfo(sensors[54]["timezone"])
+        hours = {datetime.strptime(r["time"], "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(zone).hour
+                 for r in rows}
+        assert hours <= hno, f"working hours in the off-hours view: {sorted(hours - hno)}"
+
+    # Both off again: the full table is back and the URL is clean.
+    set_toggle(page, "offhours", False)
+    widget(page, "threat").get_by_role("button", name=re.compile("Clear|Delete", re.I)) \
+        .first.click()
+    page.wait_for_timeout(300)
+    expect(page.get_by_text(re.compile(rf"^{total:,} of {total:,} toxic flows"))).to_be_visible(
+        timeout=30_000)
+    assert "threat" not in query(page) and "offhours" not in query(page), page.url
+    assert_no_errors(page)
+
+
+def test_text_filters(page: Page, server):
+    """Remote IP, MAC, protocol and port inputs: bound to the URL, applied to the data."""
+    open_page(page, f"{server.url}/", "Overview")
+    wait_for_charts(page)
+    flows = metric_int(page, "Flows")
+
+    fill_text(page, "port", "443")
+    expect(page).to_have_url(re.compile(r"[?&]port=443(&|$)"))
+    expect(metric_value(page, "Flows")).not_to_have_text(f"{flows:,}")
+    assert _categories(figure(page, "top_port")) == {"443 (HTTPS)"}
+
+    fill_text(page, "protocol", "UDP")
+    expect(page).to_have_url(re.compile(r"[?&]protocol=UDP(&|$)"))
+    expect(header_caption(page)).to_contain_text("UDP/443")
+    assert _categories(figure(page, "top_proto")) == {"UDP"}  # QUIC
+    fill_text(page, "protocol", "")
+    fill_text(page, "port", "")
+    expect(metric_value(page, "Flows")).to_have_text(f"{flows:,}")
+
+    # One remote host, then one device by MAC.
+    nav_to(page, "Remote hosts", "Remote hosts")
+    first = dataframes(page).first.locator("table tr").nth(1).locator("td").first
+    expect(first).to_have_text(re.compile(r"^\d+\.\d+\.\d+\.\d+$"))
+    ip = first.inner_text().strip()
+    fill_text(page, "remote", ip)
+    expect(page).to_have_url(re.compile(rf"[?&]remote={re.escape(ip)}(&|$)"))
+    expect(page.get_by_text(re.compile(r"^1 public IPs"))).to_be_visible()
+    fill_text(page, "remote", "")
+
+    nav_to(page, "Devices", "Devices")
+    mac_caption = page.get_by_test_id("stCaptionContainer").filter(has_text="MAC ")
+    mac = re.search(r"MAC ([0-9a-f:]{17})", mac_caption.first.inner_text())
+    assert mac, mac_caption.first.inner_text()
+    ip0 = page.get_by_test_id("stMain").locator("h4").first.inner_text().split(" · ")[-1]
+    fill_text(page, "mac", mac[1])
+    expect(page).to_have_url(re.compile(r"[?&]mac="))
+    expect(page.get_by_text(re.compile(r"^1 devices · "))).to_be_visible()
+    expect(page.get_by_test_id("stMain").locator("h4").first).to_contain_text(ip0)
+    fill_text(page, "mac", "")
+    expect(page.get_by_text(re.compile(r"^1 devices · "))).to_have_count(0)
+    assert_no_errors(page)
+
+
+# ------------------------------------------------------------------ navigation links
+def test_nav_links_keep_the_filters(page: Page, server):
+    open_page(page, f"{server.url}/", "Overview")
+    set_toggle(page, "toxic", True)
+    set_segment(page, "dir", "OUT")
+    expect(page).to_have_url(re.compile(r"[?&]dir=OUT(&|$)"))
+    for path, h1 in [("devices", "Devices"), ("protocols", "Protocols & ports"),
+                     ("toxic", "Toxic flows"), ("remotes", "Remote hosts"),
+                     ("hunting", "Threat hunting"), ("", "Overview")]:
+        nav_to(page, h1, h1)
+        assert page.url.split("?")[0].rstrip("/") == f"{server.url}/{path}".rstrip("/")
+        q = query(page)
+        assert q.get("toxic") == ["true"] and q.get("dir") == ["OUT"], page.url
+        assert q.get("sensor") == ["54"], page.url
+        expect(widget(page, "toxic").get_by_role("switch")).to_be_checked()
+        expect(header_caption(page)).to_contain_text("OUT · toxic only")
+        assert_no_errors(page)
+
+
+# ------------------------------------------------------------------ Overview selects
+def test_overview_day_selects(page: Page, server):
+    open_page(page, f"{server.url}/", "Overview")
+    wait_for_charts(page)
+    heading = page.get_by_test_id("stMain").locator("h3").filter(has_text="What changed on")
+    expect(heading).to_be_visible()
+    shown = selected(page, "digest_day")
+    widget(page, "digest_day").get_by_role("combobox").click()
+    options = page.get_by_role("option")
+    expect(options.first).to_be_visible()
+    labels = [o.strip() for o in options.all_inner_texts()]
+    assert len(labels) >= 2, labels
+    other = next(label for label in labels if label != shown)
+    page.keyboard.press("Escape")
+    choose(page, "digest_day", other)
+    day = datetime.strptime(other.replace(" (so far)", ""), "%a %d %b %Y").date()
+    prev = day - timedelta(days=7)
+    expect(heading).to_have_text(f"What changed on {day:%a %d %b} vs {prev:%a %d %b}")
+    expect(page.get_by_text(re.compile(rf"Selected day: flows of {day:%a %d %b} 00:00"))) \
+        .to_be_visible()
+
+    before = figure(page, "cw_hours")["title"]
+    choose_day = selected(page, "cw_day")
+    widget(page, "cw_day").get_by_role("combobox").click()
+    labels = [o.strip() for o in page.get_by_role("option").all_inner_texts()]
+    page.keyboard.press("Escape")
+    other = next(label for label in labels if label != choose_day)
+    choose(page, "cw_day", other)
+    day = datetime.strptime(other, "%a %d %b %Y").date()
+    expect_chart_title(page, "cw_hours", f"Cyberweather by hour, {day.isoformat()}")
+    assert figure(page, "cw_hours")["title"] != before
+    assert_no_errors(page)
+
+
+# ------------------------------------------------------------------ Protocols heatmap value
+def test_heatmap_value_switch(page: Page, server):
+    open_page(page, f"{server.url}/protocols", "Protocols & ports")
+    wait_for_charts(page)
+    expect_chart_title(page, "port_device", re.compile(r"^Port × device \(bytes"))
+    bytes_z = figure(page, "port_device")["data"][0]["z"]
+    set_segment(page, "heat_value", "flows")
+    expect_chart_title(page, "port_device", re.compile(r"^Port × device \(flows"))
+    flows_z = figure(page, "port_device")["data"][0]["z"]
+    assert flows_z != bytes_z
+    cells = [v for row in flows_z for v in row if v is not None]
+    assert cells and all(float(v).is_integer() for v in cells), "flow counts are whole numbers"
+    set_segment(page, "heat_value", "bytes")
+    expect_chart_title(page, "port_device", re.compile(r"^Port × device \(bytes"))
+    assert_no_errors(page)
+
+
+# ------------------------------------------------------------------ Remote hosts
+def test_remote_hosts_direction_and_sort(page: Page, server):
+    open_page(page, f"{server.url}/remotes", "Remote hosts")
+    wait_for_charts(page)
+    count = page.get_by_text(re.compile(r"^[\d,]+ public IPs · \d+ countries"))
+
+    def ips() -> int:
+        expect(count).to_be_visible()
+        return int(count.inner_text().split()[0].replace(",", ""))
+
+    total = ips()
+    expect_rows(dataframes(page).first, total)
+    seen = {}
+    for direction in ("IN", "OUT"):
+        set_segment(page, "rh_dir", direction)
+        expect(count).not_to_have_text(re.compile(rf"^{total:,} public IPs"))
+        seen[direction] = ips()
+        assert 0 < seen[direction] < total
+        expect_rows(dataframes(page).first, seen[direction])
+    set_segment(page, "rh_dir", "all")
+    expect(count).to_have_text(re.compile(rf"^{total:,} public IPs"))
+
+    expect_chart_title(page, "map", "Remote hosts by country (toxic flows)")
+    for option, value, title in [("Volume", "bytes", "bytes"), ("Flow count", "flows", "flows"),
+                                 ("Threat", "toxic_flows", "toxic flows")]:
+        choose(page, "rh_sort", option)
+        expect_chart_title(page, "map", f"Remote hosts by country ({title})")
+        expect_chart_title(page, "remote_bar", f"Top remote hosts by {title}")
+        if value != "toxic_flows":  # threat sorts critical first, then toxic flows
+            totals = _bar_totals(figure(page, "remote_bar"))
+            assert totals == sorted(totals, reverse=True) or totals == sorted(totals), totals
+            assert len(set(totals)) > 1
+    assert_no_errors(page)
+
+
+# ------------------------------------------------------------------ Threat hunting
+def test_hunting_baseline_and_sensitivity(page: Page, server):
+    open_page(page, f"{server.url}/hunting", "Threat hunting")
+    expect(page.get_by_text(re.compile(r"Baseline \(7 days before the range\): flows of"))) \
+        .to_be_visible()
+    page.get_by_role("tab", name=re.compile("First-seen remotes")).click()
+    new_pairs = metric_value(page, "New device → remote pairs")
+    expect(new_pairs).to_have_text(re.compile(r"^\d[\d,]*$"))
+    pairs_7 = int(new_pairs.inner_text().replace(",", ""))
+    expect(page.get_by_text(re.compile(r"never in the 7 days before it"))).to_be_visible()
+
+    set_segment(page, "baseline_days", "14 days before the range")
+    expect(page.get_by_text(re.compile(r"Baseline \(14 days before the range\): flows of"))) \
+        .to_be_visible(timeout=90_000)
+    expect(page.get_by_text(re.compile(r"never in the 14 days before it"))).to_be_visible()
+    expect(new_pairs).to_have_text(re.compile(r"^\d[\d,]*$"))
+    pairs_14 = int(new_pairs.inner_text().replace(",", ""))
+    assert pairs_14 <= pairs_7, "a longer baseline cannot make more remotes new"
+
+    page.get_by_role("tab", name=re.compile("Upload anomalies")).click()
+    anomalies = page.get_by_test_id("stTabPanel").filter(has=widget(page, "anomaly_k"))
+    table = anomalies.get_by_test_id("stDataFrame")
+    expect(table).to_be_visible()
+    rows_k3 = table_rows(table)
+    assert rows_k3 > 0
+    assert slide(page, "anomaly_k", 14) == "10.00"
+    success = anomalies.get_by_test_id("stAlertContentSuccess")
+    rows_k10 = 0 if success.count() else table_rows(table)
+    assert rows_k10 < rows_k3, "a higher threshold must flag fewer device-hours"
+    assert_no_errors(page)
+
+
+# ------------------------------------------------------------------ Devices drill-down
+def test_device_drill_down(page: Page, server):
+    open_page(page, f"{server.url}/devices", "Devices")
+    wait_for_charts(page)
+    heading = page.get_by_test_id("stMain").locator("h4").first
+    first_heading = heading.inner_text()
+    flows_first = metric_value(page, "Flows").inner_text()
+
+    choose(page, "drill", "SRV-AD01 · 192.168.1.10")
+    expect(heading).to_have_text("SRV-AD01 · 192.168.1.10")
+    assert first_heading != heading.inner_text()
+    meta = page.get_by_test_id("stCaptionContainer").filter(has_text="MAC ")
+    expect(meta).to_contain_text(re.compile(
+        r"MAC 18:db:f2(:[0-9a-f]{2}){3} · vendor Dell Inc\. · NetBIOS SRV-AD01 · critical device"))
+    expect(metric_value(page, "Flows")).not_to_have_text(flows_first)
+    wait_for_charts(page)
+    expect_chart_title(page, "drill_time", "Timeline of this device")
+    assert _categories(figure(page, "drill_ports"))
+    toxic = page.get_by_text(re.compile(r"^Toxic flows of this device \((\d+)\)"))
+    expect(toxic).to_be_visible()
+    n = int(re.search(r"\((\d+)\)", toxic.inner_text())[1])
+    if n:
+        drill_table = page.get_by_test_id("stMain").get_by_test_id("stDataFrame").last
+        assert table_rows(drill_table) == n
+        assert n == metric_int(page, "Toxic IN") + metric_int(page, "Toxic OUT")
+    assert_no_errors(page)
