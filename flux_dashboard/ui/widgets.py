@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
+from flux_dashboard import report
 from flux_dashboard.loader import HOUR
 from flux_dashboard.ui.auth import Session, record
 from flux_dashboard.ui.loading import coverage_banner, load_window
@@ -64,7 +65,7 @@ def downloads(source: View | Session, df: pl.DataFrame, name: str, key: str) -> 
 
     def csv() -> str:
         audited("csv")
-        return csv_safe(df).write_csv()
+        return report.csv_safe(df).write_csv()
 
     def parquet() -> bytes:
         audited("parquet")
@@ -79,19 +80,6 @@ def downloads(source: View | Session, df: pl.DataFrame, name: str, key: str) -> 
     c2.download_button(":material/download: Parquet", data=parquet,
                        file_name=f"{name}.parquet", mime="application/octet-stream",
                        key=f"{key}_pq", on_click="ignore")
-
-
-def csv_safe(df: pl.DataFrame) -> pl.DataFrame:
-    """Flatten lists for CSV and neutralise cells a spreadsheet would run as formulas."""
-    exprs = []
-    for name, dtype in df.schema.items():
-        if isinstance(dtype, pl.List):
-            exprs.append(pl.col(name).cast(pl.List(pl.String)).list.join(", "))
-        elif dtype == pl.String:
-            c = pl.col(name)
-            exprs.append(pl.when(c.str.contains(r"^[=+\-@\t\r]")).then("'" + c).otherwise(c)
-                         .alias(name))
-    return df.with_columns(exprs) if exprs else df
 
 
 def evidence_button(view: View, *, device: str | None = None, key: str) -> None:
@@ -110,7 +98,6 @@ def evidence_button(view: View, *, device: str | None = None, key: str) -> None:
         from flux_dashboard import analytics as A
         from flux_dashboard import charts as C
         from flux_dashboard import hunting as Hn
-        from flux_dashboard import report
 
         def mine(df: pl.DataFrame) -> pl.DataFrame:
             return df if device is None else only_device(df, device)
