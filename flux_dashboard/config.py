@@ -27,6 +27,7 @@ DEFAULT_RATE_LIMIT = 100  # requests per minute per key (documented)
 DEMO_RATE_LIMIT = 60_000  # the embedded simulator is in-process: no reason to wait
 DEFAULT_PER_PAGE = 1000
 DEFAULT_MAX_RANGE_DAYS = 92
+DEFAULT_RECHECK_HOURS = 48  # cached hours this recent are re-counted for late uploads
 
 
 class Secret:
@@ -77,6 +78,7 @@ class Settings:
     timeout_s: float = 30.0
     demo: bool = False
     dense_demo: bool = False
+    recheck_hours: int = DEFAULT_RECHECK_HOURS
 
     @property
     def source_id(self) -> str:
@@ -172,5 +174,7 @@ def load_settings(
                             DEFAULT_MAX_RANGE_DAYS),
         demo=embedded,
         dense_demo=(get("FLUX_DEMO_DENSE") or "").lower() in ("1", "true", "yes"),
+        recheck_hours=_int("FLUX_RECHECK_HOURS", get("FLUX_RECHECK_HOURS"),
+                           DEFAULT_RECHECK_HOURS, minimum=0),
     )
     return settings.with_overrides(**overrides)
