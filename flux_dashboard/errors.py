@@ -12,10 +12,10 @@
     │   └── ApiTimeoutError        it was reached but did not answer in time
     ├── SchemaError                a response or a row did not have the documented shape
     ├── IncompleteDataError        some hours could not be loaded completely (carries them)
+    │   ├── BudgetExceededError    a request budget or the quota stopped the load
+    │   └── LoadCancelledError     the user cancelled the load (what completed is cached)
     ├── ConfigError                a setting is invalid
-    ├── AccessDeniedError          the signed-in user may not see this (policy, not the API)
-    ├── BudgetExceededError        a request budget or the monthly quota is spent
-    └── LoadCancelledError         the user cancelled a load (what completed is cached)
+    └── AccessDeniedError          the signed-in user may not see this (policy, not the API)
 
 Messages say what to do next. None of them ever contains the API key: the
 client builds them from status codes, parameters it chose and response bodies,
@@ -106,11 +106,15 @@ class AccessDeniedError(FluxError):
     """Refused by the access policy, before any request to the API."""
 
 
-class BudgetExceededError(FluxError):
-    """A daily request budget or the monthly quota would be exceeded."""
+class BudgetExceededError(IncompleteDataError):
+    """The load's request allowance (a budget or the quota) ran out.
+
+    Like any incomplete load it carries the missing ``hours`` and the
+    ``partial`` frame (cached and completed hours), so cached data stays usable.
+    """
 
 
-class LoadCancelledError(FluxError):
+class LoadCancelledError(IncompleteDataError):
     """A load stopped on request; the hours completed before are in the cache."""
 
 
