@@ -178,7 +178,9 @@ def _dense_sim(plan: Plan) -> Simulator:
 
 def _dense_loader(plan: Plan, sim: Simulator) -> Loader:
     # The key names the simulator's code: a changed simulator never reuses an old cache.
-    code = hashlib.blake2b(Path(simulator_module.__file__).read_bytes(), digest_size=6)
+    code = hashlib.blake2b(digest_size=6)
+    for source in sorted(Path(simulator_module.__file__).parent.glob("*.py")):
+        code.update(source.read_bytes())
     settings = Settings(api_url="http://bench-sim.invalid/api/v1",
                         api_key=Secret(f"bench-{plan.dense}-{code.hexdigest()}"),
                         rate_limit_per_min=BENCH_RATE, cache_dir=plan.cache_dir)
