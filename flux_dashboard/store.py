@@ -7,20 +7,20 @@ is ``all`` or a hash of the server-side filters the rows were fetched with.
 
 Each file records in its Parquet key-value metadata which hours of the day it
 covers (an hour with no flows is covered too) and how many rows it holds.
-A file that cannot be read, whose schema differs, whose row count disagrees
-or that holds rows outside its hours is treated as absent, deleted and
-refetched, never served. Writes go to a temporary file in the same folder and
-are renamed into place, so a crash never leaves half a file behind.
-
-Each file also records when each of its hours was last checked against the
-API (``flux_checked``: hour -> epoch seconds; fetching counts as checking), so
-the loader can re-count recent hours for late uploads without asking again on
-every rerun, across processes. Files without it simply have never been checked.
+A damaged file (one that does not decode, whose schema or metadata differs,
+whose row count disagrees, that holds rows outside its hours or a natural key
+twice) is treated as absent, deleted and refetched, never served. A file that
+cannot be read *right now* (too many open files, permission, memory) is not
+served either, but kept: its hours are fetched this time and the file is
+neither deleted nor overwritten. Writes go to a temporary file in the same
+folder and are renamed into place, so a crash never leaves half a file behind;
+rows with a natural key twice are refused before anything is written.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -33,12 +33,41 @@ from pathlib import Path
 
 import polars as pl
 
-from flux_dashboard.schema import FLOW_SCHEMA, empty_frame
+from flux_dashboard.schema import FLOW_SCHEMA, NATURAL_KEY, empty_frame
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = "1"
 HOUR = timedelta(hours=1)
+# What decoding bytes already in memory raises when they are bad: proof of damage.
+# Anything else (OSError, MemoryError, ...) says nothing about the file.
+_DAMAGE = (pl.exceptions.PolarsError, pl.exceptions.PanicException, ValueError, KeyError,
+           TypeError)
+
+
+def _duplicates(df: pl.DataFrame) -> int:
+    """Rows beyond the first of each natural key."""
+    return df.height - df.select(pl.struct(NATURAL_KEY).n_unique()).item() if df.height else 0
+
+
+def _decode_day(data: bytes, day: date) -> tuple[pl.DataFrame, set[int]]:
+    meta = pl.read_parquet_metadata(io.BytesIO(data))
+    if meta.get("flux_format") != FORMAT_VERSION:
+        raise ValueError("format version")
+    hours = {int(h) for h in json.loads(meta["flux_hours"])}
+    rows = int(meta["flux_rows"])
+    df = pl.read_parquet(io.BytesIO(data))
+    if df.schema != FLOW_SCHEMA:
+        raise ValueError("schema")
+    if df.height != rows:
+        raise ValueError(f"{df.height} rows, metadata says {rows}")
+    if df.height:
+        sh = df.get_column("start_of_hour")
+        if (sh.dt.date() != day).any() or not set(sh.dt.hour().unique()) <= hours:
+            raise ValueError("rows outside the covered hours")
+        if _duplicates(df):
+            raise ValueError("rows with the same natural key")
+    return df, hours
 
 
 def filters_key(server_params: Mapping[str, object] | None) -> str:
@@ -68,24 +97,19 @@ class Store:
 
     # -- reading
     def _read_day(self, path: Path, day: date) -> tuple[pl.DataFrame, set[int]] | None:
-        if not path.exists():
-            return None
+        """The rows and covered hours of one day, or None: absent, damaged or unreadable.
+
+        A damaged file is deleted. An unreadable one is kept (see the module
+        docstring); it still exists after None, which ``write`` relies on.
+        """
+        # Read the bytes first, decode them in memory second: an I/O failure then
+        # never passes for damage, and a decoding failure always is damage.
         try:
-            meta = pl.read_parquet_metadata(path)
-            if meta.get("flux_format") != FORMAT_VERSION:
-                raise ValueError("format version")
-            hours = {int(h) for h in json.loads(meta["flux_hours"])}
-            rows = int(meta["flux_rows"])
-            df = pl.read_parquet(path)
-            if df.schema != FLOW_SCHEMA:
-                raise ValueError("schema")
-            if df.height != rows:
-                raise ValueError(f"{df.height} rows, metadata says {rows}")
-            if df.height:
-                sh = df.get_column("start_of_hour")
-                if (sh.dt.date() != day).any() or not set(sh.dt.hour().unique()) <= hours:
-                    raise ValueError("rows outside the covered hours")
-        except Exception as exc:  # any damage: never serve it, refetch instead
+            data = path.read_bytes()
+            got = _decode_day(data, day)
+        except FileNotFoundError:
+            return None
+        except _DAMAGE as exc:
             log.warning("cache file %s is damaged (%s); it will be refetched", path.name,
                         exc.__class__.__name__)
             try:
@@ -93,7 +117,11 @@ class Store:
             except OSError:
                 pass
             return None
-        return df, hours
+        except Exception as exc:  # too many open files, permission, memory...: not the file
+            log.warning("cache file %s cannot be read now (%s); its hours are fetched, the "
+                        "file is kept", path.name, exc.__class__.__name__)
+            return None
+        return got
 
     def read(self, source_id: str, sensor_id: int, fkey: str, hours: Iterable[datetime]
              ) -> tuple[pl.DataFrame, set[datetime]]:
@@ -139,36 +167,13 @@ class Store:
             out |= {h for h in wanted if h.hour in have}
         return out
 
-    def checked(self, source_id: str, sensor_id: int, fkey: str, hours: Iterable[datetime]
-                ) -> dict[datetime, datetime]:
-        """When each of the covered ``hours`` was last checked (metadata only)."""
-        base = self._dir(source_id, sensor_id, fkey)
-        out: dict[datetime, datetime] = {}
-        by_day: dict[date, list[datetime]] = defaultdict(list)
-        for h in hours:
-            by_day[h.date()].append(h)
-        for day, wanted in by_day.items():
-            stamps = self._read_checked(self._path(base, day))
-            for h in wanted:
-                if h.hour in stamps:
-                    out[h] = datetime.fromtimestamp(stamps[h.hour], UTC)
-        return out
-
-    def _read_checked(self, path: Path) -> dict[int, float]:
-        try:
-            meta = pl.read_parquet_metadata(path)
-            return {int(h): float(t) for h, t in json.loads(meta.get("flux_checked", "{}"))
-                    .items()}
-        except Exception:  # absent, damaged or older than this field: never checked
-            return {}
-
     # -- writing
     def write(self, source_id: str, sensor_id: int, fkey: str, hours: Iterable[datetime],
-              frame: pl.DataFrame, checked_at: datetime | None = None) -> None:
-        """Record ``hours`` as complete with their rows from ``frame`` (merged per day).
-
-        ``checked_at``: when these rows were read from the API (see ``checked``).
-        """
+              frame: pl.DataFrame) -> None:
+        """Record ``hours`` as complete with their rows from ``frame`` (merged per day)."""
+        dup = _duplicates(frame)
+        if dup:  # a bug upstream; a cache file must never serve a row twice
+            raise ValueError(f"{dup} rows hold a natural key twice: nothing was written")
         base = self._dir(source_id, sensor_id, fkey)
         by_day: dict[date, set[int]] = defaultdict(set)
         for h in hours:
@@ -183,11 +188,8 @@ class Store:
                 (day_col == day) & pl.col("start_of_hour").dt.hour().is_in(sorted(new_hours)))
             with self._lock(path):
                 old = self._read_day(path, day)
-                stamps = self._read_checked(path) if old is not None else {}
-                for h in new_hours:
-                    stamps.pop(h, None)
-                    if checked_at is not None:
-                        stamps[h] = checked_at.timestamp()
+                if old is None and path.exists():
+                    continue  # unreadable now: replacing it would drop its hours
                 if old is not None:
                     old_df, old_hours = old
                     keep = old_df.filter(~pl.col("start_of_hour").dt.hour().is_in(
@@ -195,34 +197,11 @@ class Store:
                     new_rows = pl.concat([keep, new_rows])
                     new_hours = new_hours | old_hours
                 new_rows = new_rows.sort("start_of_hour")
-                self._atomic_write(path, new_rows, new_hours, stamps)
+                self._atomic_write(path, new_rows, new_hours)
 
-    def mark_checked(self, source_id: str, sensor_id: int, fkey: str,
-                     hours: Iterable[datetime], at: datetime) -> None:
-        """Record that the cached ``hours`` were found unchanged at ``at`` (rows untouched)."""
-        base = self._dir(source_id, sensor_id, fkey)
-        by_day: dict[date, set[int]] = defaultdict(set)
-        for h in hours:
-            by_day[h.date()].add(h.hour)
-        for day, marked in by_day.items():
-            path = self._path(base, day)
-            with self._lock(path):
-                old = self._read_day(path, day)
-                if old is None:
-                    continue
-                df, have = old
-                stamps = self._read_checked(path)
-                stamps.update({h: at.timestamp() for h in marked & have})
-                # Parquet keeps metadata in the footer: the day is rewritten as it was.
-                self._atomic_write(path, df, have, stamps)
-
-    def _atomic_write(self, path: Path, df: pl.DataFrame, hours: set[int],
-                      checked: Mapping[int, float] | None = None) -> None:
+    def _atomic_write(self, path: Path, df: pl.DataFrame, hours: set[int]) -> None:
         meta = {"flux_format": FORMAT_VERSION, "flux_hours": json.dumps(sorted(hours)),
                 "flux_rows": str(df.height)}
-        if checked:
-            meta["flux_checked"] = json.dumps({str(h): t for h, t in sorted(checked.items())
-                                               if h in hours})
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
         os.close(fd)
         try:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import resource
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal
 
 from flux_dashboard.schema import FLOW_SCHEMA, empty_frame
@@ -95,3 +99,99 @@ def test_covered_reads_metadata_and_agrees_with_read(tmp_path):
     assert store.covered("src", 54, "all", hours) == set(hours[:20])
     assert store.covered("src", 54, "all", hours) == store.read("src", 54, "all", hours)[1]
     assert store.covered("other", 54, "all", hours) == set()
+
+
+# -- damage is proven by decoding; anything else is a bad moment, not a bad file
+def _one_file(tmp_path, hours):
+    store = Store(tmp_path)
+    store.write("src", 54, "all", hours, frame_for(hours))
+    (path,) = list(tmp_path.rglob("*.parquet"))
+    return store, path
+
+
+def _rewrite(path, df, **meta):
+    base = {"flux_format": "1", "flux_hours": "[0, 1, 2]", "flux_rows": str(df.height)}
+    df.write_parquet(path, metadata={**base, **meta})
+
+
+DAMAGE = {
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+    "garbage": lambda p: p.write_bytes(b"not a parquet file at all" * 20),
+    "empty": lambda p: p.write_bytes(b""),
+    "footer-only-damage": lambda p: p.write_bytes(p.read_bytes()[:-12] + b"\0" * 12),
+    "wrong-schema": lambda p: _rewrite(p, pl.read_parquet(p).drop("vendor")),
+    "hours-not-json": lambda p: _rewrite(p, pl.read_parquet(p), flux_hours="0,1,2"),
+    "rows-missing-from-metadata": lambda p: pl.read_parquet(p).write_parquet(
+        p, metadata={"flux_format": "1", "flux_hours": "[0, 1, 2]"}),
+    "other-format-version": lambda p: _rewrite(p, pl.read_parquet(p), flux_format="0"),
+    "duplicate-rows": lambda p: _rewrite(p, pl.concat([pl.read_parquet(p)] * 2)),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_damaged_file_is_deleted_and_not_served(tmp_path, damage):
+    hours = [T0 + i * H for i in range(3)]
+    store, path = _one_file(tmp_path, hours)
+    DAMAGE[damage](path)
+    got, covered = store.read("src", 54, "all", hours)
+    assert covered == set() and got.height == 0
+    assert not path.exists()  # so it is refetched and rewritten, never read again
+
+
+TRANSIENT = {
+    "too-many-open-files": OSError(errno.EMFILE, "Too many open files"),
+    "permission": PermissionError(errno.EACCES, "Permission denied"),
+    "memory": MemoryError(),
+}
+
+
+@pytest.mark.parametrize("kind", TRANSIENT)
+def test_transient_read_error_keeps_the_file(tmp_path, monkeypatch, kind):
+    hours = [T0 + i * H for i in range(3)]
+    store, path = _one_file(tmp_path, hours)
+    before = path.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise TRANSIENT[kind]
+
+    with monkeypatch.context() as m:
+        m.setattr(pl, "read_parquet", fail)
+        got, covered = store.read("src", 54, "all", hours)
+        assert covered == set() and got.height == 0  # not served: the loader fetches them
+        # Writing more hours meanwhile must not replace the file by one without them.
+        more = [T0 + i * H for i in range(3, 5)]
+        store.write("src", 54, "all", more, frame_for(more))
+    assert path.read_bytes() == before  # kept, untouched
+    got, covered = store.read("src", 54, "all", hours)
+    assert covered == set(hours)
+    assert_frame_equal(got.sort("start_of_hour", "ip1"), frame_for(hours).sort(
+        "start_of_hour", "ip1"))
+
+
+def test_real_too_many_open_files_keeps_the_file(tmp_path):
+    hours = [T0 + i * H for i in range(3)]
+    store, path = _one_file(tmp_path, hours)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest_free = os.open(os.devnull, os.O_RDONLY)  # new files get the lowest free number
+    os.close(lowest_free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no descriptor left
+    try:
+        with pytest.raises(OSError) as info:  # the limit really bites
+            open(path, "rb")  # noqa: SIM115
+        assert info.value.errno == errno.EMFILE
+        got, covered = store.read("src", 54, "all", hours)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert covered == set() and got.height == 0
+    assert path.exists()
+    assert store.read("src", 54, "all", hours)[1] == set(hours)
+
+
+def test_rows_with_a_natural_key_twice_never_reach_disk(tmp_path):
+    store = Store(tmp_path)
+    hours = [T0, T0 + H]
+    df = frame_for(hours)
+    with pytest.raises(ValueError, match="twice"):
+        store.write("src", 54, "all", hours, pl.concat([df, df.head(1)]))
+    assert not list(tmp_path.rglob("*.parquet"))
+    assert store.read("src", 54, "all", hours)[1] == set()
