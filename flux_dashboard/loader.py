@@ -42,6 +42,20 @@ that and never trusts tie order:
    missing hours are requested, so a warm revisit makes no flux request, an
    extended range fetches just the new hours, and the open hour (and any hour
    not yet settled) is always fetched again and never written to disk.
+6. **Late data.** A sensor that loses its link uploads its buffered rows later,
+   into hours already cached as final. So cached hours younger than
+   ``recheck_hours`` (default 48) are re-counted, at most every
+   ``recheck_every`` (15 min; the store records when each hour was last checked,
+   fetching counts, so reruns and new processes do not ask again): one request
+   with ``per_page=1`` per run of contiguous due hours, whose ``meta.total`` is
+   compared with the cached rows. A run that differs is halved, counting the
+   left half and deducing the right one from the run's total, down to single
+   hours; only the hours that differ are refetched whole and replace their
+   cached rows. Cost: one request per 15 minutes per sensor and filter set when
+   nothing changed; about 1 + log2(run length) per changed stretch otherwise,
+   plus the refetch. Counting cannot see rows that grew without a new row
+   appearing (an outage cutting through an hour whose flows already had a row):
+   ``refresh="range"`` refetches the whole range, ignoring the cache.
 """
 
 from __future__ import annotations
@@ -67,6 +81,7 @@ log = logging.getLogger(__name__)
 
 HOUR = timedelta(hours=1)
 SETTLE = timedelta(minutes=15)  # an hour is final this long after it ends (inferred)
+RECHECK_EVERY = timedelta(minutes=15)  # a recent cached hour is re-counted at most this often
 FILL = 0.9  # keyset windows aim at this share of a page
 # Keys used to split a dense hour, with the filter that isolates one value.
 SPLIT_LEVELS: tuple[tuple[str, str], ...] = (
@@ -135,6 +150,8 @@ class LoadResult:
     open_hours: list[datetime] = field(default_factory=list)  # still being written
     loaded_at: datetime | None = None
     from_memory: bool = False
+    rechecked_hours: int = 0  # cached hours re-counted for late uploads
+    late_hours: list[datetime] = field(default_factory=list)  # found changed and refetched
     # Process-unique serial of the load that produced ``frame``: derived caches key
     # on it (never on ``id(frame)``, which a later frame can reuse once this one is
     # freed). ``replace()`` keeps it, so a memory hit keeps its derived results.
@@ -163,13 +180,20 @@ class _Acc:
 class Loader:
     def __init__(self, client: Client, store: Store | None = None, *, per_page: int = 1000,
                  max_concurrency: int = 8, clock: Callable[[], datetime] | None = None,
-                 memory_ttl_s: float = 300.0, memory_max_bytes: int = 2_000_000_000) -> None:
+                 memory_ttl_s: float = 300.0, memory_max_bytes: int = 2_000_000_000,
+                 recheck_hours: int | None = None,
+                 recheck_every: timedelta = RECHECK_EVERY) -> None:
         self.client = client
         self.store = store
         self.per_page = per_page
         self.max_concurrency = max(1, max_concurrency)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.source_id = client.settings.source_id
+        self.recheck_hours = (client.settings.recheck_hours if recheck_hours is None
+                              else recheck_hours)
+        self.recheck_every = recheck_every
+        # (sensor, filters) -> when a recheck last failed: do not retry before recheck_every.
+        self._recheck_failed: dict[tuple[int, str], datetime] = {}
         self._memory: TTLCache = TTLCache(maxsize=memory_max_bytes, ttl=memory_ttl_s,
                                           getsizeof=lambda r: max(1, r.frame.estimated_size()))
         self._memory_cond = threading.Condition()
@@ -178,12 +202,16 @@ class Loader:
     # ------------------------------------------------------------------ public
     def load(self, sensor_id: int, start: datetime, end: datetime, *,
              server_filters: Mapping[str, object] | None = None,
-             progress: ProgressFn | None = None, refresh: bool = False) -> LoadResult:
+             progress: ProgressFn | None = None, refresh: bool | str = False) -> LoadResult:
         """All rows with ``start <= start_of_hour < end`` (see module docstring).
 
-        ``refresh`` bypasses the in-memory cache (the disk cache of settled
-        hours is still used: only the open hours are fetched again).
+        ``refresh``: ``False`` may answer from memory; ``True`` or ``"open"``
+        bypasses memory (the disk cache of settled hours is still used: only the
+        open hours are fetched again); ``"range"`` fetches every hour of the
+        range again, ignoring the disk cache, and rewrites it.
         """
+        if refresh not in (False, True, "open", "range"):
+            raise E.ConfigError(f"refresh must be False, 'open' or 'range', not {refresh!r}.")
         if start.tzinfo is None or end.tzinfo is None:
             raise E.ConfigError("Start and end must carry a time zone.")
         start, end = ceil_hour(start), ceil_hour(end)
@@ -202,7 +230,8 @@ class Loader:
                 # Someone else is loading this very window: wait for their result.
                 self._memory_cond.wait()
         try:
-            result = self._load(int(sensor_id), start, end, params, progress)
+            result = self._load(int(sensor_id), start, end, params, progress,
+                                whole_range=refresh == "range")
             with self._memory_cond:
                 try:
                     self._memory[key] = result
@@ -231,7 +260,7 @@ class Loader:
 
     # ------------------------------------------------------------------ orchestration
     def _load(self, sensor_id: int, start: datetime, end: datetime, params: dict,
-              progress: ProgressFn | None) -> LoadResult:
+              progress: ProgressFn | None, whole_range: bool = False) -> LoadResult:
         now = self.clock()
         open_from = floor_hour(now - SETTLE)  # hours from here on may still change
         all_hours = hours_between(start, end)
@@ -241,9 +270,8 @@ class Loader:
 
         cached = empty_frame()
         covered: set[datetime] = set()
-        if self.store is not None and settled:
+        if self.store is not None and settled and not whole_range:
             cached, covered = self.store.read(self.source_id, sensor_id, fkey, settled)
-        missing = [h for h in past if h not in covered]
 
         acc = _Acc()
         requests_before = self.client.flux_request_count
@@ -254,6 +282,12 @@ class Loader:
                 progress(Progress(done, max(done, acc.planned), cached.height + acc.rows,
                                   len(covered) + len(acc.hours), len(past),
                                   self.client.limiter.per_minute))
+
+        rechecked, late = 0, []
+        if covered:
+            cached, covered, rechecked, late = self._recheck(sensor_id, params, fkey, cached,
+                                                             covered, now, report)
+        missing = [h for h in past if h not in covered]
 
         error: BaseException | None = None
         if missing:
@@ -272,7 +306,8 @@ class Loader:
         if self.store is not None:
             to_save = {h for h in acc.hours if h < open_from}
             if to_save:
-                self.store.write(self.source_id, sensor_id, fkey, to_save, fetched)
+                self.store.write(self.source_id, sensor_id, fkey, to_save, fetched,
+                                 checked_at=now)
 
         frames = [cached, *acc.frames]
         frame = pl.concat([f for f in frames if f.height] or [empty_frame()], rechunk=True)
@@ -290,7 +325,50 @@ class Loader:
         return LoadResult(frame=frame, start=start, end=end, server_filters=params,
                           flux_requests=self.client.flux_request_count - requests_before,
                           cached_hours=len(covered), fetched_hours=len(acc.hours),
-                          open_hours=[h for h in past if h >= open_from], loaded_at=now)
+                          open_hours=[h for h in past if h >= open_from], loaded_at=now,
+                          rechecked_hours=rechecked, late_hours=late)
+
+    def _recheck(self, sensor_id: int, params: dict, fkey: str, cached: pl.DataFrame,
+                 covered: set[datetime], now: datetime, report: Callable[[], None]
+                 ) -> tuple[pl.DataFrame, set[datetime], int, list[datetime]]:
+        """Re-count the recent cached hours that are due (module docstring, point 6).
+
+        Returns the cache without the hours whose count changed (so they are
+        fetched again), how many hours were counted, and the changed hours.
+        Best effort: if the API fails, the cache is served and rechecks pause.
+        """
+        assert self.store is not None
+        horizon = floor_hour(now) - self.recheck_hours * HOUR
+        failed = self._recheck_failed.get((sensor_id, fkey))
+        recent = [h for h in covered if h >= horizon]
+        if self.recheck_hours <= 0 or not recent or (
+                failed is not None and now - failed < self.recheck_every):
+            return cached, covered, 0, []
+        checked = self.store.checked(self.source_id, sensor_id, fkey, recent)
+        due = sorted(h for h in recent
+                     if h not in checked or now - checked[h] >= self.recheck_every)
+        if not due:
+            return cached, covered, 0, []
+        have = dict(cached.group_by("start_of_hour").len().iter_rows())
+        fetch = _Fetcher(self, sensor_id, params, _Acc(), report)
+        same: list[datetime] = []
+        changed: list[datetime] = []
+        try:
+            for a, b in _segments(due):
+                hours = hours_between(a, b)
+                _locate(hours, fetch.count(a, b), have, fetch.count, same, changed)
+        except E.LoadCancelledError:
+            raise
+        except E.FluxError as exc:
+            log.warning("late-data recheck of sensor %s failed (%s); serving the cache",
+                        sensor_id, exc.__class__.__name__)
+            self._recheck_failed[(sensor_id, fkey)] = now
+        if same:
+            self.store.mark_checked(self.source_id, sensor_id, fkey, same, now)
+        if changed:
+            cached = cached.filter(~pl.col("start_of_hour").is_in(changed))
+            covered = covered - set(changed)
+        return cached, covered, len(same) + len(changed), sorted(changed)
 
     def _fetch(self, sensor_id: int, segments: list[tuple[datetime, datetime]], params: dict,
                acc: _Acc, report: Callable[[], None], settled_before: datetime) -> None:
@@ -331,6 +409,26 @@ class Loader:
                 raise E.IncompleteDataError(
                     f"{got} rows were loaded for {iso(p.start)[:13]}h–{iso(p.end)[:13]}h where "
                     f"the API announced {p.total}.", hours=hours)
+
+
+def _locate(hours: list[datetime], total: int, have: Mapping[datetime, int],
+            count: Callable[[datetime, datetime], int], same: list[datetime],
+            changed: list[datetime]) -> None:
+    """Sort ``hours`` (counted ``total`` by the API) into ``same`` and ``changed``.
+
+    A part whose count matches the cache is unchanged; a part that differs is
+    halved: the left half is counted, the right half is deduced from the total
+    (so each step costs one request), down to single hours.
+    """
+    if total == sum(have.get(h, 0) for h in hours):
+        same.extend(hours)
+    elif len(hours) == 1:
+        changed.extend(hours)
+    else:
+        mid = len(hours) // 2
+        left = count(hours[0], hours[mid])
+        _locate(hours[:mid], left, have, count, same, changed)
+        _locate(hours[mid:], total - left, have, count, same, changed)
 
 
 def _wait_all(futures) -> None:
@@ -408,21 +506,28 @@ class _Fetcher:
 
     # -- one request
     def _get(self, a: datetime, b: datetime, *, sort_by: str, desc: bool = False, page: int = 1,
-             extra: Mapping[str, object] | None = None) -> tuple[FluxPage, pl.DataFrame]:
+             extra: Mapping[str, object] | None = None, per_page: int | None = None
+             ) -> tuple[FluxPage, pl.DataFrame]:
         # `from` one second before the first hour, `to` one second before the end:
         # rows only start on whole hours, so the answer is the same whether the API
         # treats either bound as inclusive or exclusive. Callers trim to [a, b) anyway.
         q = {**self.params, **(extra or {}), "from": iso(a - timedelta(seconds=1)),
              "to": iso(b - timedelta(seconds=1)), "sort_by": sort_by,
-             "sort_desc": desc, "page": page, "per_page": self.requested_page}
+             "sort_desc": desc, "page": page, "per_page": per_page or self.requested_page}
         resp = self.client.flux_page(self.sensor_id, q)
-        self.page_size = resp.meta.per_page
+        if per_page is None:
+            self.page_size = resp.meta.per_page
         frame = to_frame(resp.rows)
         self.report()
         return resp, frame
 
     def _keep(self, frame: pl.DataFrame, hours: set[datetime]) -> pl.DataFrame:
         return frame.filter(pl.col("start_of_hour").is_in(sorted(hours)))
+
+    def count(self, a: datetime, b: datetime) -> int:
+        """Rows in [a, b) as the API counts them now: one row asked, ``meta.total`` read."""
+        resp, _ = self._get(a, b, sort_by="startOfHour", per_page=1)
+        return resp.meta.total
 
     # -- level 1: keyset windows of hours
     def head(self, a: datetime, b: datetime) -> _Plan:

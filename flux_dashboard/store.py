@@ -15,6 +15,11 @@ served either, but kept: its hours are fetched this time and the file is
 neither deleted nor overwritten. Writes go to a temporary file in the same
 folder and are renamed into place, so a crash never leaves half a file behind;
 rows with a natural key twice are refused before anything is written.
+
+Each file also records when each of its hours was last checked against the
+API (``flux_checked``: hour -> epoch seconds; fetching counts as checking), so
+the loader can re-count recent hours for late uploads without asking again on
+every rerun, across processes. Files without it simply have never been checked.
 """
 
 from __future__ import annotations
@@ -167,10 +172,36 @@ class Store:
             out |= {h for h in wanted if h.hour in have}
         return out
 
+    def checked(self, source_id: str, sensor_id: int, fkey: str, hours: Iterable[datetime]
+                ) -> dict[datetime, datetime]:
+        """When each of the covered ``hours`` was last checked (metadata only)."""
+        base = self._dir(source_id, sensor_id, fkey)
+        out: dict[datetime, datetime] = {}
+        by_day: dict[date, list[datetime]] = defaultdict(list)
+        for h in hours:
+            by_day[h.date()].append(h)
+        for day, wanted in by_day.items():
+            stamps = self._read_checked(self._path(base, day))
+            for h in wanted:
+                if h.hour in stamps:
+                    out[h] = datetime.fromtimestamp(stamps[h.hour], UTC)
+        return out
+
+    def _read_checked(self, path: Path) -> dict[int, float]:
+        try:
+            meta = pl.read_parquet_metadata(path)
+            return {int(h): float(t) for h, t in json.loads(meta.get("flux_checked", "{}"))
+                    .items()}
+        except Exception:  # absent, damaged or older than this field: never checked
+            return {}
+
     # -- writing
     def write(self, source_id: str, sensor_id: int, fkey: str, hours: Iterable[datetime],
-              frame: pl.DataFrame) -> None:
-        """Record ``hours`` as complete with their rows from ``frame`` (merged per day)."""
+              frame: pl.DataFrame, checked_at: datetime | None = None) -> None:
+        """Record ``hours`` as complete with their rows from ``frame`` (merged per day).
+
+        ``checked_at``: when these rows were read from the API (see ``checked``).
+        """
         dup = _duplicates(frame)
         if dup:  # a bug upstream; a cache file must never serve a row twice
             raise ValueError(f"{dup} rows hold a natural key twice: nothing was written")
@@ -190,6 +221,11 @@ class Store:
                 old = self._read_day(path, day)
                 if old is None and path.exists():
                     continue  # unreadable now: replacing it would drop its hours
+                stamps = self._read_checked(path) if old is not None else {}
+                for h in new_hours:
+                    stamps.pop(h, None)
+                    if checked_at is not None:
+                        stamps[h] = checked_at.timestamp()
                 if old is not None:
                     old_df, old_hours = old
                     keep = old_df.filter(~pl.col("start_of_hour").dt.hour().is_in(
@@ -197,11 +233,34 @@ class Store:
                     new_rows = pl.concat([keep, new_rows])
                     new_hours = new_hours | old_hours
                 new_rows = new_rows.sort("start_of_hour")
-                self._atomic_write(path, new_rows, new_hours)
+                self._atomic_write(path, new_rows, new_hours, stamps)
 
-    def _atomic_write(self, path: Path, df: pl.DataFrame, hours: set[int]) -> None:
+    def mark_checked(self, source_id: str, sensor_id: int, fkey: str,
+                     hours: Iterable[datetime], at: datetime) -> None:
+        """Record that the cached ``hours`` were found unchanged at ``at`` (rows untouched)."""
+        base = self._dir(source_id, sensor_id, fkey)
+        by_day: dict[date, set[int]] = defaultdict(set)
+        for h in hours:
+            by_day[h.date()].add(h.hour)
+        for day, marked in by_day.items():
+            path = self._path(base, day)
+            with self._lock(path):
+                old = self._read_day(path, day)
+                if old is None:
+                    continue
+                df, have = old
+                stamps = self._read_checked(path)
+                stamps.update({h: at.timestamp() for h in marked & have})
+                # Parquet keeps metadata in the footer: the day is rewritten as it was.
+                self._atomic_write(path, df, have, stamps)
+
+    def _atomic_write(self, path: Path, df: pl.DataFrame, hours: set[int],
+                      checked: Mapping[int, float] | None = None) -> None:
         meta = {"flux_format": FORMAT_VERSION, "flux_hours": json.dumps(sorted(hours)),
                 "flux_rows": str(df.height)}
+        if checked:
+            meta["flux_checked"] = json.dumps({str(h): t for h, t in sorted(checked.items())
+                                               if h in hours})
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
         os.close(fd)
         try:

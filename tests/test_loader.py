@@ -22,7 +22,7 @@ from flux_dashboard.client import Client, RateLimiter
 from flux_dashboard.config import Secret, Settings
 from flux_dashboard.loader import Loader, ceil_hour
 from flux_dashboard.schema import NATURAL_KEY, to_frame
-from flux_dashboard.simulator import Simulator, SimulatorConfig
+from flux_dashboard.simulator import LateUpload, Simulator, SimulatorConfig
 from flux_dashboard.store import Store
 
 NOW = datetime(2026, 3, 10, 12, 30, tzinfo=UTC)
@@ -291,9 +291,173 @@ def test_half_open_range_and_unaligned_bounds(tmp_path):
         loader.load(54, end, start)
 
 
+# ------------------------------------------------------------------ late data (issue 7)
+# Sensor 54 is cut off on Monday 9 March from 01:30 to 05:00 UTC; the buffered rows
+# reach the API at 09:00. Until then 02:00-05:00 look empty and 01:00 holds only the
+# flows of its first half hour.
+OUTAGE = LateUpload(54, datetime(2026, 3, 9, 1, 30, tzinfo=UTC),
+                    datetime(2026, 3, 9, 5, tzinfo=UTC), datetime(2026, 3, 9, 9, tzinfo=UTC))
+LATE = [datetime(2026, 3, 9, h, tzinfo=UTC) for h in (1, 2, 3, 4)]
+EMPTIED = set(LATE[1:])
+DAY_BEFORE = (datetime(2026, 3, 8, 8, tzinfo=UTC), datetime(2026, 3, 9, 8, tzinfo=UTC))
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def make_clocked(tmp_path, clock: Clock, **sim_kw):
+    """A simulator on ``clock`` and a factory of fresh loaders (empty memory, same disk)."""
+    sim_kw.setdefault("rate_limit_per_min", None)
+    sim = Simulator(SimulatorConfig(now=clock, late_uploads=(OUTAGE,), **sim_kw))
+
+    def new_loader(cache: str = "cache", **kw) -> Loader:
+        settings = Settings(api_url="http://sim.test/api/v1", api_key=Secret("test-key-123"),
+                            rate_limit_per_min=60_000)
+        client = Client(settings, transport=sim.transport(), sleep=lambda s: None,
+                        limiter=RateLimiter(60_000, sleep=lambda s: None))
+        return Loader(client, Store(tmp_path / cache), clock=clock, **kw)
+
+    return sim, new_loader
+
+
+def count_params(sim):
+    return [q for q in flux_params(sim) if q["per_page"] == "1"]
+
+
 def window_start(q: dict) -> datetime:
-    """The first hour a request asked for (``from`` is sent a little early)."""
+    """The first hour a request asked for (``from`` may be sent a little early)."""
     return ceil_hour(datetime.fromisoformat(q["from"]))
+
+
+def hours_of(frame: pl.DataFrame) -> set[datetime]:
+    return set(frame["start_of_hour"].unique().to_list())
+
+
+def test_late_rows_are_found_by_counting_and_only_changed_hours_refetched(tmp_path):
+    clock = Clock(datetime(2026, 3, 9, 8, tzinfo=UTC))
+    sim, new_loader = make_clocked(tmp_path, clock)
+    first = new_loader().load(54, *DAY_BEFORE)
+    same_rows(first.frame, truth(sim, *DAY_BEFORE))
+    assert not hours_of(first.frame) & EMPTIED  # cached as final, and empty
+    half = first.frame.filter(pl.col("start_of_hour") == LATE[0]).height
+    assert first.rechecked_hours == 0 and first.late_hours == []
+
+    clock.now = datetime(2026, 3, 9, 10, tzinfo=UTC)  # uploaded at 09:00
+    want = truth(sim, *DAY_BEFORE)
+    assert set(LATE) <= hours_of(want)
+    assert 0 < half < want.filter(pl.col("start_of_hour") == LATE[0]).height
+    sim.reset_counters()
+    second = new_loader().load(54, *DAY_BEFORE)
+    same_rows(second.frame, want)
+    assert second.late_hours == LATE
+    # 23 cached hours re-counted (07:00 was still open at the first load: fetched anew).
+    assert second.rechecked_hours == 23
+    assert second.cached_hours == 19 and second.fetched_hours == 5
+    # Counting: the run of 23 hours, then halving [0,23) -> [0,11) ok | [11,23):
+    # [11,17) ok | [17,23): [17,20) differs: [17,18) changed, [18,20): [18,19) changed,
+    # [19,20) deduced changed; [20,23): [20,21) changed, [21,23) deduced ok. 7 counts, then
+    # one request per refetched run (01:00-05:00 and 07:00-08:00 each fit in one page).
+    assert want.filter(pl.col("start_of_hour").is_in(LATE)).height < 1000
+    assert len(count_params(sim)) == 7
+    refetched = [q for q in flux_params(sim) if q["per_page"] != "1"]
+    assert sorted(window_start(q) for q in refetched) == [LATE[0], DAY_BEFORE[1] - H]
+    assert second.flux_requests == sim.flux_request_count() == 9
+
+    # The refetched hours replaced their cached rows: a new process reads them, no request.
+    clock.now += timedelta(minutes=10)
+    sim.reset_counters()
+    third = new_loader().load(54, *DAY_BEFORE)
+    assert third.flux_requests == 0 and sim.flux_request_count() == 0
+    same_rows(third.frame, want)
+    # Once the interval has passed, nothing changed: one count for the whole run.
+    clock.now += timedelta(minutes=5)
+    sim.reset_counters()
+    fourth = new_loader().load(54, *DAY_BEFORE)
+    assert fourth.flux_requests == 1 and len(count_params(sim)) == 1
+    assert fourth.rechecked_hours == 24 and fourth.late_hours == []
+    same_rows(fourth.frame, want)
+
+
+def test_hours_older_than_the_horizon_are_not_rechecked_until_refresh_range(tmp_path):
+    clock = Clock(datetime(2026, 3, 9, 8, 30, tzinfo=UTC))  # every hour settled and cached
+    sim, new_loader = make_clocked(tmp_path, clock)
+    first = new_loader().load(54, *DAY_BEFORE)
+
+    # Three days on: the whole range is older than 48 h, nothing is asked.
+    clock.now = datetime(2026, 3, 12, 8, tzinfo=UTC)
+    sim.reset_counters()
+    stale = new_loader().load(54, *DAY_BEFORE)
+    assert stale.flux_requests == 0 and sim.flux_request_count() == 0
+    same_rows(stale.frame, first.frame)
+
+    # Horizon at 05:00 on the 9th: only 05:00-08:00 is counted (unchanged), not the
+    # late hours before it.
+    clock.now = datetime(2026, 3, 11, 5, 30, tzinfo=UTC)
+    sim.reset_counters()
+    partly = new_loader().load(54, *DAY_BEFORE)
+    assert partly.flux_requests == 1 and partly.rechecked_hours == 3
+    (q,) = count_params(sim)
+    assert window_start(q) == datetime(2026, 3, 9, 5, tzinfo=UTC)
+    same_rows(partly.frame, first.frame)  # the late rows are not seen
+
+    # "range": every hour fetched again as on a cold load, and the cache rewritten.
+    want = truth(sim, *DAY_BEFORE)
+    sim.reset_counters()
+    ranged = new_loader().load(54, *DAY_BEFORE, refresh="range")
+    same_rows(ranged.frame, want)
+    assert ranged.cached_hours == 0 and ranged.fetched_hours == 24
+    assert count_params(sim) == []
+    ranged_requests = sim.flux_request_count()
+    sim.reset_counters()
+    cold = new_loader(cache="elsewhere").load(54, *DAY_BEFORE)
+    assert ranged.flux_requests == ranged_requests == cold.flux_requests > 0
+    sim.reset_counters()
+    after = new_loader().load(54, *DAY_BEFORE)
+    assert after.flux_requests == 0
+    same_rows(after.frame, want)
+
+
+def test_refresh_values(tmp_path):
+    sim, loader = make(tmp_path)
+    start, end = NOW - 6 * H, NOW + H
+    loader.load(54, start, end)
+    for value in (True, "open"):  # the open hour again, settled hours from disk
+        sim.reset_counters()
+        result = loader.load(54, start, end, refresh=value)
+        assert not result.from_memory and result.fetched_hours == 1
+        assert all(window_start(q) >= datetime(2026, 3, 10, 12, tzinfo=UTC)
+                   for q in flux_params(sim))
+    assert loader.load(54, start, end).from_memory
+    with pytest.raises(E.ConfigError):
+        loader.load(54, start, end, refresh="all")
+
+
+def test_a_failed_recheck_serves_the_cache_and_waits(tmp_path):
+    clock = Clock(datetime(2026, 3, 9, 8, tzinfo=UTC))
+    sim, new_loader = make_clocked(tmp_path, clock)
+    first = new_loader().load(54, *DAY_BEFORE)
+    clock.now = datetime(2026, 3, 9, 10, tzinfo=UTC)
+    loader = new_loader()
+    loader.client.max_retries = 1
+    sim.reset_counters()
+    sim.config.fault_schedule = {1: "503", 2: "503"}  # the count and its one retry
+    result = loader.load(54, *DAY_BEFORE, refresh=True)  # 07:00 was open: still fetched
+    sim.config.fault_schedule = {}
+    assert sim.flux_request_count() == 3
+    assert result.late_hours == [] and not hours_of(result.frame) & EMPTIED
+    settled = pl.col("start_of_hour") < DAY_BEFORE[1] - H
+    same_rows(result.frame.filter(settled), first.frame.filter(settled))
+    sim.reset_counters()
+    clock.now += timedelta(minutes=5)
+    assert loader.load(54, *DAY_BEFORE, refresh=True).flux_requests == 0  # no retry yet
+    clock.now += timedelta(minutes=10)
+    sim.reset_counters()
+    assert loader.load(54, *DAY_BEFORE, refresh=True).late_hours == LATE
 
 
 # -- `from` sent one second early; nothing with a row twice reaches the disk
