@@ -173,3 +173,46 @@ def test_masked_evidence_pack_holds_no_original_identifier(captured_downloads):
             body = z.read(member).decode(errors="replace")
             leaked = [o for o in originals if o in body]
             assert not leaked, (member, leaked[:5])
+
+
+# ------------------------------------------------------------------ the derived cache
+def test_concurrent_identical_computations_run_once():
+    import threading
+    import time as _time
+
+    from flux_dashboard.ui.state import memo
+
+    calls = []
+
+    def slow() -> int:
+        calls.append(1)
+        _time.sleep(0.3)
+        return 42
+
+    key = ("test-single-flight", object())
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(memo(key, slow)))
+               for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [42] * 5 and len(calls) == 1
+
+
+def test_derived_cache_is_bounded_by_bytes(monkeypatch):
+    from cachetools import TTLCache
+
+    from flux_dashboard.ui import state
+
+    small = TTLCache(maxsize=3 * 2**20, ttl=900, getsizeof=state._size)
+    monkeypatch.setattr(state, "_derived", small)
+    frame = pl.DataFrame({"x": range(100_000)})  # ~0.8 MB
+    assert 0.7 * 2**20 < state._size(frame) < 1.0 * 2**20
+    for i in range(10):
+        state.memo(("frame", i), lambda: frame.clone())
+    assert len(small) == 3 and small.currsize <= small.maxsize
+    assert ("frame", 9) in small and ("frame", 0) not in small
+    huge = pl.DataFrame({"x": range(1_000_000)})  # larger than the whole budget
+    assert state.memo(("huge",), lambda: huge).height == 1_000_000  # served, not kept
+    assert ("huge",) not in small

@@ -80,18 +80,52 @@ def masker(cfg: Settings) -> Masker:
 
 
 # ------------------------------------------------------------------ derived data cache
-_derived: TTLCache = TTLCache(maxsize=512, ttl=900)
-_derived_lock = threading.Lock()
+def _size(value: Any, depth: int = 0) -> int:
+    """Approximate bytes held by a cached value (frames dominate; the rest is small)."""
+    if isinstance(value, pl.DataFrame | pl.Series):
+        return int(value.estimated_size()) + 256
+    if depth < 3 and isinstance(value, dict):
+        return 256 + sum(_size(k, depth + 1) + _size(v, depth + 1) for k, v in value.items())
+    if depth < 3 and isinstance(value, list | tuple | set | frozenset):
+        return 128 + sum(_size(v, depth + 1) for v in value)
+    if depth < 3 and hasattr(value, "__dataclass_fields__"):
+        return 256 + sum(_size(getattr(value, f), depth + 1) for f in value.__dataclass_fields__)
+    return 64 if isinstance(value, int | float | bool | None) else 512
+
+
+def _derived_budget() -> int:
+    raw = os.environ.get("FLUX_DERIVED_CACHE_MB", "")
+    return (int(raw) if raw.isascii() and raw.isdigit() and int(raw) > 0 else 512) * 2**20
+
+
+# Bounded by bytes, not entries: one entry can be a whole prepared month.
+_derived: TTLCache = TTLCache(maxsize=_derived_budget(), ttl=900, getsizeof=_size)
+_derived_lock = threading.Condition()
+_computing: set[tuple] = set()
 
 
 def memo(key: tuple, fn: Callable[[], Any]) -> Any:
+    """``fn()`` cached under ``key``; concurrent callers of one key wait for one result."""
     with _derived_lock:
-        if key in _derived:
-            return _derived[key]
-    value = fn()
-    with _derived_lock:
-        _derived[key] = value
-    return value
+        while True:
+            if key in _derived:
+                return _derived[key]
+            if key not in _computing:
+                _computing.add(key)
+                break
+            _derived_lock.wait()
+    try:
+        value = fn()
+        with _derived_lock:
+            try:
+                _derived[key] = value
+            except ValueError:  # larger than the whole budget: serve it, don't keep it
+                pass
+        return value
+    finally:
+        with _derived_lock:
+            _computing.discard(key)
+            _derived_lock.notify_all()
 
 
 def data_key(cfg: Settings, sensor_id: int, result: LoadResult, masked: bool) -> tuple:
