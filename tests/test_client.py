@@ -13,6 +13,7 @@ from flux_dashboard.client import (
     RateLimiter,
     backoff_delay,
     parse_retry_after,
+    shared_limiter,
     should_retry,
 )
 from flux_dashboard.config import Secret, Settings
@@ -241,3 +242,56 @@ def test_rate_limiter_shared_by_threads_never_bursts():
         t.join()
     # 40 reservations at a frozen clock: slots 0, 0.6, 1.2, ... each used once.
     assert sorted(round(w, 6) for w in waits) == [round(i * 0.6, 6) for i in range(40)]
+
+
+def test_one_limiter_per_key_shared_by_every_client():
+    def settings(key):
+        return Settings(api_url="https://api.example.test/api/v1", api_key=Secret(key),
+                        rate_limit_per_min=100)
+
+    a, b, other = Client(settings(KEY)), Client(settings(KEY)), Client(settings(KEY + "-2"))
+    try:
+        assert a.limiter is b.limiter is shared_limiter(settings(KEY).source_id, 100)
+        assert other.limiter is not a.limiter
+    finally:
+        for c in (a, b, other):
+            c.close()
+
+
+def scripted(responses):
+    """A transport that replays ``responses`` in order and fails on any request beyond them."""
+    queue = list(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if not queue:
+            raise AssertionError(f"unexpected request {request.url}")
+        return queue.pop(0)
+
+    return httpx.MockTransport(handler)
+
+
+def test_retry_after_pauses_every_caller_of_the_key():
+    """One caller sees a 429 with Retry-After: 9; another caller of the same key, asking
+    while the first one waits, waits for the same pause (a frozen clock, no real sleep)."""
+    clock = FakeClock()
+    limiter_waits: list[float] = []
+    limiter = RateLimiter(6000, clock=clock, sleep=limiter_waits.append)
+    settings = Settings(api_url="https://api.example.test/api/v1", api_key=Secret(KEY),
+                        rate_limit_per_min=6000)
+    other_done = []
+
+    def first_sleeps(seconds: float) -> None:
+        # While the first caller sleeps off the 429, the other caller asks.
+        other.flux_page(54, {})
+        other_done.append(seconds)
+
+    first = Client(settings, limiter=limiter, sleep=first_sleeps, rand=lambda: 0.0,
+                   transport=scripted([httpx.Response(429, headers={"Retry-After": "9"}),
+                                       ok_page()]))
+    other = Client(settings, limiter=limiter, sleep=lambda s: None, rand=lambda: 0.0,
+                   transport=scripted([ok_page()]))
+    assert first.flux_page(54, {}).meta.total == 1
+    assert other_done == [9.0]  # the first caller's own wait
+    # The other caller waited the whole pause in the shared limiter, then the first
+    # caller's retry took the slot after it: no one came back before Retry-After.
+    assert limiter_waits == pytest.approx([9.0, 9.0 + limiter.interval])

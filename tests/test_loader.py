@@ -7,8 +7,10 @@ sees the API through the real client and the simulator's transport.
 from __future__ import annotations
 
 import errno
+import json
 import math
 import threading
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -120,12 +122,52 @@ def test_dense_hours_split_on_keys_exactly_once(tmp_path):
     assert {q["sort_by"] for q in flux_params(sim)} >= {"ip0"}
 
 
+def counting_faults(faults: Counter):
+    """A wrap for ``make`` that counts the faults the simulator injects, by kind."""
+    lock = threading.Lock()
+
+    def wrap(inner: httpx.BaseTransport) -> httpx.BaseTransport:
+        def handler(request: httpx.Request) -> httpx.Response:
+            kind = None
+            try:
+                resp = inner.handle_request(request)
+            except httpx.TimeoutException:
+                with lock:
+                    faults["timeout"] += 1
+                raise
+            if resp.status_code >= 500:
+                kind = str(resp.status_code)
+            elif resp.status_code == 200:
+                try:
+                    json.loads(resp.read())
+                except ValueError:
+                    kind = "truncated"
+            if kind:
+                with lock:
+                    faults[kind] += 1
+            return resp
+
+        return httpx.MockTransport(handler)
+
+    return wrap
+
+
 def test_faults_are_retried_and_data_stays_exact(tmp_path):
-    sim, loader = make(tmp_path, unstable_ties=True, fault_rate=0.15,
-                       fault_kinds=("500", "503", "truncated", "timeout"))
+    kinds = ("500", "503", "truncated", "timeout")
+    faults: Counter = Counter()
+    sim, loader = make(tmp_path, wrap=counting_faults(faults), unstable_ties=True,
+                       fault_rate=0.25, fault_kinds=kinds)
     want = truth(sim, *WEEK)
     result = loader.load(54, *WEEK)
     same_rows(result.frame, want)
+    # The faults really happened, of every kind, and each cost one retry and nothing more:
+    # the requests are those of a clean load plus one per fault.
+    assert set(faults) == set(kinds) and sum(faults.values()) >= 5, faults
+    _, clean = make(tmp_path / "clean", unstable_ties=True)
+    clean_requests = clean.load(54, *WEEK).flux_requests
+    assert result.flux_requests == sim.flux_request_count()
+    assert result.flux_requests == clean_requests + sum(faults.values())
+    assert clean_requests <= budget(want.height, 1000)
 
 
 def test_warm_revisit_makes_no_request_and_extension_only_new_hours(tmp_path):
@@ -521,3 +563,46 @@ def test_rows_twice_are_refused_before_anything_is_written(tmp_path, monkeypatch
         loader.load(54, start, end)
     assert sim.flux_request_count() > 0
     assert not list((tmp_path / "cache").rglob("*.parquet"))
+
+
+def test_server_rate_limit_on_is_never_exceeded(tmp_path):
+    """The simulator's own rate limit stays on (a small one, on a virtual clock shared by
+    the simulator and the client's limiter, so nothing really waits): the load never
+    bursts past it. One worker keeps the virtual timeline exact; the limiter's sharing
+    between threads is tested in test_client."""
+    limit = 30
+    lock = threading.Lock()
+    elapsed = [0.0]  # virtual seconds since NOW
+
+    def clock() -> float:
+        with lock:
+            return elapsed[0]
+
+    def sleep(seconds: float) -> None:
+        with lock:
+            elapsed[0] += seconds
+
+    answers: list[tuple[float, int]] = []
+
+    def record(inner: httpx.BaseTransport) -> httpx.BaseTransport:
+        def handler(request: httpx.Request) -> httpx.Response:
+            resp = inner.handle_request(request)
+            answers.append((clock(), resp.status_code))
+            return resp
+
+        return httpx.MockTransport(handler)
+
+    sim = Simulator(SimulatorConfig(now=lambda: NOW + timedelta(seconds=clock()),
+                                    rate_limit_per_min=limit))
+    settings = Settings(api_url="http://sim.test/api/v1", api_key=Secret("test-key-123"),
+                        rate_limit_per_min=limit)
+    client = Client(settings, transport=record(sim.transport()), sleep=sleep,
+                    limiter=RateLimiter(limit, clock=clock, sleep=sleep))
+    loader = Loader(client, Store(tmp_path / "cache"), max_concurrency=1, clock=lambda: NOW)
+    result = loader.load(54, *WEEK)
+    same_rows(result.frame, truth(sim, *WEEK))
+    assert len(answers) > limit  # the limit was really in play
+    assert [status for _, status in answers if status != 200] == []  # no 429 at all
+    times = [t for t, _ in answers]
+    assert max(sum(1 for u in times if t <= u < t + 60) for t in times) <= limit
+    assert times[-1] >= (len(times) - 1) * 60 / limit - 1e-6  # evenly spaced, no burst
