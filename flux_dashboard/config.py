@@ -159,6 +159,17 @@ def load_settings(
     url = url.rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ConfigError("SERENICITY_API_URL must start with http:// or https://.")
+    try:
+        parts = urlsplit(url)
+        credentials = parts.username is not None or parts.password is not None
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise ConfigError("SERENICITY_API_URL is not a valid URL.") from None
+    if credentials:
+        # httpx would send them as Basic auth instead of the key, and they would sit in
+        # every cache key and repr: refuse, without echoing them.
+        raise ConfigError("SERENICITY_API_URL must not contain a user name or password: the "
+                          "API is authenticated with SERENICITY_API_KEY alone.")
     # No key and no URL: the embedded simulator. A URL without a key is a local
     # simulator served over HTTP (it accepts any key), so it gets the demo key.
     embedded = key is None and url == DEFAULT_API_URL

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from flux_dashboard.config import DEMO_API_URL, Secret, load_settings
+from flux_dashboard.config import DEMO_API_URL, Secret, Settings, load_settings
 from flux_dashboard.errors import ConfigError
 from flux_dashboard.filters import Filters
 
@@ -117,11 +117,30 @@ def test_url_without_key_is_a_local_simulator():
     ("https://user:s3cret-pass@[2001:db8::1]:8443/api/v1", "[2001:db8::1]:8443"),
 ])
 def test_displayed_host_is_host_and_port_only(url, shown):
-    s = load_settings(env={"SERENICITY_API_KEY": "key-123456", "SERENICITY_API_URL": url},
-                      secrets={})
+    # Settings built directly (load_settings refuses credentials, see below): the
+    # display never shows them whatever the settings hold.
+    s = Settings(api_url=url)
     assert s.host == shown
     assert s.describe() == f"Serenicity API · {shown}"
     assert "s3cret" not in s.describe() and "user" not in s.describe()
+
+
+@pytest.mark.parametrize("url", [
+    "https://user:s3cret-pass@api.example.test/api/v1",
+    "http://s3cret-token@127.0.0.1:9/api/v1",
+    "https://user:s3cret-pass@[2001:db8::1]:8443/api/v1",
+])
+def test_urls_with_credentials_are_refused_without_echoing_them(url):
+    with pytest.raises(ConfigError, match="must not contain a user name or password") as err:
+        load_settings(env={"SERENICITY_API_KEY": "key-123456", "SERENICITY_API_URL": url},
+                      secrets={})
+    assert "s3cret" not in str(err.value)
+
+
+def test_malformed_url_port_is_refused():
+    with pytest.raises(ConfigError, match="not a valid URL"):
+        load_settings(env={"SERENICITY_API_URL": "http://127.0.0.1:99999999/api/v1"},
+                      secrets={})
 
 
 def test_two_keys_two_sources():
