@@ -1012,11 +1012,18 @@ def test_pin_turns_a_relative_range_into_fixed_dates() -> None:
 
 
 # ------------------------------------------------------------------ refresh
+def _first_hour(value: str) -> datetime:
+    """The first whole hour a request's ``from`` covers (rows start on whole hours; the
+    loader may send ``from`` a second before the hour)."""
+    t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    hour = t.replace(minute=0, second=0, microsecond=0)
+    return hour if hour == t else hour + timedelta(hours=1)
+
+
 def _row_downloads(requests: list[dict[str, str]]) -> list[datetime]:
-    """Start of each flux request that downloads rows (the late-data recheck only
+    """First hour of each flux request that downloads rows (the late-data recheck only
     counts: it asks for one row)."""
-    return sorted(datetime.fromisoformat(p["from"].replace("Z", "+00:00"))
-                  for p in requests if p.get("per_page") != "1")
+    return sorted(_first_hour(p["from"]) for p in requests if p.get("per_page") != "1")
 
 
 def _range_start_24h() -> datetime:
