@@ -1,0 +1,317 @@
+"""Every download, clicked in Chromium and opened; the same with masking on.
+
+- Toxic flows: CSV and Parquet hold exactly the rows the caption says are shown
+  (and the table's own CSV export too), through the "critical only", "not
+  blocked" and search controls, and each row satisfies them.
+- Threat storylines: CSV and Parquet rows = the rows of the table shown.
+- Evidence packs (sensor, device): the zip holds the three CSVs (row counts =
+  the page's metrics and tables), the digest, a README and an HTML report
+  that opens in an offline browser, draws its charts, asks for nothing on the
+  network, and shows API strings (device names with HTML) as text.
+- Masked: every page, its URL and every file of every download (each member
+  of the evidence pack, each table export) hold none of the original
+  identifiers, taken from the simulator itself (``originals``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+from browser_kit import (
+    NO_SAVE_PICKER,
+    PAGES,
+    assert_no_errors,
+    choose,
+    dataframes,
+    download,
+    expect_rows,
+    export_table,
+    export_visible_tables,
+    file_texts,
+    header_caption,
+    metric_int,
+    nav_to,
+    open_offline,
+    open_page,
+    read_csv,
+    read_parquet,
+    read_zip,
+    rendered_text,
+    set_toggle,
+    table_rows,
+    wait_for_charts,
+    widget,
+)
+from playwright.sync_api import Browser, Locator, Page, expect
+
+from flux_dashboard.simulator import HTML_NAME
+
+pytestmark = pytest.mark.browser
+
+PACK_MEMBERS = {"flows.csv", "toxic_flows.csv", "storylines.csv", "digest.txt", "report.html",
+                "README.txt"}
+PACK_FIGURES = 5  # traffic, cyberweather, threats, top devices, top ports
+
+
+# ------------------------------------------------------------------ toxic table
+def _toxic_counts(page: Page) -> tuple[int, int]:
+    caption = page.get_by_text(re.compile(r"[\d,]+ of [\d,]+ toxic flows"))
+    expect(caption).to_be_visible()
+    m = re.search(r"([\d,]+) of ([\d,]+) toxic flows", caption.inner_text())
+    assert m
+    return int(m[1].replace(",", "")), int(m[2].replace(",", ""))
+
+
+def _toxic_downloads(page: Page, table: Locator, dest: Path, shown: int) -> list[dict]:
+    """CSV, Parquet and the table's own export: each holds exactly ``shown`` rows."""
+    expect_rows(table, shown)
+    rows = read_csv(download(page, "toxic_dl_csv", dest))
+    assert len(rows) == shown, f"CSV has {len(rows)} rows, the page shows {shown}"
+    frame = read_parquet(download(page, "toxic_dl_pq", dest))
+    assert frame.height == shown, f"Parquet has {frame.height} rows, the page shows {shown}"
+    if rows:
+        assert frame.columns == list(rows[0])
+    exported = read_csv(export_table(page, table, dest / "table"))
+    assert len(exported) == shown
+    return rows
+
+
+def test_toxic_table_toggles_search_and_downloads(page: Page, server, tmp_path):
+    page.add_init_script(NO_SAVE_PICKER)
+    open_page(page, f"{server.url}/toxic", "Toxic flows")
+    table = dataframes(page).last
+    shown, total = _toxic_counts(page)
+    assert shown == total > 0
+    rows = _toxic_downloads(page, table, tmp_path / "all", total)
+    assert {"device_name", "ip0", "ip1", "threats", "critical", "filtered"} <= set(rows[0])
+    n_critical = sum(r["critical"] == "true" for r in rows)
+    n_open = sum(r["filtered"] == "false" for r in rows)
+    assert 0 < n_critical < total and 0 < n_open < total, "the toggles would prove nothing"
+
+    set_toggle(page, "toxic_critical", True)
+    expect(page.get_by_text(f"{n_critical:,} of {total:,} toxic flows", exact=False)) \
+        .to_be_visible()
+    rows = _toxic_downloads(page, table, tmp_path / "critical", n_critical)
+    assert all(r["critical"] == "true" for r in rows)
+
+    set_toggle(page, "toxic_unblocked", True)
+    shown, _ = _toxic_counts(page)
+    assert shown <= min(n_critical, n_open)
+    rows = _toxic_downloads(page, table, tmp_path / "critical-open", shown)
+    assert all(r["critical"] == "true" and r["filtered"] == "false" for r in rows)
+    # The rows drawn in the grid satisfy the filters too (its accessible mirror).
+    filtered_col = table.locator('th', has_text="Filtered").get_attribute("aria-colindex")
+    cells = table.locator(f'td[aria-colindex="{filtered_col}"]').all_text_contents()
+    assert all(c == "false" for c in cells), cells
+    assert cells or shown == 0
+
+    set_toggle(page, "toxic_critical", False)
+    expect(page.get_by_text(f"{n_open:,} of {total:,} toxic flows", exact=False)).to_be_visible()
+    set_toggle(page, "toxic_unblocked", False)
+    expect(page.get_by_text(f"{total:,} of {total:,} toxic flows", exact=False)).to_be_visible()
+
+    # The search box narrows the table; the downloads follow.
+    search = widget(page, "toxic_search").get_by_role("textbox")
+    search.fill("Command center")
+    search.press("Enter")
+    expect(page.get_by_text(f"{total:,} of {total:,} toxic flows", exact=False)) \
+        .to_have_count(0)
+    shown, _ = _toxic_counts(page)
+    assert 0 < shown < total
+    rows = _toxic_downloads(page, table, tmp_path / "search", shown)
+    assert all("Command center" in r["threats"] for r in rows)
+    assert_no_errors(page)
+
+
+# ------------------------------------------------------------------ storylines
+def test_storyline_downloads_match_the_table(page: Page, server, tmp_path):
+    open_page(page, f"{server.url}/hunting", "Threat hunting")
+    panel = page.get_by_test_id("stTabPanel").filter(has=widget(page, "stories_dl_csv"))
+    table = panel.get_by_test_id("stDataFrame")
+    shown = table_rows(table)
+    assert shown > 0
+    rows = read_csv(download(page, "stories_dl_csv", tmp_path))
+    frame = read_parquet(download(page, "stories_dl_pq", tmp_path))
+    assert len(rows) == frame.height == shown
+    assert {"device_name", "ip0", "ip1", "threats", "regularity"} <= set(rows[0])
+    assert_no_errors(page)
+
+
+# ------------------------------------------------------------------ evidence packs
+def _check_pack(path: Path, *, flows: int, toxic: int, stories: int | None) -> dict[str, bytes]:
+    files = read_zip(path)
+    assert set(files) == PACK_MEMBERS, sorted(files)
+    assert len(read_csv(files["flows.csv"])) == flows
+    assert len(read_csv(files["toxic_flows.csv"])) == toxic
+    if stories is not None:
+        assert len(read_csv(files["storylines.csv"])) == stories
+    assert files["digest.txt"].strip(), "empty digest"
+    readme = files["README.txt"].decode()
+    assert re.search(rf"flows\.csv\s+{flows} flows", readme), readme
+    return files
+
+
+def _check_report(browser: Browser, files: dict[str, bytes], dest: Path, title: str):
+    """Open report.html offline; returns the opened report for further checks."""
+    dest.mkdir(parents=True, exist_ok=True)
+    html_path = dest / "report.html"
+    html_path.write_bytes(files["report.html"])
+    report = open_offline(browser, html_path)
+    page = report.page
+    expect(page.locator("h1")).to_contain_text(title)
+    plots = page.locator(".js-plotly-plot")
+    expect(plots).to_have_count(PACK_FIGURES, timeout=30_000)
+    for i in range(PACK_FIGURES):
+        expect(plots.nth(i).locator(".main-svg").first).to_be_attached()
+    expect(page.locator("table").first).to_be_visible()
+    remote = [u for u in report.requests if not u.startswith(("file:", "data:", "blob:"))]
+    assert not remote, f"the report fetches from the network: {remote[:5]}"
+    assert not report.errors, report.errors
+    expect(page.locator('img[src="x"]')).to_have_count(0)
+    expect(page.locator('a[href^="javascript:"]')).to_have_count(0)
+    assert not report.dialogs
+    return report
+
+
+def test_evidence_packs_hold_what_the_pages_show(page: Page, server, browser, tmp_path,
+                                                 sensors):
+    open_page(page, f"{server.url}/", "Overview")
+    wait_for_charts(page)
+    flows = metric_int(page, "Flows")
+    toxic = metric_int(page, "Toxic IN") + metric_int(page, "Toxic OUT")
+    pack = download(page, "pack_sensor", tmp_path / "sensor")
+    assert pack.name.startswith("evidence-54-") and pack.suffix == ".zip"
+
+    nav_to(page, "Threat hunting", "Threat hunting")
+    stories = table_rows(page.get_by_test_id("stTabPanel").first.get_by_test_id("stDataFrame"))
+    files = _check_pack(pack, flows=flows, toxic=toxic, stories=stories)
+    report = _check_report(browser, files, tmp_path / "sensor",
+                           f"Evidence pack – {sensors[54]['full_name']}")
+    try:
+        text = report.page.locator("body").inner_text()
+        assert f"{flows:,}" in text  # the Flows KPI
+    finally:
+        report.page.context.close()
+
+    # The device pack of the camera whose name is HTML: shown as text, never as markup.
+    nav_to(page, "Devices", "Devices")
+    choose(page, "drill", "192.168.1.30")
+    heading = page.get_by_test_id("stMain").locator("h4").first
+    expect(heading).to_contain_text(HTML_NAME)
+    wait_for_charts(page)
+    toxic_dev = page.get_by_text(re.compile(r"^Toxic flows of this device \((\d+)\)"))
+    expect(toxic_dev).to_be_visible()
+    n_toxic = int(re.search(r"\((\d+)\)", toxic_dev.inner_text())[1])
+    dev_flows = metric_int(page, "Flows")
+    pack = download(page, "pack_device", tmp_path / "device")
+    assert re.fullmatch(r"evidence-54-\d{10}-192_168_1_30\.zip", pack.name), pack.name
+    files = _check_pack(pack, flows=dev_flows, toxic=n_toxic, stories=None)
+    assert {r["ip0"] for r in read_csv(files["flows.csv"])} == {"192.168.1.30"}
+    report = _check_report(browser, files, tmp_path / "device", "Evidence pack – ")
+    try:
+        expect(report.page.locator("h1")).to_contain_text(HTML_NAME)
+        labels = report.page.locator(".js-plotly-plot svg text").all_text_contents()
+        assert any("<b>Caméra</b>" in t for t in labels), "HTML name not shown as text in charts"
+        expect(report.page.locator("b", has_text="Caméra")).to_have_count(0)
+    finally:
+        report.page.context.close()
+    assert_no_errors(page)
+
+
+# ------------------------------------------------------------------ masked
+# Page-specific downloads: (path, download keys)
+DOWNLOADS = {
+    "": ["pack_sensor"],
+    "devices": ["pack_device"],
+    "toxic": ["toxic_dl_csv", "toxic_dl_pq"],
+    "hunting": ["stories_dl_csv", "stories_dl_pq"],
+}
+
+
+def test_masked_pages_urls_and_downloads_leak_nothing(page: Page, server, browser, originals,
+                                                       tmp_path, screenshot_dir):
+    page.add_init_script(NO_SAVE_PICKER)
+    open_page(page, f"{server.url}/", "Overview")
+    wait_for_charts(page)
+    # Unmasked, originals are on the page and in each file (or the scans below would
+    # prove nothing).
+    assert len(originals.leaks(rendered_text(page))) > 5
+    unmasked = file_texts(download(page, "pack_sensor", tmp_path / "unmasked"))
+    for member in ("flows.csv", "toxic_flows.csv", "storylines.csv", "report.html"):
+        hits = {k: originals.leaks(v) for k, v in unmasked.items() if k.endswith(f":{member}")}
+        assert hits, sorted(unmasked)
+        assert all(hits.values()), f"the scan finds no original in unmasked {member}"
+
+    set_toggle(page, "mask", True)
+    expect(page).to_have_url(re.compile(r"[?&]mask=true(&|$)"))
+    expect(header_caption(page)).to_contain_text("masked")
+
+    leaks: dict[str, list[str]] = {}
+    files: list[Path] = []
+    for path, h1, nav, chart, table_, _metric in PAGES:
+        if path:
+            nav_to(page, nav, h1)
+        if chart:
+            wait_for_charts(page)
+        if table_:
+            expect(dataframes(page).first).to_be_visible()
+        dest = tmp_path / (path or "overview")
+        tabs = page.get_by_role("tab")
+        for t in range(max(tabs.count(), 1)):  # hunting: each tab's tables in turn
+            if tabs.count():
+                tabs.nth(t).click()
+            leaks[f"{h1} page text (tab {t})"] = originals.leaks(rendered_text(page))
+            files += export_visible_tables(page, dest / f"tab{t}")
+        if tabs.count():
+            tabs.first.click()  # the storyline downloads live in the first tab
+        leaks[f"{h1} URL"] = originals.leaks(unquote(page.url))
+        files += [download(page, key, dest) for key in DOWNLOADS.get(path, [])]
+        assert_no_errors(page)
+        page.screenshot(path=str(screenshot_dir / f"{server.mode}-masked-{path or 'overview'}.png"))
+
+    assert len(files) >= 12, [f.name for f in files]
+    for f in files:
+        for name, text in file_texts(f).items():
+            leaks[name] = originals.leaks(text)
+    # The evidence report, opened: what a reader sees.
+    report_html = tmp_path / "report.html"
+    report_html.write_bytes(read_zip(next(f for f in files if f.name.startswith("evidence-")))
+                            ["report.html"])
+    report = open_offline(browser, report_html)
+    try:
+        expect(report.page.locator(".js-plotly-plot")).to_have_count(PACK_FIGURES)
+        leaks["report.html as rendered"] = originals.leaks(
+            report.page.locator("body").inner_text()
+            + "\n".join(report.page.locator("svg text").all_text_contents()))
+    finally:
+        report.page.context.close()
+
+    found = {where: what for where, what in leaks.items() if what}
+    assert not found, f"original identifiers while masked: {found}"
+
+    # One device picked in the sidebar filter: the link holds its alias, and that link
+    # reproduces the selection in a fresh browser (no fallback warning).
+    nav_to(page, "Devices", "Devices")
+    widget(page, "device").get_by_role("combobox").click()
+    options = page.get_by_role("option").filter(has_text=re.compile(r"\d+\.\d+\.\d+\.\d+"))
+    expect(options.first).to_be_visible()
+    chosen = options.first.inner_text().strip()
+    options.first.click()
+    page.keyboard.press("Escape")
+    expect(page).to_have_url(re.compile(r"[?&]device="))
+    assert not originals.leaks(unquote(page.url)), page.url
+    assert not originals.leaks(rendered_text(page))
+    context = browser.new_context(viewport=page.viewport_size)
+    try:
+        other = context.new_page()
+        open_page(other, page.url, "Devices")
+        tags = widget(other, "device").get_by_test_id("stMultiSelectTagsContainer")
+        expect(tags).to_contain_text(chosen)
+        expect(header_caption(other)).to_contain_text("masked")
+        assert not originals.leaks(rendered_text(other))
+        assert_no_errors(other)
+    finally:
+        context.close()
