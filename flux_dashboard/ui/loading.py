@@ -150,14 +150,10 @@ def lookback(view: View, start: datetime, end: datetime, why: str) -> Keyed | No
         with st.spinner(f"Loading {why.lower()}…"):
             result = loader.load(view.sensor["id"], start, end, server_filters=server)
     except E.IncompleteDataError as exc:
-        if exc.partial is None:
-            st.warning(f"Could not load {text(why.lower())}: {text(exc)}",
-                       icon=":material/warning:")
-            return None
-        st.warning(f"The {text(why.lower())} data is incomplete: {text(exc)}",
-                   icon=":material/warning:")
-        result = LoadResult(frame=exc.partial, start=start, end=end, server_filters=server,
-                            loaded_at=datetime.now(UTC))
+        # A comparison against part of a baseline would call known things new: none.
+        st.warning(f"Could not load {text(why.lower())} completely, so the comparison is "
+                   f"not shown: {text(exc)}", icon=":material/warning:")
+        return None
     except E.FluxError as exc:
         st.warning(f"Could not load {text(why.lower())}: {text(exc)}",
                    icon=":material/warning:")
