@@ -416,9 +416,13 @@ def test_hunting_baseline_and_sensitivity(page: Page, server):
     pairs_7 = int(new_pairs.inner_text().replace(",", ""))
     expect(page.get_by_text(re.compile(r"never in the 7 days before it"))).to_be_visible()
 
+    first_seen = page.get_by_role("tab", name=re.compile("First-seen remotes"))
     set_segment(page, "baseline_days", "14 days before the range")
     expect(page.get_by_text(re.compile(r"Baseline \(14 days before the range\): flows of"))) \
         .to_be_visible(timeout=90_000)
+    # The reader stays on the tab they were reading (checked at the end).
+    tab_kept = first_seen.get_attribute("aria-selected") == "true"
+    first_seen.click()
     expect(page.get_by_text(re.compile(r"never in the 14 days before it"))).to_be_visible()
     expect(new_pairs).to_have_text(re.compile(r"^\d[\d,]*$"))
     pairs_14 = int(new_pairs.inner_text().replace(",", ""))
@@ -431,10 +435,15 @@ def test_hunting_baseline_and_sensitivity(page: Page, server):
     rows_k3 = table_rows(table)
     assert rows_k3 > 0
     assert slide(page, "anomaly_k", 14) == "10.00"
+    expect(page.get_by_role("tab", name=re.compile("Upload anomalies"))) \
+        .to_have_attribute("aria-selected", "true")
     success = anomalies.get_by_test_id("stAlertContentSuccess")
+    changed = table.locator(f'table:not([aria-rowcount="{rows_k3 + 1}"])')
+    expect(success.or_(changed).first).to_be_attached()  # the grid redraws after the run
     rows_k10 = 0 if success.count() else table_rows(table)
     assert rows_k10 < rows_k3, "a higher threshold must flag fewer device-hours"
     assert_no_errors(page)
+    assert tab_kept, "changing the baseline switched the page back to the first tab"
 
 
 # ------------------------------------------------------------------ Devices drill-down
@@ -459,7 +468,6 @@ def test_device_drill_down(page: Page, server):
     expect(toxic).to_be_visible()
     n = int(re.search(r"\((\d+)\)", toxic.inner_text())[1])
     if n:
-        drill_table = page.get_by_test_id("stMain").get_by_test_id("stDataFrame").last
-        assert table_rows(drill_table) == n
+        expect_rows(dataframes(page).last, n)  # the grid redraws after the run ends
         assert n == metric_int(page, "Toxic IN") + metric_int(page, "Toxic OUT")
     assert_no_errors(page)
