@@ -16,6 +16,7 @@ import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -176,22 +177,32 @@ def press(page: Page, key: str) -> None:
     wait_for_run(page, widget(page, key).get_by_role("button").click)
 
 
+def pick_date(page: Page, key: str, day: date) -> None:
+    """Pick ``day`` in the calendar of the date input with this key (a day of the month
+    the calendar opens on; cells are named like "Friday, 20 November 2026")."""
+    widget(page, key).get_by_test_id("stDateInputField").click()
+    calendar = page.locator("#stFloatingOverlayPortal").get_by_role("grid")
+    expect(calendar).to_be_visible()
+    cell = calendar.get_by_role("button", name=re.compile(rf"\b{day.day} {day:%B} {day.year}"))
+    wait_for_run(page, cell.click)
+    page.keyboard.press("Escape")
+    expect(calendar).to_have_count(0)
+
+
 def slide(page: Page, key: str, steps: int) -> str:
-    """Move the slider with this key by ``steps`` (arrow keys); returns its new value text."""
+    """Move the slider with this key by ``steps`` (arrow keys); returns its new value text.
+
+    The slider sends its value after a short debounce: callers then wait for what
+    the new value changes (``expect`` retries), not for a fixed time.
+    """
     thumb = widget(page, key).locator('input[type="range"]')
-    before = thumb.get_attribute("aria-valuetext")
     thumb.focus()
-    for _ in range(abs(steps)):
-        page.keyboard.press("ArrowRight" if steps > 0 else "ArrowLeft")
-    expect(thumb).not_to_have_attribute("aria-valuetext", before or "")
-    # The slider sends its value after a short debounce; wait for that run.
-    wait_for_run(page, lambda: None)
-    app = page.get_by_test_id("stApp")
-    try:
-        expect(app).to_have_attribute("data-test-script-state", "running", timeout=3_000)
-    except AssertionError:
-        pass
-    wait_for_run(page)
+
+    def move() -> None:
+        for _ in range(abs(steps)):
+            page.keyboard.press("ArrowRight" if steps > 0 else "ArrowLeft")
+
+    wait_for_run(page, move)
     return thumb.get_attribute("aria-valuetext") or ""
 
 

@@ -31,6 +31,7 @@ from browser_kit import (
     metric_value,
     nav_to,
     open_page,
+    pick_date,
     press,
     query,
     read_csv,
@@ -41,6 +42,7 @@ from browser_kit import (
     slide,
     table_rows,
     wait_for_charts,
+    wait_for_run,
     widget,
 )
 from playwright.sync_api import Page, expect
@@ -126,6 +128,46 @@ def test_pin_these_dates_puts_fixed_dates_in_the_url(page: Page, request, browse
         assert_no_errors(other)
     finally:
         context.close()
+
+
+def test_custom_range_inputs(page: Page, server, sensors):
+    """Custom range: the From/To days and hours change the range, the caption and the URL."""
+    zone = ZoneInfo(sensors[54]["timezone"])
+    today = datetime.now(zone).date()
+    # Two whole past days, the first not the 1st, so its day before is in the same month
+    # (the calendar opens on the month of the current value).
+    start = today - timedelta(days=3 if (today - timedelta(days=2)).day == 1 else 2)
+    end = today - timedelta(days=1)
+    open_page(page, f"{server.url}/?range=Custom&from_day={start}&from_hour=08:00"
+                    f"&to_day={end}&to_hour=12:00", "Overview")
+    caption = header_caption(page)
+    expect(caption).to_contain_text(f"{start:%a %d %b %Y} 08:00 → {end:%a %d %b %Y} 12:00")
+    flows = metric_int(page, "Flows")
+
+    choose(page, "to_hour", "18:00")
+    expect(caption).to_contain_text(f"{start:%a %d %b %Y} 08:00 → {end:%a %d %b %Y} 18:00")
+    expect(page).to_have_url(re.compile(r"[?&]to_hour=18%3A00(&|$)"))
+    longer = metric_int(page, "Flows")
+    assert longer > flows
+
+    earlier = start - timedelta(days=1)
+    pick_date(page, "from_day", earlier)
+    expect(caption).to_contain_text(f"{earlier:%a %d %b %Y} 08:00 → {end:%a %d %b %Y} 18:00")
+    expect(page).to_have_url(re.compile(rf"[?&]from_day={earlier}(&|$)"))
+    assert metric_int(page, "Flows") > longer
+
+    choose(page, "from_hour", "20:00")
+    expect(caption).to_contain_text(f"{earlier:%a %d %b %Y} 20:00 → ")
+    expect(page).to_have_url(re.compile(r"[?&]from_hour=20%3A00(&|$)"))
+    assert_no_errors(page)
+
+    # The link reproduces the range.
+    link = page.url
+    page.goto("about:blank")
+    open_page(page, link, "Overview")
+    expect(header_caption(page)).to_contain_text(
+        f"{earlier:%a %d %b %Y} 20:00 → {end:%a %d %b %Y} 18:00")
+    assert_no_errors(page)
 
 
 # ------------------------------------------------------------------ Refresh buttons
@@ -248,9 +290,8 @@ def test_threat_and_off_hours_filters(page: Page, server, sensors, tmp_path):
 
     # Both off again: the full table is back and the URL is clean.
     set_toggle(page, "offhours", False)
-    widget(page, "threat").get_by_role("button", name=re.compile("Clear|Delete", re.I)) \
-        .first.click()
-    page.wait_for_timeout(300)
+    clear = widget(page, "threat").get_by_role("button", name=re.compile("Clear|Delete", re.I))
+    wait_for_run(page, clear.first.click)
     expect(page.get_by_text(re.compile(rf"^{total:,} of {total:,} toxic flows"))).to_be_visible(
         timeout=30_000)
     assert "threat" not in query(page) and "offhours" not in query(page), page.url
