@@ -36,6 +36,7 @@ from browser_kit import (
     nav_to,
     open_offline,
     open_page,
+    query,
     read_csv,
     read_parquet,
     read_zip,
@@ -315,3 +316,11 @@ def test_masked_pages_urls_and_downloads_leak_nothing(page: Page, server, browse
         assert_no_errors(other)
     finally:
         context.close()
+
+    # Masking off again: the originals come back, and the link says so.
+    set_toggle(page, "mask", False)
+    assert "mask" not in query(page), page.url
+    expect(header_caption(page)).not_to_contain_text("masked")
+    expect(dataframes(page).first).to_be_visible()
+    assert originals.leaks(rendered_text(page))
+    assert_no_errors(page)
