@@ -31,17 +31,24 @@ that and never trusts tie order:
    it. ``from`` and ``to`` are each sent one second early (before the window's
    first hour, before its end) so the answer is the same whether the API treats
    either bound as inclusive or exclusive; rows outside the window are trimmed
-   anyway. Rows with a natural key twice fail the load before anything is cached.
-4. **Concurrency and budget.** After the first request of a segment reveals
+   anyway. Rows with a natural key twice fail the load. (On disk an hour's rows
+   always come from one verified window: a write replaces the hours it names.)
+4. **Concurrency and cost.** After the first request of a segment reveals
    its size, the rest is cut into chunks that run in parallel (at most
    ``max_concurrency``), all behind the process-wide rate limiter. Keyset pages
-   waste only the partial last hour, so a cold load costs about
-   rows / (0.9 × page) requests plus one per chunk; dense hours cost two per
-   hour up to two pages of rows: within 2 × ceil(rows / page) + 10.
-5. **Cache.** Complete past hours come from / go to the ``Store``; only
-   missing hours are requested, so a warm revisit makes no flux request, an
-   extended range fetches just the new hours, and the open hour (and any hour
-   not yet settled) is always fetched again and never written to disk.
+   waste only the partial last hour, so evenly spread rows cost about
+   rows / (0.9 × page) requests plus one per chunk. But a window holds whole
+   hours only, so an hour of more than 0.45 page costs a request of its own
+   however few rows it has: a sensor whose working hours hold half a page to a
+   page each costs up to about 2 × rows / page (a week of sensor 54 in the
+   simulator: 39k rows, 81 requests where the even spread would take 57). Dense
+   hours cost two per hour up to two pages of rows; overall within
+   2 × ceil(rows / page) + 10.
+5. **Cache.** Complete past hours come from / go to the ``Store`` (as they
+   complete: point 9); only missing hours are requested, so a warm revisit
+   makes no flux request, an extended range fetches just the new hours, and the
+   open hour (and any hour not yet settled) is always fetched again and never
+   written to disk.
 6. **Late data.** A sensor that loses its link uploads its buffered rows later,
    into hours already cached as final. So cached hours younger than
    ``recheck_hours`` (default 48) are re-counted, at most every
@@ -56,6 +63,49 @@ that and never trusts tie order:
    plus the refetch. Counting cannot see rows that grew without a new row
    appearing (an outage cutting through an hour whose flows already had a row):
    ``refresh="range"`` refetches the whole range, ignoring the cache.
+7. **Estimate.** ``estimate`` says what a load would cost before it starts:
+   nothing asked when only open hours are missing (one request per run of
+   them), else one ``per_page=1`` count per missing segment (or over their
+   span, less the rows cached inside it, beyond three segments), the first
+   time a full page instead, whose ``meta.per_page`` shows the page size the
+   server grants. The cost depends on how rows spread over hours (point 4), so
+   the counted rows are laid over the missing hours along the sensor's
+   working-day profile of rows per hour, the weekend taking the rest, and the
+   requests are those the walk of points 1, 2 and 4 makes over them, plus one
+   per due recheck run. The profile comes from whole cached working days, or
+   from six single hours counted across the day when the load is big enough
+   to be worth it (an even spread already predicting 40 requests; kept an
+   hour); a smaller load without one takes the middle between the even spread
+   and 2 × rows / page. So an estimate costs 1 to 3 requests, 7 to 9 the first
+   time a sensor has a big uncached range. On the simulator's sensor 54, cold:
+   a day 15 for 15, a week 73 for 81, a month 299 for 309, a week with pages
+   capped at 300 rows 166 for 169; with one cached day as profile, a week 64
+   for 62, a month 303 for 300. Estimates are kept three minutes per window
+   and filters (Streamlit reruns on every click) and dropped when a load of
+   that sensor and filters ends. If counting fails (two retries, then it gives
+   up), the answer is one request per missing hour and per segment,
+   ``exact=False``.
+8. **Cancel and allowance.** Every attempt, retries included, first passes
+   the load's gate, in the thread that makes it (the client's limiter is
+   wrapped for that): a set ``cancel`` event or a spent ``max_requests``
+   refuses it, also while waiting for a rate-limit slot. Requests already sent
+   complete and their hours are kept; then ``LoadCancelledError`` or
+   ``BudgetExceededError`` is raised with the hours not loaded and the partial
+   frame (cached and completed hours). Worst case after a cancel: one request
+   in flight per worker (``max_concurrency``), none started after it.
+   ``max_requests=0`` reads the cache only: no recheck, no open hour (listed in
+   ``open_hours`` with no rows; such a result is never kept in memory).
+9. **Saving as it goes.** Each batch of hours accepted by points 1-3 is
+   written to the ``Store`` at once, its settled hours only: the store merges
+   it into the day's file under a per-file lock (shared by every ``Store`` of
+   the process), reading the file again, so chunks finishing together never
+   drop each other's hours, and renames a complete file into place. A
+   cancelled, stopped or killed load therefore resumes where it stopped: the
+   next load fetches only the hours still missing (a week cancelled after 31
+   of its 81 requests: 50 more). A segment whose final count disagrees with its
+   first request's (point 3) has its hours taken back out of the cache. A cache
+   that cannot be written does not fail the load. Cost: one read-merge-write of
+   a day file per accepted window.
 """
 
 from __future__ import annotations
@@ -83,6 +133,11 @@ HOUR = timedelta(hours=1)
 SETTLE = timedelta(minutes=15)  # an hour is final this long after it ends (inferred)
 RECHECK_EVERY = timedelta(minutes=15)  # a recent cached hour is re-counted at most this often
 FILL = 0.9  # keyset windows aim at this share of a page
+ESTIMATE_TTL_S = 180.0  # an estimate is reused this long (Streamlit reruns on every click)
+SHAPE_TTL_S = 3600.0  # a sensor's daily profile of rows per hour is kept this long
+MAX_COUNTS = 3  # more missing segments than this are counted as one span
+SAMPLE_HOURS = 6  # single hours counted to learn a sensor's daily profile, when worth it
+SAMPLE_FROM = 40  # ... that is, when an even spread already predicts this many requests
 # Keys used to split a dense hour, with the filter that isolates one value.
 SPLIT_LEVELS: tuple[tuple[str, str], ...] = (
     ("ip0", "ip0"), ("ip1", "ip1"), ("dir", "dir"), ("protocol", "protocol"), ("port", "port"),
@@ -158,16 +213,110 @@ class LoadResult:
     token: int = field(default_factory=lambda: next(_TOKENS))
 
 
-class _Acc:
-    """Thread-safe accumulator of complete hours and their rows."""
+@dataclass(frozen=True)
+class Estimate:
+    """What loading a window would cost (module docstring, point 7)."""
 
-    def __init__(self) -> None:
+    requests: int  # flux requests the load would make, recheck counts included
+    missing_hours: int  # hours not in the disk cache, open hours included
+    rows: int | None  # rows to fetch; None when not counted
+    spent: int = 0  # requests this estimate itself made (0 when reused or not needed)
+    exact: bool = True  # False: the API could not count; ``requests`` is a cautious default
+
+
+class _Stop(Exception):
+    """A load's cancel event is set, or its request allowance is spent."""
+
+    def __init__(self, cancelled: bool) -> None:
+        super().__init__("cancelled" if cancelled else "request allowance spent")
+        self.cancelled = cancelled
+
+
+class _Gate:
+    """Admits the flux requests of one load: its cancel event and its allowance.
+
+    Taken before every attempt (retries included) by ``_GatedLimiter`` in the
+    requesting thread, so ``used`` is exactly what this load sent, whatever
+    other loads share the client.
+    """
+
+    def __init__(self, cancel: threading.Event | None = None, limit: int | None = None) -> None:
+        self.cancel = cancel
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        with self._lock:
+            if self.cancel is not None and self.cancel.is_set():
+                raise _Stop(cancelled=True)
+            if self.limit is not None and self.used >= self.limit:
+                raise _Stop(cancelled=False)
+            self.used += 1
+
+    def refund(self) -> None:
+        with self._lock:
+            self.used -= 1
+
+
+_current = threading.local()  # .gate: the gate of the flux request this thread is making
+
+
+class _GatedLimiter:
+    """The client's rate limiter with the calling thread's load gate in front of it.
+
+    The client calls ``limiter.acquire()`` right before each attempt, retries
+    included, in the thread that asked: the one place where a load can refuse
+    an attempt it has no allowance for, or stop waiting for a slot once it is
+    cancelled. Requests made outside a load (no gate) pass straight through.
+    """
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+
+    def acquire(self) -> None:
+        gate: _Gate | None = getattr(_current, "gate", None)
+        if gate is None:
+            self._inner.acquire()
+            return
+        gate.take()
+        if gate.cancel is None:
+            self._inner.acquire()
+            return
+        wait = self._inner.reserve()
+        if wait > 0 and gate.cancel.wait(wait):  # cancelled while waiting for the slot
+            gate.refund()
+            raise _Stop(cancelled=True)
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+
+_gating = threading.Lock()
+
+
+def _gate_client(client: Client) -> None:
+    with _gating:
+        if not isinstance(client.limiter, _GatedLimiter):
+            client.limiter = _GatedLimiter(client.limiter)
+
+
+class _Acc:
+    """Thread-safe accumulator of complete hours and their rows.
+
+    ``save(frame, hours)``, if given, receives every accepted batch right away
+    (the loader writes its settled hours to disk: point 9 of the module docstring).
+    """
+
+    def __init__(self, save: Callable[[pl.DataFrame, set[datetime]], None] | None = None
+                 ) -> None:
         self.lock = threading.Lock()
         self.frames: list[pl.DataFrame] = []
         self.hours: set[datetime] = set()
         self.rows = 0
         self.requests = 0
         self.planned = 0
+        self.save = save
 
     def add(self, frame: pl.DataFrame, hours: set[datetime]) -> None:
         with self.lock:
@@ -175,6 +324,8 @@ class _Acc:
                 self.frames.append(frame)
             self.hours |= hours
             self.rows += frame.height
+        if self.save is not None and hours:
+            self.save(frame, hours)
 
 
 class Loader:
@@ -198,50 +349,87 @@ class Loader:
                                           getsizeof=lambda r: max(1, r.frame.estimated_size()))
         self._memory_cond = threading.Condition()
         self._inflight: set[tuple] = set()
+        # Estimates by (source, sensor, filters, start, end), dropped when a load of
+        # that sensor and filters may have changed the cache; daily profiles by
+        # (source, sensor, filters). Both small: a few numbers per entry.
+        self._estimates: TTLCache = TTLCache(maxsize=512, ttl=ESTIMATE_TTL_S)
+        self._shapes: TTLCache = TTLCache(maxsize=256, ttl=SHAPE_TTL_S)
+        self._estimates_lock = threading.Lock()
+        self._granted_page: int | None = None  # meta.per_page of the last full page asked
 
     # ------------------------------------------------------------------ public
     def load(self, sensor_id: int, start: datetime, end: datetime, *,
              server_filters: Mapping[str, object] | None = None,
-             progress: ProgressFn | None = None, refresh: bool | str = False) -> LoadResult:
+             progress: ProgressFn | None = None, refresh: bool | str = False,
+             cancel: threading.Event | None = None,
+             max_requests: int | None = None) -> LoadResult:
         """All rows with ``start <= start_of_hour < end`` (see module docstring).
 
         ``refresh``: ``False`` may answer from memory; ``True`` or ``"open"``
         bypasses memory (the disk cache of settled hours is still used: only the
         open hours are fetched again); ``"range"`` fetches every hour of the
         range again, ignoring the disk cache, and rewrites it.
+
+        ``cancel``: once set, no further flux request is made and
+        ``LoadCancelledError`` is raised (what completed is cached).
+        ``max_requests``: at most this many flux requests, retries included;
+        ``BudgetExceededError`` if the window is not complete by then. ``0``
+        reads the cache only: no request at all, not even for the open hours
+        (returned in ``open_hours`` without rows) or a late-data recheck.
+        Both errors carry the hours not loaded and the ``partial`` frame.
         """
+        start, end, params = self._window(start, end, server_filters)
         if refresh not in (False, True, "open", "range"):
             raise E.ConfigError(f"refresh must be False, 'open' or 'range', not {refresh!r}.")
-        if start.tzinfo is None or end.tzinfo is None:
-            raise E.ConfigError("Start and end must carry a time zone.")
-        start, end = ceil_hour(start), ceil_hour(end)
-        if end <= start:
-            raise E.ConfigError("The end of the range must be after its start.")
-        params = dict(server_filters or {})
+        if max_requests is not None and max_requests < 0:
+            raise E.ConfigError("max_requests must be 0 or more.")
+        cache_only = max_requests == 0
         key = (self.source_id, int(sensor_id), filters_key(params), start, end)
+        registered = False
         with self._memory_cond:
             while True:
                 hit = None if refresh else self._memory.get(key)
                 if hit is not None:
                     return replace(hit, flux_requests=0, from_memory=True)
+                if cache_only or (cancel is not None and cancel.is_set()):
+                    break  # makes no request: neither waits for nor holds up another load
                 if key not in self._inflight:
                     self._inflight.add(key)
+                    registered = True
                     break
-                # Someone else is loading this very window: wait for their result.
-                self._memory_cond.wait()
+                # Someone else is loading this very window: wait for their result
+                # (waking up now and then to notice a cancellation).
+                self._memory_cond.wait(0.2 if cancel is not None else None)
         try:
             result = self._load(int(sensor_id), start, end, params, progress,
-                                whole_range=refresh == "range")
-            with self._memory_cond:
-                try:
-                    self._memory[key] = result
-                except ValueError:  # larger than the whole cache: just don't keep it
-                    pass
+                                whole_range=refresh == "range",
+                                gate=_Gate(cancel, max_requests), cache_only=cache_only)
+            # A cache-only result skipped the open hours and the recheck: never
+            # let it stand in for a full load.
+            if not cache_only:
+                with self._memory_cond:
+                    try:
+                        self._memory[key] = result
+                    except ValueError:  # larger than the whole cache: just don't keep it
+                        pass
             return result
         finally:
-            with self._memory_cond:
-                self._inflight.discard(key)
-                self._memory_cond.notify_all()
+            if not cache_only:
+                self._forget_estimates(int(sensor_id), key[2])
+            if registered:
+                with self._memory_cond:
+                    self._inflight.discard(key)
+                    self._memory_cond.notify_all()
+
+    @staticmethod
+    def _window(start: datetime, end: datetime, server_filters: Mapping[str, object] | None
+                ) -> tuple[datetime, datetime, dict]:
+        if start.tzinfo is None or end.tzinfo is None:
+            raise E.ConfigError("Start and end must carry a time zone.")
+        start, end = ceil_hour(start), ceil_hour(end)
+        if end <= start:
+            raise E.ConfigError("The end of the range must be after its start.")
+        return start, end, dict(server_filters or {})
 
     def cached_coverage(self, sensor_id: int, start: datetime, end: datetime,
                         server_filters: Mapping[str, object] | None = None) -> float:
@@ -258,9 +446,141 @@ class Loader:
                                      settled)
         return len(covered) / len(settled)
 
+    def estimate(self, sensor_id: int, start: datetime, end: datetime, *,
+                 server_filters: Mapping[str, object] | None = None) -> Estimate:
+        """What ``load`` of this window would cost now (module docstring, point 7).
+
+        Counts the missing hours with ``per_page=1`` requests (``spent``), through
+        the same client and rate limiter as loads; nothing when only open hours
+        are missing. Reused for ``ESTIMATE_TTL_S`` per window and filters, until a
+        load of that sensor and filters changes the cache. An API failure gives a
+        cautious estimate (``exact=False``); only errors a load would stop on too
+        (key refused, sensor forbidden or unknown, request refused) are raised.
+        """
+        start, end, params = self._window(start, end, server_filters)
+        sensor_id = int(sensor_id)
+        key = (self.source_id, sensor_id, filters_key(params), start, end)
+        if key in self._memory:
+            return Estimate(requests=0, missing_hours=0, rows=0)
+        with self._estimates_lock:
+            hit = self._estimates.get(key)
+        if hit is not None:
+            return replace(hit, spent=0)
+        result = self._estimate(sensor_id, start, end, params)
+        with self._estimates_lock:
+            self._estimates[key] = result
+        return result
+
+    def _forget_estimates(self, sensor_id: int, fkey: str) -> None:
+        prefix = (self.source_id, sensor_id, fkey)
+        with self._estimates_lock:
+            for key in [k for k in self._estimates if k[:3] == prefix]:
+                self._estimates.pop(key, None)
+
+    def _estimate(self, sensor_id: int, start: datetime, end: datetime, params: dict
+                  ) -> Estimate:
+        _gate_client(self.client)
+        now = self.clock()
+        open_from = floor_hour(now - SETTLE)
+        past = [h for h in hours_between(start, end) if h <= floor_hour(now)]
+        settled = [h for h in past if h < open_from]
+        fkey = filters_key(params)
+        covered: set[datetime] = set()
+        if self.store is not None and settled:
+            covered = self.store.covered(self.source_id, sensor_id, fkey, settled)
+        recheck = len(_segments(self._due(sensor_id, fkey, covered, now)))
+        missing = [h for h in past if h not in covered]
+        segments = _segments(missing)
+        if all(h >= open_from for h in missing):  # nothing, or just the open hours
+            return Estimate(requests=recheck + len(segments), missing_hours=len(missing),
+                            rows=0 if not missing else None)
+        # One count per segment; a scattered cache is counted as one span, less the
+        # rows cached inside it (read from the cache files).
+        scattered = len(segments) > MAX_COUNTS
+        spans = [(segments[0][0], segments[-1][1])] if scattered else segments
+        gate = _Gate(limit=len(spans) + 2)  # two retries, then give up
+        fetch = _Fetcher(self, sensor_id, params, _Acc(), lambda: None, gate)
+        try:
+            totals = [fetch.count(a, b, learn_page=self._granted_page is None)
+                      for a, b in spans]
+            if scattered:
+                a, b = spans[0]
+                inside = {h for h in covered if a <= h < b}
+                days = sorted({h.date() for h in inside})
+                have = self.store.hourly_rows(self.source_id, sensor_id, fkey, days) \
+                    if self.store is not None and days else {}
+                cached_rows = sum(n for h, n in have.items() if h in inside)
+                units = [(missing, max(0, totals[0] - cached_rows))]
+            else:
+                units = [(hours_between(a, b), t) for (a, b), t in zip(spans, totals,
+                                                                      strict=True)]
+            page = self._granted_page or self.per_page
+            shape = self._shape(sensor_id, fkey)
+            sampleable = [h for h in missing if h < open_from]
+            if shape is None and len(sampleable) >= 24:  # shorter ranges: see below
+                flat = _expected_rows(units, None)
+                even = [[flat[h] for h in hours_between(a, b)] for a, b in segments]
+                if _predict(even, page, self.max_concurrency) >= SAMPLE_FROM:
+                    gate.limit = gate.used + SAMPLE_HOURS + 2
+                    shape = self._sample_shape(fetch, sensor_id, fkey, sampleable)
+        except (E.AuthenticationError, E.ForbiddenError, E.NotFoundError,
+                E.InvalidRequestError):
+            raise
+        except (E.FluxError, _Stop) as exc:
+            log.info("estimate for sensor %s fell back to a default (%s)", sensor_id,
+                     exc.__class__.__name__)
+            # Cautious: one request per missing hour (a page of rows an hour) and one
+            # per segment, where most sensors need far fewer.
+            return Estimate(requests=recheck + len(missing) + len(segments),
+                            missing_hours=len(missing), rows=None, spent=gate.used,
+                            exact=False)
+        expected = _expected_rows(units, shape)
+        rows = [[expected[h] for h in hours_between(a, b)] for a, b in segments]
+        requests = _predict(rows, page, self.max_concurrency)
+        total = sum(map(sum, rows))
+        if shape is None:
+            # A small load and no profile of this sensor yet: an even spread is the
+            # cheapest case (busy hours cost a request each however few rows they
+            # have), two requests per page of rows about the dearest. Take the middle.
+            dearest = 2 * math.ceil(total / page) + len(segments)
+            requests = (requests + max(requests, dearest) + 1) // 2
+        return Estimate(requests=recheck + requests, missing_hours=len(missing),
+                        rows=round(total), spent=gate.used)
+
+    def _shape(self, sensor_id: int, fkey: str) -> list[float] | None:
+        """This sensor's rows per UTC hour of a working day: remembered, or from its cache."""
+        key = (self.source_id, sensor_id, fkey)
+        with self._estimates_lock:
+            shape = self._shapes.get(key)
+        if shape is None and self.store is not None:
+            # Whole days only: a partly cached day lacks the hours a cancelled load
+            # had not reached, and those tend to be the busy ones.
+            rows = self.store.hourly_rows(self.source_id, sensor_id, fkey)
+            per_day: dict = {}
+            for h in rows:
+                per_day[h.date()] = per_day.get(h.date(), 0) + 1
+            shape = _profile({h: n for h, n in rows.items() if per_day[h.date()] == 24})
+            if shape is not None:
+                with self._estimates_lock:
+                    self._shapes[key] = shape
+        return shape
+
+    def _sample_shape(self, fetch: _Fetcher, sensor_id: int, fkey: str,
+                      hours: list[datetime]) -> list[float] | None:
+        """Count a few single hours spread over the day to learn the daily profile."""
+        counts = {h: fetch.count(h, h + HOUR) for h in _sample_hours(hours, SAMPLE_HOURS)}
+        shape = _profile(counts, need_every_hour=False)
+        if shape is not None:
+            with self._estimates_lock:
+                self._shapes[(self.source_id, sensor_id, fkey)] = shape
+        return shape
+
     # ------------------------------------------------------------------ orchestration
     def _load(self, sensor_id: int, start: datetime, end: datetime, params: dict,
-              progress: ProgressFn | None, whole_range: bool = False) -> LoadResult:
+              progress: ProgressFn | None, whole_range: bool = False,
+              gate: _Gate | None = None, cache_only: bool = False) -> LoadResult:
+        gate = gate or _Gate()
+        _gate_client(self.client)
         now = self.clock()
         open_from = floor_hour(now - SETTLE)  # hours from here on may still change
         all_hours = hours_between(start, end)
@@ -273,48 +593,76 @@ class Loader:
         if self.store is not None and settled and not whole_range:
             cached, covered = self.store.read(self.source_id, sensor_id, fkey, settled)
 
-        acc = _Acc()
-        requests_before = self.client.flux_request_count
+        store = self.store
+        unwritable: list[str] = []
+
+        def save(frame: pl.DataFrame, hours: set[datetime]) -> None:
+            # Point 9: a verified batch's settled hours go to disk at once, so an
+            # interrupted load resumes from them. A cache that cannot be written
+            # (disk full...) costs refetching later, never this load.
+            settled_hours = {h for h in hours if h < open_from}
+            if store is None or not settled_hours:
+                return
+            try:
+                store.write(self.source_id, sensor_id, fkey, settled_hours, frame,
+                            checked_at=now)
+            except OSError as exc:
+                if not unwritable:
+                    log.warning("cannot write the cache of sensor %s (%s); loading goes on",
+                                sensor_id, exc.__class__.__name__)
+                unwritable.append(exc.__class__.__name__)
+
+        acc = _Acc(save)
 
         def report() -> None:
             if progress:
-                done = self.client.flux_request_count - requests_before
+                done = gate.used
                 progress(Progress(done, max(done, acc.planned), cached.height + acc.rows,
                                   len(covered) + len(acc.hours), len(past),
                                   self.client.limiter.per_minute))
 
         rechecked, late = 0, []
-        if covered:
-            cached, covered, rechecked, late = self._recheck(sensor_id, params, fkey, cached,
-                                                             covered, now, report)
+        error: BaseException | None = None
+        if covered and not cache_only:
+            try:
+                cached, covered, rechecked, late = self._recheck(
+                    sensor_id, params, fkey, cached, covered, now, report, gate)
+            except _Stop as stop:  # cancelled while counting: the cache is as it was
+                error = stop
         missing = [h for h in past if h not in covered]
 
-        error: BaseException | None = None
-        if missing:
+        if missing and error is None and not cache_only:
             report()
             try:
-                self._fetch(sensor_id, _segments(missing), params, acc, report, open_from)
+                self._fetch(sensor_id, _segments(missing), params, acc, report, open_from,
+                            gate)
             except BaseException as exc:  # cached what completed before re-raising
                 error = exc
         fetched = pl.concat(acc.frames) if acc.frames else empty_frame()
-        # Checked before anything is written: a row twice means the load went wrong,
-        # and the cache must never serve it. (Cached rows are checked by the store.)
+        # A row twice means the load went wrong. The cache holds no such thing (each
+        # write replaces the hours it names, from one verified window, and the store
+        # refuses a frame with a key twice); the rows returned must not either.
         dup = fetched.height - fetched.select(pl.struct(NATURAL_KEY).n_unique()).item()
         if dup:
             raise E.IncompleteDataError(f"{dup} rows came back twice; the load was discarded. "
                                         "Try again.", hours=[], partial=None)
-        if self.store is not None:
-            to_save = {h for h in acc.hours if h < open_from}
-            if to_save:
-                self.store.write(self.source_id, sensor_id, fkey, to_save, fetched,
-                                 checked_at=now)
 
         frames = [cached, *acc.frames]
         frame = pl.concat([f for f in frames if f.height] or [empty_frame()], rechunk=True)
         frame = frame.sort("start_of_hour", maintain_order=True)
         incomplete = sorted(set(missing) - acc.hours)
+        if cache_only and all(h >= open_from for h in incomplete):
+            incomplete = []  # only the open hours: not refreshed, listed in open_hours
         if error is not None and isinstance(error, FATAL):
             raise error
+        if incomplete and (cache_only or isinstance(error, _Stop)):
+            report()
+            cancelled = isinstance(error, _Stop) and error.cancelled
+            cls = E.LoadCancelledError if cancelled else E.BudgetExceededError
+            raise cls(_stop_message(incomplete, cancelled, gate.limit), hours=incomplete,
+                      partial=frame)
+        if isinstance(error, _Stop):
+            error = None  # stopped once nothing was missing any more
         if incomplete:
             raise E.IncompleteDataError(
                 _incomplete_message(incomplete, error), hours=incomplete, partial=frame,
@@ -323,34 +671,43 @@ class Loader:
             raise error
         report()
         return LoadResult(frame=frame, start=start, end=end, server_filters=params,
-                          flux_requests=self.client.flux_request_count - requests_before,
+                          flux_requests=gate.used,
                           cached_hours=len(covered), fetched_hours=len(acc.hours),
                           open_hours=[h for h in past if h >= open_from], loaded_at=now,
                           rechecked_hours=rechecked, late_hours=late)
 
+    def _due(self, sensor_id: int, fkey: str, covered: set[datetime], now: datetime
+             ) -> list[datetime]:
+        """The cached hours whose late-data recheck is due (metadata only)."""
+        if self.store is None or self.recheck_hours <= 0:
+            return []
+        horizon = floor_hour(now) - self.recheck_hours * HOUR
+        failed = self._recheck_failed.get((sensor_id, fkey))
+        recent = [h for h in covered if h >= horizon]
+        if not recent or (failed is not None and now - failed < self.recheck_every):
+            return []
+        checked = self.store.checked(self.source_id, sensor_id, fkey, recent)
+        return sorted(h for h in recent
+                      if h not in checked or now - checked[h] >= self.recheck_every)
+
     def _recheck(self, sensor_id: int, params: dict, fkey: str, cached: pl.DataFrame,
-                 covered: set[datetime], now: datetime, report: Callable[[], None]
+                 covered: set[datetime], now: datetime, report: Callable[[], None],
+                 gate: _Gate | None = None
                  ) -> tuple[pl.DataFrame, set[datetime], int, list[datetime]]:
         """Re-count the recent cached hours that are due (module docstring, point 6).
 
         Returns the cache without the hours whose count changed (so they are
         fetched again), how many hours were counted, and the changed hours.
-        Best effort: if the API fails, the cache is served and rechecks pause.
+        Best effort: if the API fails, the cache is served and rechecks pause;
+        if the allowance runs out, the hours not counted yet are served as they
+        are. A cancellation (``_Stop``) propagates.
         """
         assert self.store is not None
-        horizon = floor_hour(now) - self.recheck_hours * HOUR
-        failed = self._recheck_failed.get((sensor_id, fkey))
-        recent = [h for h in covered if h >= horizon]
-        if self.recheck_hours <= 0 or not recent or (
-                failed is not None and now - failed < self.recheck_every):
-            return cached, covered, 0, []
-        checked = self.store.checked(self.source_id, sensor_id, fkey, recent)
-        due = sorted(h for h in recent
-                     if h not in checked or now - checked[h] >= self.recheck_every)
+        due = self._due(sensor_id, fkey, covered, now)
         if not due:
             return cached, covered, 0, []
         have = dict(cached.group_by("start_of_hour").len().iter_rows())
-        fetch = _Fetcher(self, sensor_id, params, _Acc(), report)
+        fetch = _Fetcher(self, sensor_id, params, _Acc(), report, gate)
         same: list[datetime] = []
         changed: list[datetime] = []
         try:
@@ -359,6 +716,9 @@ class Loader:
                 _locate(hours, fetch.count(a, b), have, fetch.count, same, changed)
         except E.LoadCancelledError:
             raise
+        except _Stop as stop:
+            if stop.cancelled:
+                raise
         except E.FluxError as exc:
             log.warning("late-data recheck of sensor %s failed (%s); serving the cache",
                         sensor_id, exc.__class__.__name__)
@@ -371,8 +731,9 @@ class Loader:
         return cached, covered, len(same) + len(changed), sorted(changed)
 
     def _fetch(self, sensor_id: int, segments: list[tuple[datetime, datetime]], params: dict,
-               acc: _Acc, report: Callable[[], None], settled_before: datetime) -> None:
-        fetch = _Fetcher(self, sensor_id, params, acc, report)
+               acc: _Acc, report: Callable[[], None], settled_before: datetime,
+               gate: _Gate | None = None) -> None:
+        fetch = _Fetcher(self, sensor_id, params, acc, report, gate)
         with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="flux") as pool:
             # First request of every segment: reveals its size and the page size granted.
             heads = [pool.submit(fetch.head, a, b) for a, b in segments]
@@ -406,9 +767,154 @@ class Loader:
                     acc.hours -= set(hours)
                     acc.frames = [f.filter(~pl.col("start_of_hour").is_between(
                         p.start, p.end, closed="left")) for f in acc.frames]
+                if self.store is not None:  # written as they came (point 9): take them back
+                    self.store.forget(self.source_id, sensor_id, filters_key(params), hours)
                 raise E.IncompleteDataError(
                     f"{got} rows were loaded for {iso(p.start)[:13]}h–{iso(p.end)[:13]}h where "
                     f"the API announced {p.total}.", hours=hours)
+
+
+# ------------------------------------------------------------------ cost model (point 7)
+def _hour_cost(rows: float, page: int) -> int:
+    """Requests for one hour fetched alone (``_Fetcher.hour``): one page, or the key split."""
+    if rows <= page:
+        return 1
+    pages = math.ceil(rows / page)
+    # Ascending pages and page 1 descending, plus the straddling key groups fetched on
+    # their own (about one per page boundary beyond the first two pages).
+    return pages + max(0, pages - 2)
+
+
+def _page_cut(rows: list[float], page: int) -> int:
+    """Index of the hour holding the last row of a full first page (hours before it are whole)."""
+    total = 0.0
+    for i, r in enumerate(rows):
+        total += r
+        if total >= page:
+            return i
+    return len(rows)
+
+
+def _walk(rows: list[float], page: int, rho: float) -> int:
+    """Requests ``_Fetcher.chunk`` makes over these rows per hour, from density ``rho``."""
+    requests, i = 0, 0
+    while i < len(rows):
+        n = max(1, min(len(rows) - i, math.floor(FILL * page / max(rho, 1.0))))
+        if n == 1:
+            rho = max(rows[i], 1.0)
+            requests += _hour_cost(rows[i], page)
+            i += 1
+            continue
+        window = rows[i:i + n]
+        requests += 1
+        rho = max(sum(window) / n, 1.0)
+        if sum(window) <= page:
+            i += n
+            continue
+        cut = _page_cut(window, page)
+        if cut == 0:  # the first hour alone fills the page
+            requests += _hour_cost(window[0], page)
+            i += 1
+        else:
+            i += cut
+    return requests
+
+
+def _predict(segments: list[list[float]], page: int, concurrency: int) -> int:
+    """Requests ``Loader._fetch`` makes over segments given as expected rows per hour."""
+    requests = 0
+    plans: list[tuple[list[float], float, float]] = []
+    for rows in segments:
+        requests += 1  # the head
+        total = sum(rows)
+        if not rows or total <= page:
+            continue
+        cut = _page_cut(rows, page)
+        plans.append((rows[cut:], max(0.0, total - sum(rows[:cut])), total / len(rows)))
+    remaining = sum(rest for _, rest, _ in plans)
+    for rows, rest, rho in plans:
+        share = rest / remaining if remaining else 1
+        want = max(1, round(max(1, concurrency) * share))
+        want = min(want, math.ceil(rest / (4 * page)) or 1)
+        n = max(1, min(want, len(rows)))
+        i = 0
+        for k in range(n):
+            size = len(rows) // n + (1 if k < len(rows) % n else 0)
+            requests += _walk(rows[i:i + size], page, rho)
+            i += size
+    return requests
+
+
+def _expected_rows(units: list[tuple[list[datetime], int]], shape: list[float] | None
+                   ) -> dict[datetime, float]:
+    """Each unit's counted rows spread over its hours along the daily profile.
+
+    ``shape`` holds a working day's rows per UTC hour (``_profile``): working
+    days are expected to look like it, and the weekend gets the rest of the
+    total, along the same shape. Scaling the whole span instead would dilute the
+    busy hours with the quiet weekend, and busy hours are what costs requests.
+    When the rest does not fit (negative, or a weekend busier than the week),
+    or without a profile, the total is simply spread in proportion.
+    """
+    out: dict[datetime, float] = {}
+    for hours, total in units:
+        weights = [shape[h.hour] if shape else 1.0 for h in hours]
+        if sum(weights) <= 0:
+            weights = [1.0] * len(hours)
+        working = sum(w for h, w in zip(hours, weights, strict=True) if h.weekday() < 5)
+        rest_weight = sum(weights) - working
+        rest = total - working
+        if shape and working and rest_weight and 0 <= rest <= rest_weight:
+            scale_working, scale_rest = 1.0, rest / rest_weight
+        else:
+            scale_working = scale_rest = total / sum(weights)
+        out.update({h: w * (scale_working if h.weekday() < 5 else scale_rest)
+                    for h, w in zip(hours, weights, strict=True)})
+    return out
+
+
+def _profile(rows: Mapping[datetime, int], need_every_hour: bool = True
+             ) -> list[float] | None:
+    """Mean rows per UTC hour of a working day (Monday to Friday), or None.
+
+    With ``need_every_hour`` every hour of the day must be known; otherwise a
+    missing one takes its nearest known neighbour's value, and rows with no
+    working day at all are profiled as they are.
+    """
+    working = {h: n for h, n in rows.items() if h.weekday() < 5}
+    if need_every_hour and not working:
+        return None
+    by_hod: dict[int, list[int]] = {}
+    for h, n in (working or rows).items():
+        by_hod.setdefault(h.hour, []).append(n)
+    if not by_hod or (need_every_hour and len(by_hod) < 24):
+        return None
+    means = {hod: sum(v) / len(v) for hod, v in by_hod.items()}
+
+    def nearest(hod: int) -> float:
+        return means[min(means, key=lambda k: (min((k - hod) % 24, (hod - k) % 24), k))]
+
+    shape = [nearest(hod) for hod in range(24)]
+    return shape if any(shape) else None
+
+
+def _sample_hours(hours: list[datetime], k: int) -> list[datetime]:
+    """``k`` of ``hours`` spread over the range and over the hours of the day.
+
+    On working days (Monday to Friday) when the range has some: busy hours set
+    the cost (each costs a whole request), and the weekend gets the rest of the
+    counted rows anyway (``_expected_rows``).
+    """
+    picks: list[datetime] = []
+    for j in range(k):
+        base = hours[j * len(hours) // k]
+        target = (2 + j * 24 // k) % 24  # 02:00, 06:00, 10:00... UTC
+        same_hour = [h for h in hours if h.hour == target] or [base]
+        working = [h for h in same_hour if h.weekday() < 5] or same_hour
+        pick = min(working, key=lambda h: abs(h - base))
+        if pick not in picks:
+            picks.append(pick)
+    return picks
 
 
 def _locate(hours: list[datetime], total: int, have: Mapping[datetime, int],
@@ -435,7 +941,7 @@ def _wait_all(futures) -> None:
     done, pending = wait(futures, return_when=FIRST_EXCEPTION)
     for f in done:
         exc = f.exception()
-        if exc is not None and isinstance(exc, FATAL):
+        if exc is not None and isinstance(exc, (*FATAL, _Stop)):
             for p in pending:
                 p.cancel()
             raise exc
@@ -476,20 +982,37 @@ def _split(a: datetime, b: datetime, n: int, rho: float) -> list[tuple[datetime,
     return out
 
 
-def _incomplete_message(hours: list[datetime], cause: BaseException | None) -> str:
+def _span(hours: list[datetime]) -> str:
     first, last = hours[0], hours[-1]
-    span = (f"{iso(first)[:16]}Z" if len(hours) == 1
+    return (f"{iso(first)[:16]}Z" if len(hours) == 1
             else f"{len(hours)} hours between {iso(first)[:16]}Z and {iso(last)[:16]}Z")
+
+
+def _incomplete_message(hours: list[datetime], cause: BaseException | None) -> str:
     why = f" ({cause})" if cause else ""
-    return (f"Could not load {span} completely{why}. The other hours are loaded and cached; "
-            "load again to fetch only what is missing.")
+    return (f"Could not load {_span(hours)} completely{why}. The other hours are loaded and "
+            "cached; load again to fetch only what is missing.")
+
+
+def _stop_message(hours: list[datetime], cancelled: bool, limit: int | None) -> str:
+    if cancelled:
+        return (f"Loading was cancelled: {_span(hours)} not loaded. The hours completed "
+                "before are cached; load again to fetch only what is missing.")
+    if not limit:
+        return (f"Only cached data was asked for, and {_span(hours)} are not in the cache. "
+                "Load the range to fetch them.")
+    return (f"The load stopped at its allowance of {limit} API request(s): {_span(hours)} "
+            "not loaded. The hours completed are cached; load again to fetch only what is "
+            "missing.")
 
 
 class _Fetcher:
     """The request logic of one load; methods run in worker threads."""
 
     def __init__(self, loader: Loader, sensor_id: int, params: dict, acc: _Acc,
-                 report: Callable[[], None]) -> None:
+                 report: Callable[[], None], gate: _Gate | None = None) -> None:
+        self.loader = loader
+        self.gate = gate or _Gate()
         self.client = loader.client
         self.sensor_id = sensor_id
         self.params = params
@@ -514,9 +1037,13 @@ class _Fetcher:
         q = {**self.params, **(extra or {}), "from": iso(a - timedelta(seconds=1)),
              "to": iso(b - timedelta(seconds=1)), "sort_by": sort_by,
              "sort_desc": desc, "page": page, "per_page": per_page or self.requested_page}
-        resp = self.client.flux_page(self.sensor_id, q)
+        _current.gate = self.gate  # read by _GatedLimiter before each attempt
+        try:
+            resp = self.client.flux_page(self.sensor_id, q)
+        finally:
+            _current.gate = None
         if per_page is None:
-            self.page_size = resp.meta.per_page
+            self.page_size = self.loader._granted_page = resp.meta.per_page
         frame = to_frame(resp.rows)
         self.report()
         return resp, frame
@@ -524,9 +1051,13 @@ class _Fetcher:
     def _keep(self, frame: pl.DataFrame, hours: set[datetime]) -> pl.DataFrame:
         return frame.filter(pl.col("start_of_hour").is_in(sorted(hours)))
 
-    def count(self, a: datetime, b: datetime) -> int:
-        """Rows in [a, b) as the API counts them now: one row asked, ``meta.total`` read."""
-        resp, _ = self._get(a, b, sort_by="startOfHour", per_page=1)
+    def count(self, a: datetime, b: datetime, *, learn_page: bool = False) -> int:
+        """Rows in [a, b) as the API counts them now: one row asked, ``meta.total`` read.
+
+        ``learn_page``: ask a full page instead (same one request), whose
+        ``meta.per_page`` shows the page size the server grants.
+        """
+        resp, _ = self._get(a, b, sort_by="startOfHour", per_page=None if learn_page else 1)
         return resp.meta.total
 
     # -- level 1: keyset windows of hours

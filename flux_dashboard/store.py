@@ -82,11 +82,16 @@ def filters_key(server_params: Mapping[str, object] | None) -> str:
     return "f-" + hashlib.blake2b(canon.encode(), digest_size=8).hexdigest()
 
 
+# One lock per day file for the whole process, not per Store: two loaders (or two
+# Store objects) on one cache directory must not interleave a read-merge-write of the
+# same file, or one would drop the hours the other just added.
+_FILE_LOCKS: dict[str, threading.Lock] = defaultdict(threading.Lock)
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
 class Store:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
-        self._locks: dict[Path, threading.Lock] = defaultdict(threading.Lock)
-        self._locks_guard = threading.Lock()
 
     # -- paths
     def _dir(self, source_id: str, sensor_id: int, fkey: str) -> Path:
@@ -97,8 +102,8 @@ class Store:
         return base / f"{day.isoformat()}.parquet"
 
     def _lock(self, path: Path) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks[path]
+        with _FILE_LOCKS_GUARD:
+            return _FILE_LOCKS[os.path.abspath(path)]
 
     # -- reading
     def _read_day(self, path: Path, day: date) -> tuple[pl.DataFrame, set[int]] | None:
@@ -187,6 +192,37 @@ class Store:
                     out[h] = datetime.fromtimestamp(stamps[h.hour], UTC)
         return out
 
+    def hourly_rows(self, source_id: str, sensor_id: int, fkey: str,
+                    days: Iterable[date] | None = None, *, newest: int = 14
+                    ) -> dict[datetime, int]:
+        """Rows per covered hour of these days' files (a covered empty hour is 0).
+
+        Without ``days``, of the newest ``newest`` files. For estimates only:
+        reads one column and the metadata, validates nothing, and skips any file
+        it cannot read.
+        """
+        base = self._dir(source_id, sensor_id, fkey)
+        if days is None:
+            try:
+                names = sorted((f.stem for f in base.glob("*.parquet")
+                                if not f.name.startswith(".")), reverse=True)[:newest]
+                days = [date.fromisoformat(n) for n in names]
+            except (OSError, ValueError):
+                return {}
+        out: dict[datetime, int] = {}
+        for day in days:
+            path = self._path(base, day)
+            try:
+                covered = json.loads(pl.read_parquet_metadata(path)["flux_hours"])
+                counts = dict(pl.read_parquet(path, columns=["start_of_hour"])
+                              .group_by(pl.col("start_of_hour").dt.hour()).len().iter_rows())
+            except Exception:  # absent, damaged or unreadable: estimates do without it
+                continue
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            for h in covered:
+                out[start + timedelta(hours=int(h))] = int(counts.get(int(h), 0))
+        return out
+
     def _read_checked(self, path: Path) -> dict[int, float]:
         try:
             meta = pl.read_parquet_metadata(path)
@@ -253,6 +289,30 @@ class Store:
                 stamps.update({h: at.timestamp() for h in marked & have})
                 # Parquet keeps metadata in the footer: the day is rewritten as it was.
                 self._atomic_write(path, df, have, stamps)
+
+    def forget(self, source_id: str, sensor_id: int, fkey: str,
+               hours: Iterable[datetime]) -> None:
+        """Drop ``hours`` (rows and coverage) from the cache: they are fetched again."""
+        base = self._dir(source_id, sensor_id, fkey)
+        by_day: dict[date, set[int]] = defaultdict(set)
+        for h in hours:
+            by_day[h.date()].add(h.hour)
+        for day, dropped in by_day.items():
+            path = self._path(base, day)
+            with self._lock(path):
+                old = self._read_day(path, day)
+                if old is None:
+                    continue  # absent, damaged (now deleted) or unreadable: nothing served
+                df, have = old
+                if not dropped & have:
+                    continue
+                keep = have - dropped
+                if not keep:
+                    path.unlink(missing_ok=True)
+                    continue
+                stamps = self._read_checked(path)
+                df = df.filter(~pl.col("start_of_hour").dt.hour().is_in(sorted(dropped)))
+                self._atomic_write(path, df, keep, stamps)
 
     def _atomic_write(self, path: Path, df: pl.DataFrame, hours: set[int],
                       checked: Mapping[int, float] | None = None) -> None:

@@ -10,7 +10,9 @@ import errno
 import json
 import math
 import threading
+import time
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -22,7 +24,7 @@ from flux_dashboard import errors as E
 from flux_dashboard import loader as loader_mod
 from flux_dashboard.client import Client, RateLimiter
 from flux_dashboard.config import Secret, Settings
-from flux_dashboard.loader import Loader, ceil_hour
+from flux_dashboard.loader import Estimate, Loader, ceil_hour
 from flux_dashboard.schema import NATURAL_KEY, to_frame
 from flux_dashboard.simulator import LateUpload, Simulator, SimulatorConfig
 from flux_dashboard.store import Store
@@ -550,19 +552,24 @@ def test_dense_hours_with_exclusive_from(tmp_path):
     assert {q["sort_by"] for q in sent} >= {"ip0"}  # the key split ran too
 
 
-def test_rows_twice_are_refused_before_anything_is_written(tmp_path, monkeypatch):
-    """A loader bug that fetches every chunk twice: the load fails, the disk stays clean."""
+def test_rows_twice_are_refused_before_they_are_written(tmp_path, monkeypatch):
+    """A loader bug that fetches every chunk twice: the load fails, and the disk, written
+    as the load goes, holds each row once and exactly the API's rows of its hours."""
     sim, loader = make(tmp_path, per_page=100)
     real_split = loader_mod._split
     monkeypatch.setattr(loader_mod, "_split",
                         lambda a, b, n, rho: real_split(a, b, n, rho) * 2)
     # The range reaches the open hour, so the per-segment count (which would see the
-    # doubling) is skipped and only the final check stands between the rows and the disk.
+    # doubling) is skipped: only the checks on accepted hours stand in the way.
     start, end = NOW - 6 * H, NOW + H
     with pytest.raises(E.IncompleteDataError, match="came back twice"):
         loader.load(54, start, end)
     assert sim.flux_request_count() > 0
-    assert not list((tmp_path / "cache").rglob("*.parquet"))
+    files = list((tmp_path / "cache").rglob("*.parquet"))
+    assert files  # saved as they came (loader docstring, point 9)
+    disk = pl.concat([pl.read_parquet(f) for f in files])
+    same_rows(disk, truth(sim, start, end).filter(
+        pl.col("start_of_hour").is_in(sorted(hours_of(disk)))))
 
 
 def test_server_rate_limit_on_is_never_exceeded(tmp_path):
@@ -606,3 +613,290 @@ def test_server_rate_limit_on_is_never_exceeded(tmp_path):
     times = [t for t, _ in answers]
     assert max(sum(1 for u in times if t <= u < t + 60) for t in times) <= limit
     assert times[-1] >= (len(times) - 1) * 60 / limit - 1e-6  # evenly spaced, no burst
+
+
+# ------------------------------------------------------------------ load control (issue 8)
+# Estimates, cancellation, request allowances, and hours saved as they complete
+# (loader docstring, points 7-9). Requests are counted at the simulator.
+ALL_WEEK = [WEEK[0] + i * H for i in range(7 * 24)]
+
+
+@pytest.fixture(scope="module")
+def cold_week(tmp_path_factory) -> int:
+    """Flux requests of a cold load of WEEK, with nothing cached."""
+    _, loader = make(tmp_path_factory.mktemp("cold"))
+    return loader.load(54, *WEEK).flux_requests
+
+
+def rows_of(frame: pl.DataFrame, hours) -> pl.DataFrame:
+    return frame.filter(pl.col("start_of_hour").is_in(sorted(hours)))
+
+
+@pytest.mark.parametrize("hazard", ["stable", "per-page-capped"])
+def test_estimate_is_near_the_cold_load_then_free(tmp_path, hazard):
+    sim, loader = make(tmp_path, **HAZARDS[hazard])
+    est = loader.estimate(54, *WEEK)
+    # One count for the one missing segment (a full page: it also shows the page granted),
+    # and single hours to learn the sensor's daily profile.
+    assert est.spent == sim.flux_request_count() == 1 + loader_mod.SAMPLE_HOURS
+    assert est.exact and est.missing_hours == 7 * 24
+    sim.reset_counters()
+    assert loader.estimate(54, *WEEK) == replace(est, spent=0)  # kept: reruns ask again
+    assert sim.flux_request_count() == 0
+    other = loader.estimate(54, WEEK[0] - 24 * H, WEEK[1] - 24 * H)  # the profile is kept
+    assert other.spent == sim.flux_request_count() == 1
+    result = loader.load(54, *WEEK)
+    assert est.rows == result.frame.height
+    assert abs(est.requests - result.flux_requests) <= 0.25 * result.flux_requests, (
+        est.requests, result.flux_requests)
+    sim.reset_counters()
+    assert loader.estimate(54, *WEEK) == Estimate(requests=0, missing_hours=0, rows=0)
+    _, fresh = make(tmp_path)  # a new process: from the disk cache, metadata only
+    fresh.client = loader.client
+    assert fresh.estimate(54, *WEEK) == Estimate(requests=0, missing_hours=0, rows=0)
+    assert sim.flux_request_count() == 0
+
+
+def test_estimate_asks_nothing_when_only_the_open_hour_is_missing(tmp_path):
+    sim, loader = make(tmp_path)
+    start, end = NOW - 6 * H, NOW + 2 * H
+    loader.load(54, start, end)
+    sim.reset_counters()
+    _, fresh = make(tmp_path)
+    fresh.client = loader.client
+    assert fresh.estimate(54, start, end) == Estimate(requests=1, missing_hours=1, rows=None)
+    assert sim.flux_request_count() == 0
+    assert fresh.load(54, start, end).flux_requests == 1 == sim.flux_request_count()
+
+
+def test_estimate_falls_back_when_the_api_fails_and_raises_what_a_load_would(tmp_path):
+    day = (WEEK[0], WEEK[0] + 24 * H)
+    sim, loader = make(tmp_path, fault_rate=1.0, fault_kinds=("503",))
+    est = loader.estimate(54, *day)
+    # One count and two retries, then a cautious default: one per hour and per segment.
+    assert est.spent == sim.flux_request_count() == 3
+    assert not est.exact and est.rows is None
+    assert est.missing_hours == 24 and est.requests == 25
+    _, clean = make(tmp_path / "clean")
+    assert est.requests >= clean.load(54, *day).flux_requests
+    with pytest.raises(E.ForbiddenError):
+        clean.estimate(99, *day)
+
+
+def test_cancel_halfway_keeps_what_completed_and_the_next_load_fetches_the_rest(
+        tmp_path, cold_week):
+    sim, loader = make(tmp_path)
+    want = truth(sim, *WEEK)
+    assert loader.estimate(54, *WEEK).missing_hours == 7 * 24
+    cancel = threading.Event()
+    seen: list[int] = []
+
+    def progress(p):
+        if p.requests_done >= 30 and not cancel.is_set():
+            seen.append(sim.flux_request_count())
+            cancel.set()
+
+    with pytest.raises(E.LoadCancelledError) as info:
+        loader.load(54, *WEEK, cancel=cancel, progress=progress)
+    err = info.value
+    spent = sim.flux_request_count()
+    # Nothing started after the cancel: at most one request in flight per other worker.
+    assert seen and spent <= seen[0] + loader.max_concurrency - 1
+    assert "cancelled" in str(err) and isinstance(err, E.IncompleteDataError)
+    kept = set(ALL_WEEK) - set(err.hours)
+    assert err.hours and kept
+    same_rows(err.partial, rows_of(want, kept))
+    # The estimate kept from before the load is dropped: it counts what is left.
+    left = loader.estimate(54, *WEEK)
+    assert left.missing_hours == len(err.hours) and left.spent >= 1
+
+    # A new process finds the completed hours on disk and fetches only the others.
+    _, fresh = make(tmp_path)
+    fresh.client = loader.client
+    assert fresh.cached_coverage(54, *WEEK) == len(kept) / len(ALL_WEEK)
+    sim.reset_counters()
+    resumed = fresh.load(54, *WEEK)
+    same_rows(resumed.frame, want)
+    assert resumed.cached_hours == len(kept) and resumed.fetched_hours == len(err.hours)
+    assert resumed.flux_requests == sim.flux_request_count() < cold_week
+    assert abs(resumed.flux_requests - (cold_week - spent)) <= loader.max_concurrency, (
+        resumed.flux_requests, cold_week, spent)
+    assert abs(left.requests - resumed.flux_requests) <= 0.25 * resumed.flux_requests, (
+        left.requests, resumed.flux_requests)
+
+
+def test_a_load_cancelled_before_it_starts_makes_no_request(tmp_path):
+    sim, loader = make(tmp_path)
+    day1 = (WEEK[0], WEEK[0] + 24 * H)
+    loader.load(54, *day1)
+    sim.reset_counters()
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(E.LoadCancelledError) as info:
+        loader.load(54, WEEK[0], WEEK[0] + 48 * H, cancel=cancel)
+    assert sim.flux_request_count() == 0
+    assert info.value.hours == ALL_WEEK[24:48]
+    same_rows(info.value.partial, truth(sim, *day1))
+
+
+def test_a_cancel_stops_the_wait_for_a_rate_limit_slot(tmp_path):
+    sim, loader = make(tmp_path)
+    loader.client.limiter = RateLimiter(6)  # real time: one slot every 10 s
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()  # while the workers wait for their slots
+    began = time.monotonic()
+    with pytest.raises(E.LoadCancelledError):
+        loader.load(54, *WEEK, cancel=cancel)
+    assert time.monotonic() - began < 5
+    assert sim.flux_request_count() == 1  # the first slot only
+
+
+def test_an_allowance_stops_the_load_at_exactly_that_many_requests(tmp_path):
+    sim, loader = make(tmp_path)
+    want = truth(sim, *WEEK)
+    with pytest.raises(E.BudgetExceededError) as info:
+        loader.load(54, *WEEK, max_requests=10)
+    err = info.value
+    assert sim.flux_request_count() == 10
+    assert "allowance of 10" in str(err) and isinstance(err, E.IncompleteDataError)
+    kept = set(ALL_WEEK) - set(err.hours)
+    assert err.hours and kept
+    same_rows(err.partial, rows_of(want, kept))
+
+    # Cache only: not one request, the saved hours, the others reported missing.
+    sim.reset_counters()
+    with pytest.raises(E.BudgetExceededError) as info0:
+        loader.load(54, *WEEK, max_requests=0)
+    assert sim.flux_request_count() == 0
+    assert info0.value.hours == err.hours
+    same_rows(info0.value.partial, err.partial)
+
+    rest = loader.load(54, *WEEK)
+    assert rest.fetched_hours == len(err.hours)
+    same_rows(rest.frame, want)
+    _, fresh = make(tmp_path)
+    fresh.client = loader.client
+    sim.reset_counters()
+    cached = fresh.load(54, *WEEK, max_requests=0)
+    assert sim.flux_request_count() == 0 == cached.flux_requests and cached.open_hours == []
+    same_rows(cached.frame, want)
+
+
+def test_retries_count_against_the_allowance(tmp_path):
+    sim, loader = make(tmp_path)
+    sim.config.fault_schedule = {1: "503", 2: "503"}
+    with pytest.raises(E.BudgetExceededError):
+        loader.load(54, WEEK[0], WEEK[0] + 24 * H, max_requests=3)
+    assert sim.flux_request_count() == 3  # two failures and an answer; no fourth attempt
+
+
+def test_cache_only_serves_the_cached_hours_without_the_open_hour(tmp_path):
+    sim, loader = make(tmp_path)
+    start, end = NOW - 6 * H, NOW + H
+    open_hour = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    loader.load(54, start, end)
+    sim.reset_counters()
+    _, fresh = make(tmp_path)
+    fresh.client = loader.client
+    cached = fresh.load(54, start, end, max_requests=0)
+    assert sim.flux_request_count() == 0
+    assert cached.open_hours == [open_hour] and open_hour not in hours_of(cached.frame)
+    same_rows(cached.frame, truth(sim, start, open_hour))
+    # Never kept in memory as the window: the next load still fetches the open hour.
+    full = fresh.load(54, start, end)
+    assert not full.from_memory and full.flux_requests == 1
+    same_rows(full.frame, truth(sim, start, end))
+
+
+CRASH = """
+import os, signal, sys
+from pathlib import Path
+import httpx
+sys.path.insert(0, {tests!r})
+from test_loader import WEEK, make
+
+def dies_after(inner):
+    sent = [0]
+    def handler(request):
+        if request.url.path.endswith("/flux"):
+            sent[0] += 1
+            if sent[0] > {after}:  # the process is killed as it sends this one
+                os.kill(os.getpid(), signal.SIGKILL)
+        return inner.handle_request(request)
+    return httpx.MockTransport(handler)
+
+make(Path({tmp!r}), wrap=dies_after)[1].load(54, *WEEK)
+"""
+
+
+def test_a_killed_load_resumes_in_a_new_process(tmp_path, cold_week):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    after = 40
+    script = CRASH.format(tests=str(tests), after=after, tmp=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", script], cwd=tests.parent, timeout=300,
+                          capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    sim, loader = make(tmp_path)
+    coverage = loader.cached_coverage(54, *WEEK)
+    assert 0 < coverage < 1  # hours reached the disk before the kill, not all of them
+    result = loader.load(54, *WEEK)
+    same_rows(result.frame, truth(sim, *WEEK))
+    assert result.cached_hours == round(coverage * len(ALL_WEEK))
+    assert result.flux_requests == sim.flux_request_count() < cold_week
+    assert result.flux_requests <= cold_week - after + loader.max_concurrency
+
+
+def test_concurrent_writes_of_one_day_keep_every_hour(tmp_path):
+    sim, _ = make(tmp_path, store=False)
+    hours = ALL_WEEK[:24]
+    rows = truth(sim, hours[0], hours[-1] + H)
+    # Two Store objects on one directory, as two loaders of one process would have.
+    stores = [Store(tmp_path / "c"), Store(tmp_path / "c")]
+    barrier = threading.Barrier(len(hours))
+
+    def write(i: int) -> None:
+        barrier.wait()
+        stores[i % 2].write("src", 54, "all", [hours[i]], rows_of(rows, [hours[i]]))
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(len(hours))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got, covered = Store(tmp_path / "c").read("src", 54, "all", hours)
+    assert covered == set(hours)
+    same_rows(got, rows)
+
+
+def announces_one_more_row_first(inner: httpx.BaseTransport) -> httpx.BaseTransport:
+    """A wrap for ``make``: the first flux answer's ``meta.total`` is one too many."""
+    sent = [0]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        resp = inner.handle_request(request)
+        if not request.url.path.endswith("/flux"):
+            return resp
+        sent[0] += 1
+        if sent[0] > 1:
+            return resp
+        resp.read()
+        data = json.loads(resp.content)
+        data["meta"]["total"] += 1
+        return httpx.Response(resp.status_code, json=data)
+
+    return httpx.MockTransport(handler)
+
+
+def test_a_segment_that_does_not_add_up_is_taken_back_out_of_the_cache(tmp_path):
+    sim, loader = make(tmp_path, wrap=announces_one_more_row_first)
+    day = (WEEK[0], WEEK[0] + 24 * H)
+    with pytest.raises(E.IncompleteDataError, match="announced"):
+        loader.load(54, *day)
+    # Its hours were written as they came, then taken back: none is served.
+    assert loader.cached_coverage(54, *day) == 0.0
+    assert not list((tmp_path / "cache").rglob("*.parquet"))
