@@ -307,7 +307,13 @@ class GuardedLoader:
         self._check(sensor_id)
         return self._loader.cached_coverage(sensor_id, *args, **kw)
 
+    def estimate(self, sensor_id: int, *args: Any, **kw: Any) -> Any:
+        self._check(sensor_id)
+        return self._loader.estimate(sensor_id, *args, **kw)
+
     def __getattr__(self, name: str) -> Any:
-        if name in ("store", "client", "_fetch", "_load"):
-            raise AttributeError(f"{name} is not reachable through an access guard")
-        return getattr(self._loader, name)
+        # Only what takes no sensor passes through; anything else must be listed above
+        # with its check, so a new loader method is refused until it is guarded.
+        if name in ("source_id", "max_concurrency", "per_page"):
+            return getattr(self._loader, name)
+        raise AttributeError(f"{name} is not reachable through an access guard")

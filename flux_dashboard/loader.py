@@ -524,7 +524,9 @@ class Loader:
                     gate.limit = gate.used + SAMPLE_HOURS + 2
                     shape = self._sample_shape(fetch, sensor_id, fkey, sampleable)
         except (E.AuthenticationError, E.ForbiddenError, E.NotFoundError,
-                E.InvalidRequestError):
+                E.InvalidRequestError, E.RateLimitedError):
+            # Final answers (a 429 reaches us only once it is a quota or a long pause):
+            # a load would get the same, so say it now rather than guess a cost.
             raise
         except (E.FluxError, _Stop) as exc:
             log.info("estimate for sensor %s fell back to a default (%s)", sensor_id,

@@ -193,6 +193,13 @@ def test_guarded_loader_refuses_before_any_request():
             calls.append(sensor_id)
             return 1.0
 
+        def estimate(self, sensor_id, *a, **kw):
+            calls.append(sensor_id)
+            return "estimate"
+
+        def future_method(self, sensor_id):
+            calls.append(sensor_id)
+
     grant = Policy.from_toml(POLICY).grant_for(who("bob@corp.example", groups=["soc"]))
     guarded = GuardedLoader(Loader(), grant)
     assert guarded.load(54) == "rows"
@@ -201,9 +208,13 @@ def test_guarded_loader_refuses_before_any_request():
             guarded.load(bad)
         with pytest.raises(E.AccessDeniedError):
             guarded.cached_coverage(bad)
+        with pytest.raises(E.AccessDeniedError):
+            guarded.estimate(bad)
     assert calls == [54]
-    with pytest.raises(AttributeError):
-        guarded.store  # noqa: B018 - the raw store is not reachable through the guard
+    assert guarded.estimate(54) == "estimate"
+    for name in ("store", "client", "future_method"):  # unguarded ways around: refused
+        with pytest.raises(AttributeError):
+            getattr(guarded, name)
     assert GuardedLoader(Loader(), ANONYMOUS).load(3) == "rows"
 
 

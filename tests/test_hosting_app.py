@@ -257,3 +257,50 @@ def test_requests_are_metered_and_shown(env):
     simulator_requests = sum(1 for path, _ in embedded_simulator(False).requests
                              if path.endswith("/flux"))
     assert usage.today <= simulator_requests
+
+
+# ------------------------------------------------------------------ request budgets
+@pytest.fixture
+def api(monkeypatch, tmp_path):
+    """The simulator over real HTTP (a URL without a key: no sign-in needed)."""
+    from flux_dashboard.simulator import Simulator, SimulatorConfig
+
+    sim = Simulator(SimulatorConfig(rate_limit_per_min=None))
+    served = sim.serve(port=0)
+    monkeypatch.setenv("SERENICITY_API_URL", served.url)
+    monkeypatch.setenv("FLUX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("FLUX_RATE_LIMIT", "60000")
+    yield sim
+    served.shutdown()
+
+
+def flux_requests(sim) -> int:
+    return sum(1 for path, _ in sim.requests if path.endswith("/flux"))
+
+
+def test_a_big_load_asks_first_and_loads_on_confirmation(api, monkeypatch):
+    monkeypatch.setenv("FLUX_CONFIRM_REQUESTS", "5")
+    at = run(None, auth=False, range="Last 7 days")
+    box = [w.value for w in at.warning if "API requests" in w.value]
+    assert box and "hours are not cached yet" in box[0] and "requests/min" in box[0]
+    assert not at.metric and not at.dataframe  # nothing loaded yet
+    asked = flux_requests(api)
+    assert 0 < asked <= 8  # the estimate's counts only
+    at.button(key="confirm_load").click().run()
+    assert not at.exception and at.metric
+    assert flux_requests(api) > asked + 5
+    # below the threshold: no question
+    monkeypatch.setenv("FLUX_CONFIRM_REQUESTS", "100000")
+    assert run(None, auth=False, range="Last 30 days").metric
+
+
+def test_spent_budget_refuses_the_load_but_shows_cached_hours(api, monkeypatch, env):
+    assert run(None, auth=False).metric  # last 24 hours, now cached
+    monkeypatch.setenv("FLUX_USER_DAILY_BUDGET", "1")
+    before = flux_requests(api)
+    at = run(None, auth=False, range="Last 7 days")
+    assert any("daily request budget is spent" in e.value for e in at.error)
+    assert at.metric  # cached hours stay available
+    assert any("cached hours only" in w.value for w in at.warning)
+    assert flux_requests(api) - before <= 8  # the estimate, no load
+    assert any(e["event"] == "budget_refused" for e in audit_lines(env))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,53 +31,188 @@ from flux_dashboard.ui.text import text
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class _Running:
+    """One load in a worker thread, shared by every session that asks for its window."""
+
+    key: tuple
+    cancel: threading.Event
+    box: dict[str, Any] = field(default_factory=dict)
+    thread: threading.Thread | None = None
+    waiters: int = 0
+    finished_at: float | None = None
+    partial: LoadResult | None = None  # built once, so reruns share one copy
+
+
+_running: dict[tuple, _Running] = {}
+_running_lock = threading.Lock()
+# A run interrupted by a rerun re-attaches within milliseconds; a closed tab never
+# does. A load nobody has waited for during this long is cancelled.
+DETACH_GRACE_S = 8.0
+# An incomplete outcome (a cancel, a spent budget, failed hours) is kept this long, so
+# reruns show it instead of retrying (and spending requests) on every click.
+KEEP_INCOMPLETE_S = 120.0
+
+
+def _attach(entry: _Running) -> None:
+    with _running_lock:
+        entry.waiters += 1
+
+
+def _detach(entry: _Running) -> None:
+    with _running_lock:
+        entry.waiters -= 1
+        alone = entry.waiters <= 0 and entry.finished_at is None
+    if alone:
+        def maybe_cancel() -> None:
+            with _running_lock:
+                if entry.waiters <= 0 and entry.finished_at is None:
+                    entry.cancel.set()
+                    log.info("load %s cancelled: nobody is waiting for it", entry.key[1:])
+
+        timer = threading.Timer(DETACH_GRACE_S, maybe_cancel)
+        timer.daemon = True
+        timer.start()
+
+
+def cancel_load(key: tuple) -> None:
+    """Callback of the Cancel button: stop the load unless another session waits for it."""
+    st.session_state["_flux_cancelled"] = key
+    with _running_lock:
+        entry = _running.get(key)
+        if entry is not None and entry.waiters <= 0:
+            entry.cancel.set()
+
+
+def _resume() -> None:
+    st.session_state.pop("_flux_cancelled", None)
+
+
+def _confirm(key: tuple) -> None:
+    st.session_state.setdefault("_flux_confirmed", set()).add(key)
+
+
 def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end: datetime,
               filters: Filters, refresh: bool | str) -> tuple[LoadResult, str] | None:
     """Load in a worker thread while this (script) thread draws the progress bar.
 
     ``refresh``: False, ``"open"`` (the hour still being written) or ``"range"``.
+    A load costing more than ``FLUX_CONFIRM_REQUESTS`` asks first; budgets cap
+    what it may spend (cached hours stay available); it can be cancelled, and
+    what it completed is cached, so loading again resumes where it stopped.
     """
+    from flux_dashboard.ui.auth import budgets, meter, record
+
     loader = loader_for(session.grant)
+    host = session.hosting
     server: dict = {}
     # A toxic-only view of a range we do not hold yet: ask the API for toxic rows
     # only (a handful of requests instead of hundreds). Otherwise filter locally.
     if filters.toxic_only and loader.cached_coverage(sensor_id, start, end) < 1.0:
         server = {"only_toxic": True}
-    box: dict[str, Any] = {}
-
-    def work() -> None:
+    key = (cfg.source_id, int(sensor_id), start, end, tuple(sorted(server.items())))
+    now = time.monotonic()
+    with _running_lock:
+        entry = _running.get(key)
+        if entry is not None and entry.finished_at is not None and (
+                refresh or entry.partial is None
+                or now - entry.finished_at > KEEP_INCOMPLETE_S):
+            del _running[key]
+            entry = None
+    if refresh:
+        st.session_state.pop("_flux_cancelled", None)
+    if entry is None and st.session_state.get("_flux_cancelled") == key:
+        # Cancelled by this user: show what is cached, offer to resume.
+        st.info("Load cancelled. The hours it completed are cached; resuming fetches only "
+                "the rest.", icon=":material/pause_circle:")
+        st.button(":material/play_arrow: Resume the load", key="resume_load",
+                  on_click=_resume)
+        return _cached_only(loader, session, sensor_id, start, end, server,
+                            "Showing the cached hours of this range only.")
+    if entry is None and cfg.demo:  # the embedded simulator costs nothing: no questions
+        spendable = None
+    elif entry is None:
+        usage = meter().usage(session.user)
+        spendable = _spendable(host, usage)
         try:
-            box["result"] = loader.load(sensor_id, start, end, server_filters=server,
-                                        progress=lambda p: box.__setitem__("progress", p),
-                                        refresh=refresh)
-        except BaseException as exc:  # handed to the script thread below
-            box["error"] = exc
+            estimate = loader.estimate(sensor_id, start, end, server_filters=server)
+        except E.FluxError as exc:
+            st.error(text(exc), icon=":material/cloud_off:")
+            return None
+        count_requests(session, estimate.spent)
+        confirmed = key in st.session_state.get("_flux_confirmed", set())
+        refusal = budgets(host).check(usage, estimate.requests)
+        if refusal:
+            record(session, "budget_refused", sensor=int(sensor_id), range=[start, end],
+                   requests=estimate.requests)
+            st.error(text(refusal), icon=":material/money_off:")
+            return _cached_only(loader, session, sensor_id, start, end, server,
+                                "Request budget spent: showing the cached hours only.")
+        if estimate.requests > host.confirm_requests and not confirmed and not refresh:
+            minutes = estimate.requests / max(1, cfg.rate_limit_per_min)
+            with st.container(border=True):
+                st.warning(
+                    f"This range needs about {estimate.requests:,} API requests "
+                    f"({estimate.missing_hours:,} hours are not cached yet): about "
+                    f"{minutes:,.0f} min at {cfg.rate_limit_per_min:,} requests/min, "
+                    f"{budgets(host).share_of_today(usage, estimate.requests)}.",
+                    icon=":material/request_quote:")
+                c1, c2 = st.columns(2)
+                c1.button(f":material/download: Load ({estimate.requests:,} requests)",
+                          key="confirm_load", type="primary", on_click=_confirm,
+                          args=(key,))
+                c2.caption("Or choose a shorter range in the sidebar: cached hours cost "
+                           "nothing.")
+            return None
+    if entry is None:
+        entry = _Running(key, threading.Event())
+        box = entry.box
 
-    worker = threading.Thread(target=work, name="flux-load", daemon=True)
-    worker.start()
-    worker.join(0.15)
-    if worker.is_alive():
-        holder = st.empty()
-        with holder.container():
-            bar = st.progress(0.0, text="Connecting to the sensor…")
-            while worker.is_alive():
-                p: Progress | None = box.get("progress")
-                if p is not None:
-                    bar.progress(p.fraction, text=progress_text(p))
-                worker.join(0.25)
-        holder.empty()
+        def work() -> None:
+            try:
+                box["result"] = loader.load(sensor_id, start, end, server_filters=server,
+                                            progress=lambda p: box.__setitem__("progress", p),
+                                            refresh=refresh, cancel=entry.cancel,
+                                            max_requests=spendable)
+            except BaseException as exc:  # handed to the script thread below
+                box["error"] = exc
+            finally:
+                with _running_lock:
+                    entry.finished_at = time.monotonic()
+
+        with _running_lock:
+            _running[key] = entry
+        record(session, "load_started", sensor=int(sensor_id), range=[start, end])
+        entry.thread = threading.Thread(target=work, name="flux-load", daemon=True)
+        entry.thread.start()
+        owner = True
+    else:
+        owner = False
+    _wait(entry)
+    box = entry.box
     err = box.get("error")
-    last: Progress | None = box.get("progress")
-    spent = box["result"].flux_requests if "result" in box else \
-        (last.requests_done if last is not None else 0)
-    count_requests(session, spent)
+    if owner:
+        last: Progress | None = box.get("progress")
+        spent = box["result"].flux_requests if "result" in box else \
+            (last.requests_done if last is not None else 0)
+        count_requests(session, spent)
+        event = "load_cancelled" if isinstance(err, E.LoadCancelledError) else "load_finished"
+        record(session, event, sensor=int(sensor_id), range=[start, end], requests=spent,
+               ok=err is None)
     if isinstance(err, E.IncompleteDataError) and err.partial is not None:
         hours = err.hours
-        note = (f"{len(hours)} hour(s) could not be loaded completely and are left out "
-                f"(first: {hours[0]:%Y-%m-%d %H:00} UTC). {err}") if hours else str(err)
-        partial = LoadResult(frame=err.partial, start=floor_hour(start), end=ceil_hour(end),
-                             server_filters=server, loaded_at=datetime.now(UTC))
-        return partial, note
+        if isinstance(err, E.LoadCancelledError):
+            note = (f"Load cancelled: {len(hours)} hour(s) are not loaded yet and are left "
+                    "out. Loading again resumes where it stopped.")
+        else:
+            note = (f"{len(hours)} hour(s) could not be loaded completely and are left out "
+                    f"(first: {hours[0]:%Y-%m-%d %H:00} UTC). {err}") if hours else str(err)
+        with _running_lock:
+            if entry.partial is None:
+                entry.partial = LoadResult(frame=err.partial, start=floor_hour(start),
+                                           end=ceil_hour(end), server_filters=server,
+                                           loaded_at=datetime.now(UTC))
+        return entry.partial, note
     if err is not None:
         if isinstance(err, E.FluxError):
             st.error(text(err), icon=":material/cloud_off:")
@@ -85,6 +222,56 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
                      "persists, the server log has the details.", icon=":material/bug_report:")
         return None
     return box["result"], ""
+
+
+def _spendable(host: Any, usage: Any) -> int | None:
+    """Requests a load may still make under the budgets (None: no limit)."""
+    left = [b - u for b, u in ((host.user_daily_budget, usage.user_today),
+                               (host.global_daily_budget, usage.today),
+                               (host.monthly_quota, usage.month)) if b is not None]
+    return max(0, min(left)) if left else None
+
+
+def _wait(entry: _Running) -> None:
+    """Draw the shared load's progress until it ends (with a Cancel button)."""
+    _attach(entry)
+    try:
+        assert entry.thread is not None
+        entry.thread.join(0.15)
+        if entry.thread.is_alive():
+            holder = st.empty()
+            with holder.container():
+                bar = st.progress(0.0, text="Connecting to the sensor…")
+                st.button(":material/cancel: Cancel the load", key="cancel_load",
+                          on_click=cancel_load, args=(entry.key,),
+                          help="Stop fetching; the hours already loaded stay cached and a "
+                               "later load resumes from there")
+                while entry.thread.is_alive():
+                    p: Progress | None = entry.box.get("progress")
+                    if p is not None:
+                        bar.progress(p.fraction, text=progress_text(p))
+                    entry.thread.join(0.25)
+            holder.empty()
+    finally:  # also when the run is interrupted (a click, a closed tab)
+        _detach(entry)
+
+
+def _cached_only(loader: Any, session: Any, sensor_id: int, start: datetime, end: datetime,
+                 server: dict, note: str) -> tuple[LoadResult, str] | None:
+    """The cached hours of the window, without a single request."""
+    try:
+        return loader.load(sensor_id, start, end, server_filters=server,
+                           max_requests=0), note
+    except E.IncompleteDataError as exc:
+        if exc.partial is None:
+            return None
+        result = LoadResult(frame=exc.partial, start=floor_hour(start), end=ceil_hour(end),
+                            server_filters=server, loaded_at=datetime.now(UTC))
+        return result, (f"{note} {len(exc.hours)} hour(s) are not cached and are left out."
+                        if exc.hours else note)
+    except E.FluxError as exc:
+        st.error(text(exc), icon=":material/cloud_off:")
+        return None
 
 
 def count_requests(session: Any, requests: int) -> None:
