@@ -458,16 +458,16 @@ def test_hunting_baseline_and_sensitivity(page: Page, server):
     expect(page.get_by_text(re.compile(r"never in the 7 days before it"))).to_be_visible()
 
     first_seen = page.get_by_role("tab", name=re.compile("First-seen remotes"))
-    set_segment(page, "baseline_days", "14 days before the range")
-    expect(page.get_by_text(re.compile(r"Baseline \(14 days before the range\): flows of"))) \
+    set_segment(page, "baseline_days", "28 days before the range")
+    expect(page.get_by_text(re.compile(r"Baseline \(28 days before the range\): flows of"))) \
         .to_be_visible(timeout=90_000)
     # The reader stays on the tab they were reading (checked at the end).
     tab_kept = first_seen.get_attribute("aria-selected") == "true"
     first_seen.click()
-    expect(page.get_by_text(re.compile(r"never in the 14 days before it"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"never in the 28 days before it"))).to_be_visible()
     expect(new_pairs).to_have_text(re.compile(r"^\d[\d,]*$"))
-    pairs_14 = int(new_pairs.inner_text().replace(",", ""))
-    assert pairs_14 <= pairs_7, "a longer baseline cannot make more remotes new"
+    pairs_28 = int(new_pairs.inner_text().replace(",", ""))
+    assert pairs_28 <= pairs_7, "a longer baseline cannot make more remotes new"
 
     page.get_by_role("tab", name=re.compile("Upload anomalies")).click()
     anomalies = page.get_by_test_id("stTabPanel").filter(has=widget(page, "anomaly_k"))
