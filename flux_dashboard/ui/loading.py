@@ -76,16 +76,28 @@ def _detach(entry: _Running) -> None:
 
 
 def cancel_load(key: tuple) -> None:
-    """Callback of the Cancel button: stop the load unless another session waits for it."""
+    """Callback of the Cancel button: stop the load (for every session waiting on it).
+
+    What it completed is cached, so any of them resumes from there.
+    """
     st.session_state["_flux_cancelled"] = key
     with _running_lock:
         entry = _running.get(key)
-        if entry is not None and entry.waiters <= 0:
-            entry.cancel.set()
+    log.info("cancel requested for %s", key[1:])
+    if entry is not None:
+        entry.cancel.set()
 
 
-def _resume() -> None:
+def _resume(key: tuple) -> None:
     st.session_state.pop("_flux_cancelled", None)
+    st.session_state["_flux_resume"] = key
+
+
+def _cancelled_panel(key: tuple) -> None:
+    st.info("Load cancelled. The hours it completed are cached; resuming fetches only "
+            "the rest.", icon=":material/pause_circle:")
+    st.button(":material/play_arrow: Resume the load", key="resume_load",
+              on_click=_resume, args=(key,))
 
 
 def _confirm(key: tuple) -> None:
@@ -93,13 +105,16 @@ def _confirm(key: tuple) -> None:
 
 
 def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end: datetime,
-              filters: Filters, refresh: bool | str) -> tuple[LoadResult, str] | None:
+              filters: Filters, refresh: bool | str) -> tuple[LoadResult, str, bool] | None:
     """Load in a worker thread while this (script) thread draws the progress bar.
 
     ``refresh``: False, ``"open"`` (the hour still being written) or ``"range"``.
     A load costing more than ``FLUX_CONFIRM_REQUESTS`` asks first; budgets cap
     what it may spend (cached hours stay available); it can be cancelled, and
     what it completed is cached, so loading again resumes where it stopped.
+    Returns (result, note about missing hours, offline): offline when the
+    window was not (fully) loaded on purpose (cancelled, budget spent), so the
+    page's other loads must not fetch either.
     """
     from flux_dashboard.ui.auth import budgets, meter, record
 
@@ -112,21 +127,20 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
         server = {"only_toxic": True}
     key = (cfg.source_id, int(sensor_id), start, end, tuple(sorted(server.items())))
     now = time.monotonic()
+    again = bool(refresh) or st.session_state.pop("_flux_resume", None) == key
     with _running_lock:
         entry = _running.get(key)
         if entry is not None and entry.finished_at is not None and (
-                refresh or entry.partial is None
+                again or entry.partial is None
                 or now - entry.finished_at > KEEP_INCOMPLETE_S):
             del _running[key]
             entry = None
-    if refresh:
+    if again:
         st.session_state.pop("_flux_cancelled", None)
-    if entry is None and st.session_state.get("_flux_cancelled") == key:
+    cancelled_here = st.session_state.get("_flux_cancelled") == key
+    if entry is None and cancelled_here:
         # Cancelled by this user: show what is cached, offer to resume.
-        st.info("Load cancelled. The hours it completed are cached; resuming fetches only "
-                "the rest.", icon=":material/pause_circle:")
-        st.button(":material/play_arrow: Resume the load", key="resume_load",
-                  on_click=_resume)
+        _cancelled_panel(key)
         return _cached_only(loader, session, sensor_id, start, end, server,
                             "Showing the cached hours of this range only.")
     if entry is None and cfg.demo:  # the embedded simulator costs nothing: no questions
@@ -177,6 +191,17 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
             except BaseException as exc:  # handed to the script thread below
                 box["error"] = exc
             finally:
+                # Here, not in the script run: a click or a closed tab may interrupt
+                # that run, and the requests must be counted and audited all the same.
+                err = box.get("error")
+                last: Progress | None = box.get("progress")
+                spent = box["result"].flux_requests if "result" in box else \
+                    (last.requests_done if last is not None else 0)
+                count_requests(session, spent)
+                event = ("load_cancelled" if isinstance(err, E.LoadCancelledError)
+                         else "load_finished")
+                record(session, event, sensor=int(sensor_id), range=[start, end],
+                       requests=spent, ok=err is None)
                 with _running_lock:
                     entry.finished_at = time.monotonic()
 
@@ -185,25 +210,16 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
         record(session, "load_started", sensor=int(sensor_id), range=[start, end])
         entry.thread = threading.Thread(target=work, name="flux-load", daemon=True)
         entry.thread.start()
-        owner = True
-    else:
-        owner = False
     _wait(entry)
     box = entry.box
     err = box.get("error")
-    if owner:
-        last: Progress | None = box.get("progress")
-        spent = box["result"].flux_requests if "result" in box else \
-            (last.requests_done if last is not None else 0)
-        count_requests(session, spent)
-        event = "load_cancelled" if isinstance(err, E.LoadCancelledError) else "load_finished"
-        record(session, event, sensor=int(sensor_id), range=[start, end], requests=spent,
-               ok=err is None)
     if isinstance(err, E.IncompleteDataError) and err.partial is not None:
         hours = err.hours
         if isinstance(err, E.LoadCancelledError):
-            note = (f"Load cancelled: {len(hours)} hour(s) are not loaded yet and are left "
-                    "out. Loading again resumes where it stopped.")
+            if cancelled_here:
+                _cancelled_panel(key)
+            note = (f"Showing the cached hours of this range only: {len(hours)} hour(s) "
+                    "are not loaded yet and are left out.")
         else:
             note = (f"{len(hours)} hour(s) could not be loaded completely and are left out "
                     f"(first: {hours[0]:%Y-%m-%d %H:00} UTC). {err}") if hours else str(err)
@@ -212,7 +228,8 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
                 entry.partial = LoadResult(frame=err.partial, start=floor_hour(start),
                                            end=ceil_hour(end), server_filters=server,
                                            loaded_at=datetime.now(UTC))
-        return entry.partial, note
+        offline = isinstance(err, E.LoadCancelledError | E.BudgetExceededError)
+        return entry.partial, note, offline
     if err is not None:
         if isinstance(err, E.FluxError):
             st.error(text(err), icon=":material/cloud_off:")
@@ -221,7 +238,7 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
             st.error("Something went wrong while loading the flows. Try again; if it "
                      "persists, the server log has the details.", icon=":material/bug_report:")
         return None
-    return box["result"], ""
+    return box["result"], "", False
 
 
 def _spendable(host: Any, usage: Any) -> int | None:
@@ -257,18 +274,18 @@ def _wait(entry: _Running) -> None:
 
 
 def _cached_only(loader: Any, session: Any, sensor_id: int, start: datetime, end: datetime,
-                 server: dict, note: str) -> tuple[LoadResult, str] | None:
+                 server: dict, note: str) -> tuple[LoadResult, str, bool] | None:
     """The cached hours of the window, without a single request."""
     try:
         return loader.load(sensor_id, start, end, server_filters=server,
-                           max_requests=0), note
+                           max_requests=0), note, True
     except E.IncompleteDataError as exc:
         if exc.partial is None:
             return None
         result = LoadResult(frame=exc.partial, start=floor_hour(start), end=ceil_hour(end),
                             server_filters=server, loaded_at=datetime.now(UTC))
         return result, (f"{note} {len(exc.hours)} hour(s) are not cached and are left out."
-                        if exc.hours else note)
+                        if exc.hours else note), True
     except E.FluxError as exc:
         st.error(text(exc), icon=":material/cloud_off:")
         return None
@@ -317,7 +334,8 @@ def load_window(view: View, loader: Loader, mask: Masker | None, start: datetime
     an incomplete window raises too (an evidence pack is never silently partial).
     """
     result = loader.load(view.sensor["id"], start, end,
-                         server_filters=dict(view.result.server_filters))
+                         server_filters=dict(view.result.server_filters),
+                         max_requests=0 if view.offline else None)
     count_requests(view.session, result.flux_requests)
     return _filtered(view, result, mask)
 
@@ -331,11 +349,14 @@ def lookback(view: View, start: datetime, end: datetime, why: str) -> Keyed | No
     server = dict(view.result.server_filters)
     cached = loader.cached_coverage(view.sensor["id"], start, end, server)
     span = f"{view.local(start):%a %d %b %H:%M} → {view.local(end):%a %d %b %H:%M}"
-    note = "from the cache" if cached >= 1.0 else "fetching what is not cached yet"
+    note = "from the cache" if cached >= 1.0 else \
+        ("cached hours only: the main load was stopped" if view.offline
+         else "fetching what is not cached yet")
     st.caption(f":material/history: {text(why)}: flows of {span} ({note}).")
     try:
         with st.spinner(f"Loading {why.lower()}…"):
-            result = loader.load(view.sensor["id"], start, end, server_filters=server)
+            result = loader.load(view.sensor["id"], start, end, server_filters=server,
+                                 max_requests=0 if view.offline else None)
     except E.IncompleteDataError as exc:
         # A comparison against part of a baseline would call known things new: none.
         st.warning(f"Could not load {text(why.lower())} completely, so the comparison is "

@@ -218,7 +218,7 @@ def sidebar_and_load(session: Session) -> View | None:
     if loaded is None:
         _link_warnings(raw_query)
         return None
-    result, partial_note = loaded
+    result, partial_note, offline = loaded
     base = prepare(cfg, sensor_id, result, masked)
     dkey = data_key(cfg, sensor_id, result, masked)
     names = memo(("names", dkey),
@@ -234,7 +234,7 @@ def sidebar_and_load(session: Session) -> View | None:
     shown = memo(("filtered", dkey, filters), lambda: filters.apply(base, tz, hno))
     view = View(cfg, mask.mask_sensor(sensor) if mask is not None else sensor, tz, hno,
                 start, end, filters, masked, result, base, shown, range_label, dkey, names,
-                partial_note, session)
+                partial_note, session, offline)
     _link_warnings(raw_query)
     return view
 

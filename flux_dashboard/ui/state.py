@@ -181,6 +181,7 @@ class View:
     device_names: dict[str, str] = field(default_factory=dict)
     partial_note: str = ""  # set when some hours could not be loaded
     session: Any = None  # ui.auth.Session: who is looking, with which grant
+    offline: bool = False  # the load was stopped (cancel, budget): no other load fetches
 
     @property
     def key(self) -> tuple:

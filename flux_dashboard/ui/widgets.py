@@ -16,6 +16,7 @@ import polars as pl
 import streamlit as st
 
 from flux_dashboard import report
+from flux_dashboard.errors import FluxError
 from flux_dashboard.loader import HOUR
 from flux_dashboard.ui.auth import Session, record
 from flux_dashboard.ui.loading import coverage_banner, load_window
@@ -107,9 +108,14 @@ def evidence_button(view: View, *, device: str | None = None, key: str) -> None:
         day_start, day_end = Hn.local_day_window(last_day, view.tz)
         day_end = min(day_end, view.end)
         prev_start, prev_end = Hn.weeks_before(day_start, day_end, view.tz)
-        current = mine(load_window(view, loader, mask, day_start, day_end).frame)
-        previous = mine(load_window(view, loader, mask, prev_start, prev_end).frame)
-        dg = Hn.digest(current, previous, view.tz, last_day, last_day - timedelta(days=7))
+        try:
+            current = mine(load_window(view, loader, mask, day_start, day_end).frame)
+            previous = mine(load_window(view, loader, mask, prev_start, prev_end).frame)
+            digest_text = Hn.digest(current, previous, view.tz, last_day,
+                                    last_day - timedelta(days=7)).as_text()
+        except FluxError as exc:  # the pack still builds; it says why there is no digest
+            digest_text = (f"What changed on {last_day:%a %Y-%m-%d}: the comparison could "
+                           f"not be made ({exc}).\n")
         figures = {
             "Traffic over time": C.traffic_over_time_fig(
                 A.traffic_over_time(df, view.tz, "auto")),
@@ -122,7 +128,7 @@ def evidence_button(view: View, *, device: str | None = None, key: str) -> None:
         pack = report.evidence_pack(
             flows=df, sensor=view.sensor, start=view.start, end=view.end, tz=view.tz,
             filters_description=view.filters.describe(view.device_names),
-            digest_text=dg.as_text(), figures=figures, storylines=Hn.storylines(df),
+            digest_text=digest_text, figures=figures, storylines=Hn.storylines(df),
             generated_at=datetime.now(UTC), device=device)
         record(session, "evidence_pack", sensor=int(view.sensor["id"]), device=device,
                rows=df.height, masked=view.masked, range=[view.start, view.end])

@@ -1,0 +1,106 @@
+"""Long loads in the browser: cancel one from the page, then resume it where it stopped.
+
+The app reads a deliberately slow simulator over HTTP (latency on every
+request, small pages, one request at a time), so a day takes long enough to
+click "Cancel the load" halfway. Requests are counted at the simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from browser_kit import LOAD_TIMEOUT, wait_for_run
+from playwright.sync_api import Browser, Page, expect
+from servers import Server, start_server
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def slow_sim():
+    from flux_dashboard.simulator import Simulator, SimulatorConfig
+
+    sim = Simulator(SimulatorConfig(rate_limit_per_min=None, latency_s=0.25, max_per_page=100))
+    served = sim.serve(port=0)
+    yield sim, served.url
+    served.shutdown()
+
+
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory, slow_sim) -> Iterator[Server]:
+    _, url = slow_sim
+    server = start_server(tmp_path_factory.mktemp("slow"), "api",
+                          {"SERENICITY_API_URL": url, "FLUX_RATE_LIMIT": "60000",
+                           "FLUX_PER_PAGE": "100", "FLUX_MAX_CONCURRENCY": "1",
+                           "FLUX_CONFIRM_REQUESTS": "100000"})
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1600})
+    p = ctx.new_page()
+    yield p
+    ctx.close()
+
+
+def flux_requests(sim) -> int:
+    return sum(1 for path, _ in sim.requests if path.endswith("/flux"))
+
+
+def test_cancel_then_resume_fetches_only_the_rest(slow_server, slow_sim, page, tmp_path):
+    sim, _ = slow_sim
+    # Remote hosts: a page without lookbacks, so only the main load is timed here.
+    page.goto(f"{slow_server.url}/remotes?range=Last+24+hours")
+    cancel = page.get_by_role("button", name="Cancel the load")
+    expect(cancel).to_be_visible(timeout=LOAD_TIMEOUT)
+    expect(page.get_by_test_id("stProgress")).to_be_visible()
+    # Let it fetch a part of the day, then cancel.
+    deadline = time.monotonic() + 60
+    while flux_requests(sim) < 12 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    cancel.click()
+    expect(page.get_by_text("Load cancelled.")).to_be_visible(timeout=LOAD_TIMEOUT)
+    wait_for_run(page)
+    spent = flux_requests(sim)
+    time.sleep(2.0)
+    assert flux_requests(sim) <= spent + 1, "the load went on after Cancel"
+    spent = flux_requests(sim)
+    # The page shows what was cached, and says so.
+    expect(page.get_by_text("cached hours of this range only", exact=False)).to_be_visible()
+    resume = page.get_by_role("button", name="Resume the load")
+    resume.click()
+    expect(page.get_by_role("button", name="Cancel the load")).to_be_visible()
+    expect(page.get_by_role("button", name="Cancel the load")).to_have_count(0,
+                                                                            timeout=LOAD_TIMEOUT)
+    wait_for_run(page)
+    expect(page.get_by_role("heading", name="Remote hosts")).to_be_visible()
+    expect(page.get_by_text("Load cancelled.")).to_have_count(0)
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    resumed = flux_requests(sim) - spent
+
+    # A cold load of the same day from scratch, for comparison (same data, new cache).
+    from flux_dashboard.client import Client
+    from flux_dashboard.config import load_settings
+    from flux_dashboard.loader import Loader
+    from flux_dashboard.store import Store
+
+    cfg = load_settings(env={"SERENICITY_API_URL": slow_sim[1], "FLUX_RATE_LIMIT": "60000",
+                             "FLUX_CACHE_DIR": str(tmp_path)}, secrets={})
+    from datetime import UTC, datetime, timedelta
+
+    from flux_dashboard.loader import ceil_hour
+
+    end = ceil_hour(datetime.now(UTC))
+    before = flux_requests(sim)
+    Loader(Client(cfg), Store(tmp_path), per_page=100, max_concurrency=1).load(
+        54, end - timedelta(hours=24), end)
+    cold = flux_requests(sim) - before
+    assert 0 < resumed < cold, (resumed, cold)
+    log = (slow_server.log_path.parent / "cache").glob("audit.jsonl")
+    events = [json.loads(x)["event"] for f in log for x in f.read_text().splitlines()]
+    assert "load_cancelled" in events and events.count("load_started") >= 2
