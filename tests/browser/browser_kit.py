@@ -195,12 +195,16 @@ def slide(page: Page, key: str, steps: int) -> str:
     The slider sends its value after a short debounce: callers then wait for what
     the new value changes (``expect`` retries), not for a fixed time.
     """
+    expect(widget(page, key)).to_be_visible()
     thumb = widget(page, key).locator('input[type="range"]')
+    before = thumb.get_attribute("aria-valuetext") or ""
     thumb.focus()
+    expect(thumb).to_be_focused()
 
     def move() -> None:
         for _ in range(abs(steps)):
             page.keyboard.press("ArrowRight" if steps > 0 else "ArrowLeft")
+        expect(thumb).not_to_have_attribute("aria-valuetext", before)
 
     wait_for_run(page, move)
     return thumb.get_attribute("aria-valuetext") or ""
