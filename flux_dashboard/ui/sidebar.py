@@ -138,23 +138,29 @@ def sidebar_and_load(session: Session) -> View | None:
     problems: list[str] = []
     if preset == "custom":
         today = now.astimezone(zone).date()
+        # Not bound to the URL: a bound widget leaves values set from code (Pin these
+        # dates) and its defaults out of the link, and a link without its days would
+        # move with the calendar. Seeded once from the link, written back every run.
+        if "from_day" not in st.session_state:
+            st.session_state.update(
+                from_day=min(_day(raw_query, "from_day") or today - timedelta(days=1), today),
+                to_day=_day(raw_query, "to_day") or today,
+                from_hour=_hour(raw_query, "from_hour"), to_hour=_hour(raw_query, "to_hour"))
         c1, c2 = sb.columns(2)
-
-        # A default only when "Pin these dates" has not already set the value
-        # (both would make Streamlit log a warning).
-        def default(key: str, value: date) -> dict:
-            return {} if key in st.session_state else {"value": value}
-
-        from_day = c1.date_input("From", key="from_day", bind="query-params", max_value=today,
-                                 **default("from_day", today - timedelta(days=1)))
-        from_hour = c2.selectbox("at", HOURS, key="from_hour", bind="query-params")
+        from_day = c1.date_input("From", key="from_day", max_value=today)
+        from_hour = c2.selectbox("at", HOURS, key="from_hour")
         c3, c4 = sb.columns(2)
-        to_day = c3.date_input("To", key="to_day", bind="query-params",
-                               **default("to_day", today))
-        to_hour = c4.selectbox("at ", HOURS, key="to_hour", bind="query-params")
+        to_day = c3.date_input("To", key="to_day")
+        to_hour = c4.selectbox("at ", HOURS, key="to_hour")
+        for k, v in (("from_day", from_day), ("from_hour", from_hour), ("to_day", to_day),
+                     ("to_hour", to_hour)):
+            st.query_params[k] = str(v)
         start = _local_dt(from_day, HOURS.index(from_hour), zone)
         end = _local_dt(to_day, HOURS.index(to_hour), zone)
     else:
+        for k in _CUSTOM_KEYS:  # a relative range: no stale fixed dates in the link
+            if k in st.query_params:
+                del st.query_params[k]
         start, end = preset_range(preset, now, zone)
         sb.button(":material/push_pin: Pin these dates", key="pin_btn", on_click=_pin,
                   args=(start, end, zone), width="stretch",
@@ -265,6 +271,22 @@ def _pin(start: datetime, end: datetime, zone: ZoneInfo) -> None:
     a, b = start.astimezone(zone), end.astimezone(zone)
     st.session_state.update(range="Custom", from_day=a.date(), from_hour=HOURS[a.hour],
                             to_day=b.date(), to_hour=HOURS[b.hour])
+
+
+_CUSTOM_KEYS = ("from_day", "from_hour", "to_day", "to_hour")
+
+
+def _day(raw: dict[str, list[str]], key: str) -> date | None:
+    values = raw.get(key) or []
+    try:
+        return date.fromisoformat(values[-1]) if values and len(values[-1]) == 10 else None
+    except ValueError:
+        return None
+
+
+def _hour(raw: dict[str, list[str]], key: str) -> str:
+    values = raw.get(key) or []
+    return values[-1] if values and values[-1] in HOURS else "00:00"
 
 
 def _local_dt(day: date | None, hour: int | None, zone: ZoneInfo) -> datetime:
