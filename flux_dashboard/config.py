@@ -108,7 +108,8 @@ class Settings:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
 
-def _read_secrets(path: Path) -> dict:
+def read_secrets(path: Path) -> dict:
+    """The secrets file as a dict ({} when absent); ConfigError when unreadable."""
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -145,7 +146,7 @@ def load_settings(
     """
     env = dict(os.environ if env is None else env)
     if secrets is None:
-        secrets = _read_secrets(secrets_path or Path.cwd() / ".streamlit" / "secrets.toml")
+        secrets = read_secrets(secrets_path or Path.cwd() / ".streamlit" / "secrets.toml")
     sec = {k.upper(): v for k, v in secrets.items() if isinstance(v, str | int)}
 
     def get(name: str) -> str | None:

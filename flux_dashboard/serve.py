@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from urllib.parse import urlsplit
 
 from flux_dashboard import errors as E
 from flux_dashboard.access import Hosting, anonymous_refusal, is_loopback
-from flux_dashboard.config import load_settings
+from flux_dashboard.config import load_settings, read_secrets
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTH_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret",
@@ -74,16 +73,6 @@ class Plan:
         return f"Flux dashboard: serving {where} · {who} · audit trail in {self.audit_file}"
 
 
-def _secrets(path: Path) -> dict:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise E.ConfigError(f"Cannot read {path}: {exc}.") from None
-
-
 def _check_auth(auth: Mapping) -> str:
     """Validate ``[auth]`` (one provider, or named ``[auth.NAME]`` ones); the public URL."""
     missing = [k for k in ("redirect_uri", "cookie_secret") if not auth.get(k)]
@@ -120,7 +109,7 @@ def _check_auth(auth: Mapping) -> str:
 
 def plan(env: Mapping[str, str], secrets_path: Path) -> Plan:
     """What ``make serve`` would run, or ConfigError with one plain line."""
-    secrets = _secrets(secrets_path)
+    secrets = read_secrets(secrets_path)
     settings = load_settings(env=dict(env), secrets=secrets)
     hosting = Hosting.load(settings, secrets, env)
     address = env.get("FLUX_ADDRESS") or "0.0.0.0"

@@ -202,20 +202,11 @@ def test_viewer_cannot_unmask_through_link_or_switch():
     assert "Sensor-" in at.sidebar.selectbox(key="sensor_id").options[0]
 
 
-def test_viewer_downloads_and_evidence_pack_are_masked(env, monkeypatch):
+def test_viewer_downloads_and_evidence_pack_are_masked(env, captured_downloads):
     import io
     import zipfile
 
-    from streamlit.runtime.media_file_manager import MediaFileManager
-
-    got: dict = {}
-    original = MediaFileManager.add_deferred
-
-    def add_deferred(self, data, mimetype, coordinates, file_name=None, *a, **kw):
-        got[file_name] = data
-        return original(self, data, mimetype, coordinates, file_name, *a, **kw)
-
-    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
+    got = captured_downloads
     real = run(ALICE, "pages/4_toxic.py")
     originals = {v for col in ("ip0", "ip1") for v in real.dataframe[-1].value[col]}
     assert len(originals) > 5

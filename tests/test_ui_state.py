@@ -16,7 +16,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 from flux_dashboard.loader import LoadResult
@@ -34,19 +33,6 @@ def hermetic_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         mp.setenv("FLUX_CACHE_DIR", str(cache))
         mp.setenv("FLUX_MASK_SECRET", "ui-state-test-mask-secret")
         yield
-
-
-@pytest.fixture
-def captured_downloads(monkeypatch: pytest.MonkeyPatch) -> dict:
-    got: dict = {}
-    original = MediaFileManager.add_deferred
-
-    def add_deferred(self, data, mimetype, coordinates, file_name=None, *a, **kw):
-        got[file_name] = data
-        return original(self, data, mimetype, coordinates, file_name, *a, **kw)
-
-    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
-    return got
 
 
 def run(page: str | None = None, **query: str) -> AppTest:
