@@ -104,3 +104,21 @@ def test_cancel_then_resume_fetches_only_the_rest(slow_server, slow_sim, page, t
     log = (slow_server.log_path.parent / "cache").glob("audit.jsonl")
     events = [json.loads(x)["event"] for f in log for x in f.read_text().splitlines()]
     assert "load_cancelled" in events and events.count("load_started") >= 2
+
+
+def test_closing_the_tab_cancels_a_load_nobody_waits_for(slow_server, slow_sim, browser):
+    sim, _ = slow_sim
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1600})
+    page = ctx.new_page()
+    # A range no other test loaded: its hours are not cached yet.
+    page.goto(f"{slow_server.url}/remotes?range=Yesterday")
+    expect(page.get_by_role("button", name="Cancel the load")).to_be_visible(timeout=LOAD_TIMEOUT)
+    ctx.close()  # the tab is gone while the load runs
+    # The grace period (ui.loading.DETACH_GRACE_S, 8 s), then the load stops.
+    time.sleep(12)
+    stopped_at = flux_requests(sim)
+    time.sleep(3)
+    assert flux_requests(sim) <= stopped_at + 1, "the load went on with nobody waiting"
+    audit = slow_server.log_path.parent / "cache" / "audit.jsonl"
+    events = [json.loads(x) for x in audit.read_text().splitlines()]
+    assert any(e["event"] == "load_cancelled" for e in events)
