@@ -21,8 +21,10 @@ baseline_days = st.segmented_control("Baseline", [7, 14, 28], default=7, key="ba
 baseline = ui.lookback(view, view.start - timedelta(days=baseline_days), view.start,
                        f"Baseline ({baseline_days} days before the range)")
 
+# Keyed, so the reader's tab is kept when a baseline fetch redraws what comes before.
 tabs = st.tabs([":material/timeline: Threat storylines", ":material/fiber_new: First-seen remotes",
-                ":material/upload: Upload anomalies", ":material/bedtime: Non-working hours"])
+                ":material/upload: Upload anomalies", ":material/bedtime: Non-working hours"],
+               key="hunting_tab", on_change="rerun")
 
 with tabs[0]:
     stories = view.compute(Hn.storylines)
