@@ -12,7 +12,7 @@ if ui.no_flows(view):
     st.stop()
 
 ui.chart(C.protocol_treemap_fig(view.compute(A.protocol_port_tree, 10),
-                                title="Protocol → port (bytes)"), key="treemap")
+                                title="Protocol → port"), key="treemap")
 c1, c2 = st.columns(2)
 with c1:
     ui.chart(C.top_bar_fig(view.compute(A.top_ports, 15), title="Top ports by bytes",

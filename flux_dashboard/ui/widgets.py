@@ -152,7 +152,8 @@ def human_bytes(n: float | None) -> str:
 
 _LABELS = {"ip0": "Local IP", "ip1": "Remote IP", "dir": "Dir", "dirs": "Dirs",
            "mac_address": "MAC", "netbios": "NetBIOS", "is_critical": "Critical device",
-           "cyt": "cyT", "iso3": "ISO3", "off_share": "Off-hours share"}
+           "cyt": "cyT", "iso3": "ISO3", "off_share": "Off-hours share",
+           "baseline_mad": "Baseline MAD"}
 
 
 def table(df: pl.DataFrame, key: str, *, height: int | str = "auto", hide: tuple = (),
