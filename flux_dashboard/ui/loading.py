@@ -129,12 +129,14 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
     now = time.monotonic()
     again = bool(refresh) or st.session_state.pop("_flux_resume", None) == key
     with _running_lock:
+        # Finished loads leave the registry (their frames with them): complete ones at
+        # once (the loader's memory cache serves them again), incomplete ones after a while.
+        for k, e in list(_running.items()):
+            if e.finished_at is not None and (
+                    e.partial is None or now - e.finished_at > KEEP_INCOMPLETE_S
+                    or (again and k == key)):
+                del _running[k]
         entry = _running.get(key)
-        if entry is not None and entry.finished_at is not None and (
-                again or entry.partial is None
-                or now - entry.finished_at > KEEP_INCOMPLETE_S):
-            del _running[key]
-            entry = None
     if again:
         st.session_state.pop("_flux_cancelled", None)
     cancelled_here = st.session_state.get("_flux_cancelled") == key
