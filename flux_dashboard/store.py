@@ -137,9 +137,7 @@ class Store:
              ) -> tuple[pl.DataFrame, set[datetime]]:
         """Cached rows of the requested hours and the set of hours that were cached."""
         base = self._dir(source_id, sensor_id, fkey)
-        by_day: dict[date, set[int]] = defaultdict(set)
-        for h in hours:
-            by_day[h.date()].add(h.hour)
+        by_day = _hours_by_day(hours)
         frames, covered = [], set()
         for day, wanted in sorted(by_day.items()):
             got = self._read_day(self._path(base, day), day)
@@ -242,9 +240,7 @@ class Store:
         if dup:  # a bug upstream; a cache file must never serve a row twice
             raise ValueError(f"{dup} rows hold a natural key twice: nothing was written")
         base = self._dir(source_id, sensor_id, fkey)
-        by_day: dict[date, set[int]] = defaultdict(set)
-        for h in hours:
-            by_day[h.date()].add(h.hour)
+        by_day = _hours_by_day(hours)
         if not by_day:
             return
         base.mkdir(parents=True, exist_ok=True)
@@ -275,9 +271,7 @@ class Store:
                      hours: Iterable[datetime], at: datetime) -> None:
         """Record that the cached ``hours`` were found unchanged at ``at`` (rows untouched)."""
         base = self._dir(source_id, sensor_id, fkey)
-        by_day: dict[date, set[int]] = defaultdict(set)
-        for h in hours:
-            by_day[h.date()].add(h.hour)
+        by_day = _hours_by_day(hours)
         for day, marked in by_day.items():
             path = self._path(base, day)
             with self._lock(path):
@@ -294,9 +288,7 @@ class Store:
                hours: Iterable[datetime]) -> None:
         """Drop ``hours`` (rows and coverage) from the cache: they are fetched again."""
         base = self._dir(source_id, sensor_id, fkey)
-        by_day: dict[date, set[int]] = defaultdict(set)
-        for h in hours:
-            by_day[h.date()].add(h.hour)
+        by_day = _hours_by_day(hours)
         for day, dropped in by_day.items():
             path = self._path(base, day)
             with self._lock(path):
@@ -334,3 +326,11 @@ class Store:
         import shutil
 
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _hours_by_day(hours: Iterable[datetime]) -> dict[date, set[int]]:
+    """UTC hours grouped by day file: {day: {hour of day, …}}."""
+    by_day: dict[date, set[int]] = defaultdict(set)
+    for h in hours:
+        by_day[h.date()].add(h.hour)
+    return by_day
