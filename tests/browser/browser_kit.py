@@ -150,13 +150,20 @@ def add_option(page: Page, key: str, option: str | re.Pattern) -> None:
 
 
 def set_toggle(page: Page, key: str, on: bool) -> None:
+    """Set the toggle with this key. A click that lands while the switch is being
+    re-rendered by a run can be lost (seen once in CI): the click is repeated, at
+    most twice, only while the switch still shows the other state."""
     switch = widget(page, key).get_by_role("switch")
-    if switch.is_checked() != on:
+    for _ in range(3):
+        if switch.is_checked() == on:
+            break
+        wait_for_run(page)  # never click into a run in progress
         wait_for_run(page, lambda: switch.click(force=True))
-    if on:
-        expect(switch).to_be_checked()
-    else:
-        expect(switch).not_to_be_checked()
+        try:
+            expect(switch).to_be_checked(checked=on, timeout=5_000)
+        except AssertionError:
+            continue
+    expect(switch).to_be_checked(checked=on)
 
 
 def set_segment(page: Page, key: str, label: str) -> None:
