@@ -1,4 +1,4 @@
-"""Command line: ``python -m flux_dashboard {export,sensors,simulate}``.
+"""Command line: ``python -m flux_dashboard {export,sensors,sync,simulate}``.
 
 Progress goes to stderr, data to files or stdout. Every failure is one plain
 line on stderr and a non-zero exit status, never a traceback.
@@ -52,6 +52,30 @@ def _positive(text: str) -> int:
     return v
 
 
+def _sensor_list(text: str) -> list[int] | None:
+    if text.strip().lower() == "all":
+        return None
+    try:
+        ids = [int(p) for p in text.split(",") if p.strip()]
+        if not ids or min(ids) < 0:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} is not 'all' or a comma-separated list of sensor ids") from None
+    return ids
+
+
+def _share(text: str) -> float:
+    try:
+        v = float(text)
+        if not 0 < v <= 1:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a share between 0 and 1 "
+                                         "(e.g. 0.5)") from None
+    return v
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, no usage dump
         print(f"error: {message}", file=sys.stderr)
@@ -92,6 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     se = sub.add_parser("sensors", help="list the sensors the key can read")
     common(se)
+
+    sy = sub.add_parser("sync", help="keep the last days of sensors complete in the cache "
+                        "(a background worker beside the dashboard)")
+    sy.add_argument("--sensors", type=_sensor_list, default=None, metavar="all|ID,...",
+                    help="sensors to keep warm (default: all the key can read)")
+    sy.add_argument("--days", type=_positive, default=30, help="days kept warm (default 30)")
+    sy.add_argument("--share", type=_share, default=0.5,
+                    help="largest share of the key's rate limit the worker may use (0-1, "
+                    "default 0.5); interactive loads go first")
+    sy.add_argument("--once", action="store_true", help="one cycle, then exit")
+    common(sy)
 
     sim = sub.add_parser("simulate", help="serve the simulated API over HTTP", add_help=False)
     sim.add_argument("rest", nargs=argparse.REMAINDER)
@@ -139,7 +174,10 @@ def cmd_export(args, transport=None) -> int:
     if problems:
         print(f"error: {problems[0]}", file=sys.stderr)
         return EXIT_USAGE
-    service = build_service(_settings(args), transport=transport)
+    from flux_dashboard.service import request_meter
+
+    settings = _settings(args)
+    service = build_service(settings, transport=transport)
     try:
         service.client.sensor(args.sensor)  # a clear "unknown sensor" before any flux request
         result = service.loader.load(args.sensor, args.start, args.end,
@@ -147,6 +185,8 @@ def cmd_export(args, transport=None) -> int:
                                      progress=_progress_printer(args.quiet))
     finally:
         service.close()
+        # What the export cost counts in the deployment's meter, beside the dashboard's.
+        request_meter(settings).add("cli", service.client.request_count)
     frame = filters.apply(result.frame)  # e.g. several --ip0 values are filtered locally
     if not args.quiet:
         print(file=sys.stderr)
@@ -182,6 +222,38 @@ def cmd_sensors(args, transport=None) -> int:
     return 0
 
 
+def cmd_sync(args, transport=None) -> int:
+    import signal
+    import threading
+
+    from flux_dashboard.service import build_service, request_meter
+    from flux_dashboard.sync import Worker
+
+    settings = _settings(args)
+    if args.days > settings.max_range_days:
+        print(f"error: --days may be at most {settings.max_range_days} (FLUX_MAX_RANGE_DAYS)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    logging.getLogger("flux_dashboard.sync").setLevel(
+        logging.WARNING if args.quiet else logging.INFO)
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    service = build_service(settings, transport=transport, background=True, share=args.share)
+    meter = request_meter(settings)
+
+    def count(states) -> None:  # the worker's requests count in the team's quota meter
+        meter.add("sync-worker", sum(s.requests for s in states))
+
+    try:
+        worker = Worker(service, sensors=args.sensors, days=args.days, stop=stop,
+                        on_cycle=count)
+        return worker.run(once=args.once)
+    finally:
+        service.close()
+
+
 def main(argv: list[str] | None = None, *, transport=None) -> int:
     """Run one command; ``transport`` (an httpx transport) replaces the network in tests."""
     argv = sys.argv[1:] if argv is None else argv
@@ -189,10 +261,12 @@ def main(argv: list[str] | None = None, *, transport=None) -> int:
         from flux_dashboard.simulator import main as simulate
 
         return simulate(argv[1:])
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%Y-%m-%dT%H:%M:%S")
     args = build_parser().parse_args(argv)
     try:
-        return {"export": cmd_export, "sensors": cmd_sensors}[args.command](args, transport)
+        return {"export": cmd_export, "sensors": cmd_sensors,
+                "sync": cmd_sync}[args.command](args, transport)
     except E.IncompleteDataError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return EXIT_INCOMPLETE

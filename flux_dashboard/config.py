@@ -79,6 +79,9 @@ class Settings:
     demo: bool = False
     dense_demo: bool = False
     recheck_hours: int = DEFAULT_RECHECK_HOURS
+    # Shared state for several processes (rate limit, load locks, counters): see
+    # shared.py. May hold a password: never shown (see shared.redis_host).
+    redis_url: str | None = field(default=None, repr=False)
 
     @property
     def source_id(self) -> str:
@@ -130,6 +133,14 @@ def _int(name: str, raw: str | int | None, default: int, minimum: int = 1) -> in
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}.")
     return value
+
+
+def _redis_url(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    from flux_dashboard.shared import validate_url
+
+    return validate_url(raw)
 
 
 def load_settings(
@@ -188,5 +199,6 @@ def load_settings(
         dense_demo=(get("FLUX_DEMO_DENSE") or "").lower() in ("1", "true", "yes"),
         recheck_hours=_int("FLUX_RECHECK_HOURS", get("FLUX_RECHECK_HOURS"),
                            DEFAULT_RECHECK_HOURS, minimum=0),
+        redis_url=_redis_url(get("FLUX_REDIS_URL")),
     )
     return settings.with_overrides(**overrides)

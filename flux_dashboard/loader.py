@@ -106,10 +106,20 @@ that and never trusts tie order:
    first request's (point 3) has its hours taken back out of the cache. A cache
    that cannot be written does not fail the load. Cost: one read-merge-write of
    a day file per accepted window.
+10. **One fetch per sensor-day across loads and processes.** Before reading
+   the cache, a load takes the locks of the sensor-days it may fetch (days of
+   settled hours not all on disk, from file metadata), in sorted order so two
+   loads never deadlock. In one process they are ``shared.LocalLocks``; with
+   ``FLUX_REDIS_URL`` they are Redis locks with a renewed time-to-live, shared
+   by replicas, the sync worker and the CLI, and taken over when a holder
+   dies. A load that waited reads the cache its predecessor filled and
+   fetches only the hours still missing. Open hours take no lock (they are
+   never cached). Cancelling while waiting raises ``LoadCancelledError``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import math
@@ -125,6 +135,8 @@ from cachetools import TTLCache
 from flux_dashboard import errors as E
 from flux_dashboard.client import Client, FluxPage
 from flux_dashboard.schema import NATURAL_KEY, empty_frame, to_frame
+from flux_dashboard.shared import LOCAL_LOCKS
+from flux_dashboard.shared import LockWaitCancelled as _LockWaitCancelled
 from flux_dashboard.store import Store, filters_key
 
 log = logging.getLogger(__name__)
@@ -333,8 +345,10 @@ class Loader:
                  max_concurrency: int = 8, clock: Callable[[], datetime] | None = None,
                  memory_ttl_s: float = 300.0, memory_max_bytes: int = 2_000_000_000,
                  recheck_hours: int | None = None,
-                 recheck_every: timedelta = RECHECK_EVERY) -> None:
+                 recheck_every: timedelta = RECHECK_EVERY, locks=None) -> None:
         self.client = client
+        # Single-flight per sensor-day (point 10): shared.LocalLocks or RedisLocks.
+        self.locks = locks or LOCAL_LOCKS
         self.store = store
         self.per_page = per_page
         self.max_concurrency = max(1, max_concurrency)
@@ -578,6 +592,18 @@ class Loader:
         return shape
 
     # ------------------------------------------------------------------ orchestration
+    def _day_locks(self, sensor_id: int, fkey: str, settled: list[datetime],
+                   whole_range: bool) -> list[str]:
+        """Names of the sensor-days this load may fetch (point 10): the days of its
+        settled hours not all on disk (metadata only). Open hours are never cached,
+        so never shared: they take no lock."""
+        if self.store is None or not settled:
+            return []
+        todo = settled if whole_range else sorted(
+            set(settled) - self.store.covered(self.source_id, sensor_id, fkey, settled))
+        src = hashlib.blake2b(self.source_id.encode(), digest_size=8).hexdigest()
+        return [f"{src}:{sensor_id}:{fkey}:{d}" for d in sorted({h.date() for h in todo})]
+
     def _load(self, sensor_id: int, start: datetime, end: datetime, params: dict,
               progress: ProgressFn | None, whole_range: bool = False,
               gate: _Gate | None = None, cache_only: bool = False) -> LoadResult:
@@ -585,11 +611,32 @@ class Loader:
         _gate_client(self.client)
         now = self.clock()
         open_from = floor_hour(now - SETTLE)  # hours from here on may still change
-        all_hours = hours_between(start, end)
-        past = [h for h in all_hours if h <= floor_hour(now)]  # later hours hold no data yet
+        past = [h for h in hours_between(start, end) if h <= floor_hour(now)]
         settled = [h for h in past if h < open_from]
-        fkey = filters_key(params)
+        names = [] if cache_only else self._day_locks(sensor_id, filters_key(params),
+                                                      settled, whole_range)
+        try:
+            with self.locks.hold(names, gate.cancel):
+                # Read the cache only now: a load of the same days that held the
+                # locks before us (here or in another process) has just filled it.
+                return self._load_held(sensor_id, start, end, params, progress, whole_range,
+                                       gate, cache_only, now, open_from, past, settled)
+        except _LockWaitCancelled:
+            missing = sorted(set(past) - (self.store.covered(
+                self.source_id, sensor_id, filters_key(params), settled)
+                if self.store is not None else set()))
+            partial = (self.store.read(self.source_id, sensor_id, filters_key(params),
+                                       settled)[0] if self.store is not None else None)
+            raise E.LoadCancelledError(
+                _stop_message(missing, True, gate.limit) if missing else
+                "The load was cancelled while it waited for another load of the same days.",
+                hours=missing, partial=partial) from None
 
+    def _load_held(self, sensor_id: int, start: datetime, end: datetime, params: dict,
+                   progress: ProgressFn | None, whole_range: bool, gate: _Gate,
+                   cache_only: bool, now: datetime, open_from: datetime,
+                   past: list[datetime], settled: list[datetime]) -> LoadResult:
+        fkey = filters_key(params)
         cached = empty_frame()
         covered: set[datetime] = set()
         if self.store is not None and settled and not whole_range:

@@ -33,11 +33,38 @@ class Service:
         self.client.close()
 
 
-def build_service(settings: Settings, *, transport=None) -> Service:
+def build_service(settings: Settings, *, transport=None, background: bool = False,
+                  share: float = 1.0) -> Service:
+    """``background``: the sync worker's service, which books at most ``share`` of
+    the key's request slots and lets interactive requests go first (shared.py)."""
     if transport is None and settings.demo:
         transport = embedded_simulator(settings.dense_demo).transport()
-    client = Client(settings, transport=transport)
+    limiter, locks = None, None
+    if settings.redis_url:
+        from flux_dashboard.shared import RedisLocks, RedisRateLimiter
+
+        limiter = RedisRateLimiter(settings.redis_url, settings.source_id,
+                                   settings.rate_limit_per_min, background=background,
+                                   share=share)
+        locks = RedisLocks(settings.redis_url)
+    elif background and share < 1:
+        from flux_dashboard.client import RateLimiter
+
+        # One process: the worker's own limiter runs at its share of the rate.
+        limiter = RateLimiter(max(1, int(settings.rate_limit_per_min * share)))
+    client = Client(settings, transport=transport, limiter=limiter)
     store = Store(settings.cache_dir)
     loader = Loader(client, store, per_page=settings.per_page,
-                    max_concurrency=settings.max_concurrency)
+                    max_concurrency=settings.max_concurrency, locks=locks)
     return Service(settings, client, loader)
+
+
+def request_meter(settings: Settings):
+    """The request counters of the deployment: Redis when configured, else a file."""
+    if settings.redis_url:
+        from flux_dashboard.shared import RedisMeter
+
+        return RedisMeter(settings.redis_url)
+    from flux_dashboard.budget import Meter
+
+    return Meter(settings.cache_dir / "request-meter.json")

@@ -13,8 +13,11 @@ twice) is treated as absent, deleted and refetched, never served. A file that
 cannot be read *right now* (too many open files, permission, memory) is not
 served either, but kept: its hours are fetched this time and the file is
 neither deleted nor overwritten. Writes go to a temporary file in the same
-folder and are renamed into place, so a crash never leaves half a file behind;
-rows with a natural key twice are refused before anything is written.
+folder and are renamed into place, so a crash never leaves half a file behind
+and a reader never sees one; rows with a natural key twice are refused before
+anything is written. Every read-merge-write of a day file holds an exclusive
+``flock`` on ``<day>.parquet.lock``, so several processes or hosts sharing the
+directory (a shared volume) never drop each other's hours.
 
 Each file also records when each of its hours was last checked against the
 API (``flux_checked``: hour -> epoch seconds; fetching counts as checking), so
@@ -24,6 +27,7 @@ every rerun, across processes. Files without it simply have never been checked.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -32,7 +36,8 @@ import os
 import tempfile
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -101,9 +106,21 @@ class Store:
     def _path(self, base: Path, day: date) -> Path:
         return base / f"{day.isoformat()}.parquet"
 
-    def _lock(self, path: Path) -> threading.Lock:
+    @contextmanager
+    def _lock(self, path: Path) -> Iterator[None]:
+        """Exclusive right to read-merge-write ``path``: within the process (a thread
+        lock, as flock is per open file description, not per thread) and across
+        processes and hosts sharing the cache directory (``flock`` on a lock file
+        beside it, which NFSv4 and local file systems honour)."""
         with _FILE_LOCKS_GUARD:
-            return _FILE_LOCKS[os.path.abspath(path)]
+            thread_lock = _FILE_LOCKS[os.path.abspath(path)]
+        with thread_lock:
+            fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing the descriptor releases the flock
 
     # -- reading
     def _read_day(self, path: Path, day: date) -> tuple[pl.DataFrame, set[int]] | None:

@@ -4,7 +4,7 @@ This module owns ``Simulator``, the API as seen over HTTP: path routing,
 authentication (``Api-Key``), the sliding-window rate limit and the monthly
 quota (429 with ``Retry-After``), 403/404 answers, the faults drawn for
 ``GET /sensors/:id/flux`` (random at ``fault_rate`` or at fixed request
-numbers in ``fault_schedule``: 5xx, truncated body, timeout), and the
+numbers in ``fault_schedule``: 429, 5xx, truncated body, timeout), and the
 endpoints: ``/sensors``, ``/sensors/:id``, ``/flux`` (filters, sorts, pages)
 and the hourly statistics ``/flux-hour-ip0`` and ``/flux-hour-sensor``. The
 rows come from a ``TrafficModel``; parameter parsing and paging from
@@ -68,7 +68,7 @@ class Simulator:
         if self.config.volumes_as not in ("string", "number", "mixed"):
             raise ValueError("volumes_as must be 'string', 'number' or 'mixed'")
         bad = set(self.config.fault_kinds) | set(self.config.fault_schedule.values())
-        bad -= {"500", "502", "503", "truncated", "timeout"}
+        bad -= {"429", "500", "502", "503", "truncated", "timeout"}
         if bad:
             raise ValueError(f"unknown fault kinds: {sorted(bad)}")
         self.requests: list[tuple[str, dict[str, str]]] = []
@@ -191,6 +191,8 @@ class Simulator:
                 messages = {"500": "Internal server error", "502": "Bad gateway",
                             "503": "Service unavailable"}
                 raise HttpError(int(kind), {"message": messages[kind]})
+            if kind == "429":  # a burst of "too many requests" from the API's side
+                raise HttpError(429, {"message": "Too many requests"}, {"retry-after": "1"})
             if kind == "truncated":
                 extra["x-sim-truncate"] = "1"
         if sub == "flux":

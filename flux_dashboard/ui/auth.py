@@ -30,6 +30,7 @@ from flux_dashboard.access import (
 )
 from flux_dashboard.audit import AuditLog
 from flux_dashboard.budget import Budgets, Meter
+from flux_dashboard.service import request_meter
 from flux_dashboard.ui.state import _secrets, settings
 from flux_dashboard.ui.text import text
 
@@ -61,12 +62,14 @@ def audit_log(host: Hosting) -> AuditLog:
 
 
 @st.cache_resource(show_spinner=False)
-def _meter(path: str) -> Meter:
-    return Meter(Path(path))
+def _meter(_cfg_id: str) -> Meter:
+    return request_meter(settings())
 
 
 def meter() -> Meter:
-    return _meter(str(settings().cache_dir / "request-meter.json"))
+    """The deployment's request counters (a file beside the cache, or Redis)."""
+    cfg = settings()
+    return _meter(f"{cfg.cache_dir}|{cfg.redis_url is not None}")
 
 
 def budgets(host: Hosting) -> Budgets:
