@@ -72,9 +72,8 @@ def guide_text(plan, page: str, alias: Callable[[str, str], str] | None = None,
             f"{first} to {last}, a few kB an hour, then {gb:.1f} GB on {up}.",
         ],
         "hunting": [
-            f"Threat storylines: {ws} → {c2}, first contact {first} "
-            f"{plan.first_hour:02d}:{plan.phase_min:02d}, last {last}, regularity close to 1 "
-            f"(every {plan.period_min} min: a beacon).",
+            f"Threat storylines: {ws} → {c2}, first contact {first}, last {last}, "
+            f"regularity close to 1 (every {plan.period_min} min: a beacon).",
             f"First-seen remotes: set a custom range on {first} alone, {c2} comes first. "
             f"Upload anomalies: {up} at {up_hours}. Non-working hours: a range around {up} "
             f"flags {show('name', plan.workstation_name)}.",
