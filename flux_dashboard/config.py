@@ -15,8 +15,10 @@ import hashlib
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from flux_dashboard.errors import ConfigError
 
@@ -28,6 +30,12 @@ DEMO_RATE_LIMIT = 60_000  # the embedded simulator is in-process: no reason to w
 DEFAULT_PER_PAGE = 1000
 DEFAULT_MAX_RANGE_DAYS = 92
 DEFAULT_RECHECK_HOURS = 48  # cached hours this recent are re-counted for late uploads
+DEMO_TZ = "Europe/Paris"  # the demo story's days are the main simulated sensor's local days
+
+
+def demo_day() -> date:
+    """Day 0 of the demo story started now (the simulated main sensor's local date)."""
+    return datetime.now(ZoneInfo(DEMO_TZ)).date()
 
 
 class Secret:
@@ -82,12 +90,21 @@ class Settings:
     # Shared state for several processes (rate limit, load locks, counters): see
     # shared.py. May hold a password: never shown (see shared.redis_host).
     redis_url: str | None = field(default=None, repr=False)
+    # The embedded demo's story day (day 0): its data differs from one day to the next.
+    demo_day: date | None = None
 
     @property
     def source_id(self) -> str:
-        """Identifies the data source in cache keys: URL + key fingerprint, never the key."""
+        """Identifies the data source in cache keys: URL + key fingerprint, never the key.
+
+        The embedded demo adds its story day and density: a demo started on
+        another day, or the dense one, is another data set (own disk cache).
+        """
         fp = fingerprint(self.api_key.reveal()) if self.api_key else "nokey"
-        return f"{'demo' if self.demo else 'api'}|{self.api_url}|{fp}"
+        if self.demo:
+            story = f"|{self.demo_day or ''}{'|dense' if self.dense_demo else ''}"
+            return f"demo|{self.api_url}|{fp}{story}"
+        return f"api|{self.api_url}|{fp}"
 
     @property
     def host(self) -> str:
@@ -200,5 +217,6 @@ def load_settings(
         recheck_hours=_int("FLUX_RECHECK_HOURS", get("FLUX_RECHECK_HOURS"),
                            DEFAULT_RECHECK_HOURS, minimum=0),
         redis_url=_redis_url(get("FLUX_REDIS_URL")),
+        demo_day=demo_day() if embedded else None,
     )
     return settings.with_overrides(**overrides)

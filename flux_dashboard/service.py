@@ -6,21 +6,30 @@ Shared by the CLI and the Streamlit glue so both exercise the same code.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from functools import cache
 
 from flux_dashboard.client import Client
-from flux_dashboard.config import Settings
+from flux_dashboard.config import Settings, demo_day
 from flux_dashboard.loader import Loader
 from flux_dashboard.store import Store
 
 
+def embedded_simulator(dense: bool = False, day: date | None = None):
+    """The in-process demo API whose story's day 0 is ``day`` (default: today).
+
+    Deterministic, so one per (density, day) and process is enough; a new day
+    gets a new one, so the story stays within the last days of the demo.
+    """
+    return _embedded(dense, day or demo_day())
+
+
 @cache
-def embedded_simulator(dense: bool = False):
-    """The in-process demo API (deterministic, so one per process is enough)."""
+def _embedded(dense: bool, day: date):
     from flux_dashboard.simulator import Simulator, SimulatorConfig
 
     # No rate limit or faults in demo mode: it is a showcase, not a hazard test.
-    return Simulator(SimulatorConfig(dense=dense, rate_limit_per_min=None))
+    return Simulator(SimulatorConfig(dense=dense, rate_limit_per_min=None, story_day=day))
 
 
 @dataclass
@@ -38,7 +47,7 @@ def build_service(settings: Settings, *, transport=None, background: bool = Fals
     """``background``: the sync worker's service, which books at most ``share`` of
     the key's request slots and lets interactive requests go first (shared.py)."""
     if transport is None and settings.demo:
-        transport = embedded_simulator(settings.dense_demo).transport()
+        transport = embedded_simulator(settings.dense_demo, settings.demo_day).transport()
     limiter, locks = None, None
     if settings.redis_url:
         from flux_dashboard.shared import RedisLocks, RedisRateLimiter

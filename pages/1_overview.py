@@ -13,6 +13,7 @@ from flux_dashboard.loader import ceil_hour
 
 view = ui.frame()
 ui.header(view, "Overview")
+ui.guide(view, "overview")
 if ui.no_flows(view):
     st.stop()
 

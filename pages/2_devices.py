@@ -9,6 +9,7 @@ from flux_dashboard import ui
 
 view = ui.frame()
 ui.header(view, "Devices")
+ui.guide(view, "devices")
 if ui.no_flows(view):
     st.stop()
 

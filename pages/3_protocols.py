@@ -8,6 +8,7 @@ from flux_dashboard import ui
 
 view = ui.frame()
 ui.header(view, "Protocols & ports")
+ui.guide(view, "protocols")
 if ui.no_flows(view):
     st.stop()
 

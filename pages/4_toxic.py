@@ -9,6 +9,7 @@ from flux_dashboard import ui
 
 view = ui.frame()
 ui.header(view, "Toxic flows")
+ui.guide(view, "toxic")
 toxic_frame = view.subset(ui.only_toxic)
 if ui.no_flows(view):
     st.stop()

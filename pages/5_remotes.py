@@ -8,6 +8,7 @@ from flux_dashboard import ui
 
 view = ui.frame()
 ui.header(view, "Remote hosts")
+ui.guide(view, "remotes")
 if ui.no_flows(view):
     st.stop()
 

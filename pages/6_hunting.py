@@ -13,6 +13,7 @@ from flux_dashboard import ui
 
 view = ui.frame()
 ui.header(view, "Threat hunting")
+ui.guide(view, "hunting")
 if ui.no_flows(view):
     st.stop()
 

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -31,6 +31,9 @@ NOW = datetime(2026, 7, 23, 10, 17, 42, tzinfo=UTC)  # a Thursday
 HOUR = datetime(2026, 7, 22, 9, tzinfo=UTC)  # Wednesday 11:00 in Paris: busy
 DAY = (datetime(2026, 7, 22, tzinfo=UTC), datetime(2026, 7, 23, tzinfo=UTC))
 JUNE = ("2026-06-01T00:00:00Z", "2026-07-01T00:00:00Z")
+# The demo story's day 0: DAY (July 22) is day -4, a brute-force wave day of the beaconing
+# PC (so it has toxic IN and OUT flows); June is all ordinary days (story.py).
+STORY_DAY = date(2026, 7, 26)
 AUTH = {"Authorization": "Api-Key test-key"}
 BASE = "http://sim.test/api/v1"
 ROW_KEYS = [
@@ -52,6 +55,7 @@ class Clock:
 def make(**kw) -> tuple[Simulator, httpx.Client, Clock]:
     clock = kw.pop("clock", None) or Clock()
     kw.setdefault("rate_limit_per_min", None)
+    kw.setdefault("story_day", STORY_DAY)
     sim = Simulator(SimulatorConfig(now=clock, **kw))
     client = httpx.Client(base_url=BASE, transport=sim.transport(), headers=AUTH)
     return sim, client, clock
@@ -272,18 +276,27 @@ def test_every_threat_flag_and_unqualified_toxic_ips(june_toxic, world):
     assert all(r["dir"] == "IN" and r["port"] == 5060 for r in rows if r["sip"])
     assert all(r["dir"] == "OUT" for r in rows if r["tor_node"] or r["supply_chain_compromise"])
     assert all(r["dir"] == "IN" for r in rows if r["hcard"])
-    total = sim.count_rows(54, datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC))
-    assert 0.005 <= len(rows) / total <= 0.02
+    # Ordinary days (story.py): every third day one toxic OUT row, the others 0-10 IN rows.
+    assert 10 <= len(rows) <= 30 * 10
 
 
-def test_c2_device_beacons_every_ten_minutes(june_toxic):
-    c2 = [r for r in june_toxic if r["command_center"] and r["ip1"] == "91.92.248.153"]
-    assert len({r["ip0"] for r in c2}) == 1
-    assert len(c2) == 30 * 24  # every hour of the month
-    for r in c2:
+def test_the_story_c2_beacons_every_fifteen_minutes_from_day_minus_12_to_minus_3(world):
+    sim, _ = world
+    plan = sim.story
+    assert plan.today == STORY_DAY
+    rows = [r for r in sim.rows(54, *plan.window(-13, -2))
+            if r["ip1"] == plan.c2_ip and r["port"] == plan.c2_port]
+    assert {r["ip0"] for r in rows} == {plan.workstation_ip}
+    assert all(r["command_center"] and r["toxic"] for r in rows)
+    # every hour from July 14 15:00 Paris time (13:00Z) up to the clock, NOW = July 23
+    # 10:17Z: the open hour 10:00Z already holds its 10:07 contact
+    assert len(rows) == (datetime(2026, 7, 23, 11, tzinfo=UTC)
+                         - datetime(2026, 7, 14, 13, tzinfo=UTC)).total_seconds() / 3600
+    for r in rows:
         starts = [datetime.fromisoformat(a) for a, _ in r["timestamps"]]
         gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
-        assert r["occurrences"] >= 5 and all(599 <= g <= 601 for g in gaps)
+        open_hour = r["start_of_hour"] == "2026-07-23T10:00:00.000Z"  # only 10:07 by 10:17
+        assert r["occurrences"] == (1 if open_hour else 4) and all(899 <= g <= 901 for g in gaps)
 
 
 # ----------------------------------------------------------------------------- sensors

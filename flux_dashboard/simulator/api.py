@@ -79,6 +79,11 @@ class Simulator:
         self._tie_rng = random.Random(f"ties:{self.config.seed}")
         self.reset_counters()
 
+    @property
+    def story(self):
+        """The demo story's ``StoryPlan`` (None with ``story=False``): the ground truth."""
+        return self.traffic.story
+
     # ----------------------------------------------------------------- counters / clock
     def reset_counters(self) -> None:
         with self._lock:

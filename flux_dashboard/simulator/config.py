@@ -9,14 +9,15 @@ two meta shapes), ``max_per_page`` (silent cap), a sliding-window rate limit, a
 monthly quota, seeded random faults and scheduled faults on ``/flux``
 (``fault_schedule`` numbers those requests from 1, counting every request
 received on that path), latency, and ``late_uploads``: a sensor that lost its
-link and uploaded its buffered rows later (see ``LateUpload``).
+link and uploaded its buffered rows later (see ``LateUpload``); and the demo
+story (``story``, ``story_day``: see ``story.StoryPlan``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 
 @dataclass(frozen=True)
@@ -67,3 +68,7 @@ class SimulatorConfig:
     # Generated hours kept in memory; a dense hour is ~1,500 compact rows (~0.3 MB).
     cache_hours: int = 24 * 40
     late_uploads: tuple[LateUpload, ...] = ()
+    # The demo story (story.py): on by default, day 0 = the main sensor's local date at
+    # construction (``now``), or ``story_day``. Fixed for the simulator's lifetime.
+    story: bool = True
+    story_day: date | None = None

@@ -3,7 +3,8 @@
 This module owns row generation. Rows are generated per (sensor, hour) from a
 private ``random.Random`` seeded by (seed, sensor, hour), following each
 site's rhythm (office hours, shoulders, nights and weekends that are never
-empty, nightly backups) and injecting the site's toxic events, so a closed
+empty, nightly backups) and injecting the site's toxic events (the main
+site's from ``story``: ordinary days and the planted incident), so a closed
 hour is identical on every call whatever the clock. What the API may show of
 it depends on the clock: the open hour (the one containing ``now()``) shows
 only the sessions started before the last whole minute (the sensor uploads
@@ -26,6 +27,7 @@ from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 
 from flux_dashboard.simulator.config import SimulatorConfig
+from flux_dashboard.simulator.story import Event, StoryPlan, ordinary_events
 from flux_dashboard.simulator.world import (
     ALWAYS_ON,
     PROTO_RANK,
@@ -41,7 +43,7 @@ from flux_dashboard.simulator.world import (
 )
 
 HOUR_MS = 3_600_000
-C2_PERIOD_MS = 600_000
+C2_PERIOD_MS = 900_000  # the story's beacon: every 15 minutes
 
 # Compact row layout (one tuple per API row); only the rows of a page become dicts.
 IP0, IP1, DIR, PROTO, PORT, OCC, OUT, INB, FIRST, DEV, TOX, FILT, PERIODIC, ORIG, SUM = range(15)
@@ -98,6 +100,21 @@ def month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=days)
 
 
+def _merge(merged: dict, key: tuple, occ: int, out: int, inb: int, first: int, tox: int,
+           periodic: bool) -> None:
+    """Add a toxic row to the hour's rows (merging with a row of the same natural key)."""
+    m = merged.get(key)
+    if m is None:
+        merged[key] = [occ, out, inb, first, tox, periodic]
+    else:
+        m[0] += occ
+        m[1] += out
+        m[2] += inb
+        m[3] = min(m[3], first)
+        m[4] = tox
+        m[5] = m[5] or periodic
+
+
 class TrafficModel:
     """Compact rows per (sensor, hour) as visible at ``now()``, and their API dicts."""
 
@@ -108,6 +125,13 @@ class TrafficModel:
         self._open: OrderedDict[tuple[int, int, int], list[tuple]] = OrderedDict()
         self.ip_ints: dict[str, int] = {d.ip: ip_int(d.ip) for site in self.sites.values()
                                         for d in site.devices}
+        # The story's day 0 is fixed at construction, so a closed hour never changes.
+        self.story: StoryPlan | None = None
+        if config.story:
+            main = self.sites[54]
+            self.story = (StoryPlan(today=config.story_day, tz=main.tzname)
+                          if config.story_day else StoryPlan.anchored(self.now(), main.tzname))
+        self._days: OrderedDict[tuple[int, object], list[Event]] = OrderedDict()
 
     def now(self) -> datetime:
         now = self.config.now() if self.config.now else datetime.now(UTC)
@@ -194,7 +218,10 @@ class TrafficModel:
                 merged[(di, ip1, "OUT", "TCP", 443)] = [
                     1 + int(rnd() * 2), lo + int((hi - lo) * rnd()) * 2,
                     svc.inb[0] + int(rnd() * svc.inb[1]), int(rnd() * 300_000), -1, False]
-        self._inject_toxic(site, rng, merged)
+        if site.planned:
+            self._inject_planned(site, h, rng, merged)
+        else:
+            self._inject_toxic(site, rng, merged)
         ipk = self.ip_key
         devs = site.devices
         keyed = []
@@ -226,7 +253,7 @@ class TrafficModel:
             occ = rng.randint(lo, hi)
             tox = TOX_INDEX[ip1]
             if periodic:
-                # A beacon: 6 sessions at a fixed phase, every 10 minutes.
+                # A beacon: sessions at a fixed phase, every C2_PERIOD_MS.
                 first = rng.randrange(C2_PERIOD_MS)
                 occ = min(occ, (HOUR_MS - 1 - first) // C2_PERIOD_MS + 1)
                 out, inb = occ * rng.randint(300, 900), occ * rng.randint(200, 4_000)
@@ -236,15 +263,83 @@ class TrafficModel:
                 if rng.random() < 0.3:
                     answered = 0  # blocked or unanswered probes
                 out, inb = (answered, sent) if d == "IN" else (sent, answered)
-            key = (dev.idx, ip1, d, proto, port)
-            m = merged.get(key)
-            if m is None:
-                merged[key] = [occ, out, inb, first, tox, periodic]
-            else:
-                m[0] += occ
-                m[1] += out
-                m[2] += inb
-                m[3] = min(m[3], first)
+            _merge(merged, (dev.idx, ip1, d, proto, port), occ, out, inb, first, tox, periodic)
+
+    def day_events(self, site: Site, day) -> list[Event]:
+        """The ordinary toxic rows of a local ``day`` of a planned site (story.py).
+
+        On the story's calm day, only remotes that were toxic a week before are
+        kept, so that day's digest finds no new toxic remote.
+        """
+        key = (site.id, day)
+        got = self._days.get(key)
+        if got is not None:
+            return got
+        events = ordinary_events(self.config.seed, site.id, day, site.tzname)
+        plan = self.story
+        if plan is not None and site.id == plan.sensor_id and \
+                plan.offset(day) == plan.calm_day:
+            before = day - timedelta(days=7)
+            known = {e.ip1 for e in ordinary_events(self.config.seed, site.id, before,
+                                                    site.tzname)}
+            off = plan.offset(before)
+            if off in plan.beacon_days:
+                known.add(plan.c2_ip)
+            if off in plan.bruteforce_days:
+                known.update(plan.bruteforce_ips)
+            events = [e for e in events if e.ip1 in known]
+        self._days[key] = events
+        while len(self._days) > 400:
+            self._days.popitem(last=False)
+        return events
+
+    def _inject_planned(self, site: Site, h: int, rng: random.Random, merged: dict) -> None:
+        """The toxic rows of hour ``h`` of a planned site: its ordinary day, then the story."""
+        local = datetime.fromtimestamp(h * 3600, site.tz)
+        for ev in self.day_events(site, local.date()):
+            if ev.hour != h:
+                continue
+            targets = [dev for dev in site.devices if ev.tag in dev.tags]
+            if not targets:
+                continue
+            dev = rng.choice(targets)
+            occ = rng.randint(*ev.occ)
+            sent, answered = occ * rng.randint(60, 3_000), occ * rng.randint(0, 2_000)
+            if ev.dir == "IN" and rng.random() < 0.3:
+                answered = 0  # blocked or unanswered probes
+            out, inb = (answered, sent) if ev.dir == "IN" else (sent, answered)
+            _merge(merged, (dev.idx, ev.ip1, ev.dir, ev.proto, ev.port), occ, out, inb,
+                   rng.randrange(HOUR_MS - 60_000), TOX_INDEX[ev.ip1], False)
+        plan = self.story
+        if plan is None or site.id != plan.sensor_id:
+            return
+        by_ip = {dev.ip: dev for dev in site.devices}
+        ws, c2 = by_ip[plan.workstation_ip].idx, plan.c2_ip
+        day, lh = plan.local_hour_of(h)
+        if plan.beacon_hour(h):
+            # Every 15 minutes at the same minute of each hour: clockwork contacts.
+            first = plan.phase_min * 60_000
+            if h != int(plan.first_contact.timestamp()) // 3600:
+                first += rng.randrange(20_000)
+            occ = (HOUR_MS - 1 - first) // C2_PERIOD_MS + 1
+            out, inb = occ * rng.randint(300, 900), occ * rng.randint(200, 4_000)
+            if h == int(plan.first_contact.timestamp()) // 3600:
+                inb += plan.stage_bytes  # the implant's download
+            _merge(merged, (ws, c2, "OUT", "TCP", plan.c2_port), occ, out, inb, first,
+                   TOX_INDEX[c2], True)
+        if day == plan.upload_day and lh in plan.upload_hours:
+            out = plan.upload_bytes[plan.upload_hours.index(lh)]
+            _merge(merged, (ws, c2, "OUT", "TCP", plan.upload_port), 3, out,
+                   rng.randint(150_000, 400_000), plan.phase_min * 60_000 + 60_000,
+                   TOX_INDEX[c2], False)
+        if day in plan.bruteforce_days and lh in plan.bruteforce_hours:
+            srv = by_ip[plan.server_ip].idx
+            for ip1 in plan.bruteforce_ips:
+                for port in plan.bruteforce_ports:
+                    occ = rng.randint(40, 180)
+                    sent, answered = occ * rng.randint(60, 3_000), occ * rng.randint(0, 2_000)
+                    _merge(merged, (srv, ip1, "IN", "TCP", port), occ, answered, sent,
+                           rng.randrange(HOUR_MS - 60_000), TOX_INDEX[ip1], False)
 
     def ip_key(self, ip: str) -> int:
         v = self.ip_ints.get(ip)
@@ -333,10 +428,10 @@ class TrafficModel:
         proto, port = r[PROTO], r[PORT]
         if proto == "ICMP" or port in (53, 123):
             durs = [rng.choice((0, 0, 1, 12, 37, 140)) for _ in starts]
+        elif out + inb > 200_000_000:  # backups, and the story's upload
+            durs = [rng.randint(15 * 60_000, HOUR_MS) for _ in starts]
         elif r[PERIODIC] or r[TOX] >= 0:
             durs = [rng.randint(80, 3_000) for _ in starts]
-        elif out + inb > 200_000_000:
-            durs = [rng.randint(15 * 60_000, HOUR_MS) for _ in starts]
         else:
             durs = [int(rng.expovariate(1 / 90_000)) for _ in starts]
         weights = [rng.random() + 0.05 for _ in starts]

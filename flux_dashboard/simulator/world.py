@@ -5,7 +5,8 @@ This module owns the static world the traffic is drawn from: the two sites
 their devices (addresses, MACs, vendors, user-given names, including two
 hostile ones: ``HTML_NAME`` and ``MARKDOWN_NAME``), the Internet services each
 kind of device talks to with their volume ranges, the busy-hour session rates,
-and the toxic IPs with their fixed threat flags and per-hour probabilities.
+and the toxic IPs with their fixed threat flags (the small site's per-hour
+probabilities; the main site's toxic rows are planned day by day in ``story``).
 Everything is built from fixed or seed-derived ``random.Random`` instances, so
 the world is identical for a given seed; nothing here depends on the clock.
 """
@@ -65,6 +66,7 @@ class Site:
     devices: list[Device]
     meta: dict
     toxic_events: list[tuple]
+    planned: bool = False  # toxic rows from story.py (ordinary days and the incident)
 
 
 def _pool(rng: random.Random, prefixes: list[str], n: int) -> tuple[str, ...]:
@@ -158,6 +160,7 @@ SERVICES = _services()
 
 # Each toxic IP always carries the same flags (the empty tuple = toxic, not qualified).
 TOXIC_IPS: dict[str, tuple[str, ...]] = {
+    "176.123.8.71": ("command_center",),  # the demo story's C2 (see story.py)
     "91.92.248.153": ("command_center",),
     "218.92.0.107": ("bruteforce", "hcard"),
     "61.177.172.140": ("bruteforce",),
@@ -187,26 +190,8 @@ TOXIC_IPS: dict[str, tuple[str, ...]] = {
 TOX_LIST = list(TOXIC_IPS)
 TOX_INDEX = {ip: i for i, ip in enumerate(TOX_LIST)}
 
-# (probability per hour, toxic IPs, dir, proto, ports, device tag, occurrences, periodic)
-_EVENTS_MAIN: list[tuple] = [
-    (1.0, ["91.92.248.153"], "OUT", "TCP", [443], "c2", (6, 6), True),
-    (0.7, ["218.92.0.107", "61.177.172.140", "45.148.10.242", "141.98.11.23", "80.94.95.116"],
-     "IN", "TCP", [22, 3389], "exposed", (3, 180), False),
-    (0.7, ["218.92.0.107", "61.177.172.140", "45.148.10.242", "141.98.11.23", "80.94.95.116"],
-     "IN", "TCP", [22, 3389], "exposed", (3, 180), False),
-    (0.35, ["71.6.199.23", "185.242.226.14", "89.248.165.52", "218.92.0.107"],
-     "IN", "TCP", [23, 80, 445, 1433, 8080], "exposed", (1, 6), False),
-    (0.3, ["212.83.150.18", "37.49.230.12"], "IN", "UDP", [5060], "ipbx", (1, 40), False),
-    (0.2, ["185.220.101.4", "185.220.100.252", "109.70.100.71"], "OUT", "TCP", [9001, 443],
-     "tor", (1, 8), False),
-    (0.08, ["194.26.29.113", "147.45.47.90"], "OUT", "TCP", [8443, 443], "any", (1, 3), False),
-    (0.08, ["214.11.32.5", "55.12.9.140"], "IN", "TCP", [443, 8443], "exposed", (1, 4), False),
-    (0.15, ["116.255.28.76", "36.110.45.92"], "OUT", "UDP", [8000, 554], "camera", (1, 5), False),
-    (0.02, ["5.252.178.20"], "OUT", "TCP", [443], "supply", (1, 2), False),
-    (0.5, ["79.124.62.130", "176.111.174.85", "92.63.197.153"], "IN", "TCP",
-     [21, 25, 110, 5900, 6379, 8081], "exposed", (1, 12), False),
-    (0.06, ["103.149.87.4"], "OUT", "TCP", [443, 80], "any", (1, 3), False),
-]
+# Hourly toxic events of the small site: (probability per hour, toxic IPs, dir, proto,
+# ports, device tag, occurrences, periodic). The main site's come from story.py.
 _EVENTS_SMALL: list[tuple] = [
     (0.4, ["61.177.172.140", "80.94.95.116"], "IN", "TCP", [22, 3389], "exposed", (2, 60), False),
     (0.15, ["71.6.199.23", "89.248.165.52"], "IN", "TCP", [23, 445], "exposed", (1, 4), False),
@@ -402,7 +387,7 @@ def build_sites(cfg: SimulatorConfig) -> dict[int, Site]:
          "local_ip": "192.168.1.2", "installation_date": inst, "supervision": True,
          "version": "2.4.1", "end_trial": None, "hno_hours": [*range(0, 8), *range(19, 24)],
          "latitude": 48.8598, "longitude": 2.3411},
-        _EVENTS_MAIN,
+        [], planned=True,
     )
     small = Site(
         77, "Pharmacie du Port – Saint-Denis", "Pharmacie du Port – Saint-Denis (La Réunion)",

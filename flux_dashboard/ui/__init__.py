@@ -7,12 +7,14 @@
 - ``widgets``: header, tables, charts, downloads, the evidence pack.
 - ``auth``: the sign-in gate, the session's grant, audit and quota helpers.
 - ``text``: escaping of every echoed value for markdown.
+- ``guide``: the presenter's "What to look at" panel (demo mode only).
 
 Pages import this package and call ``ui.frame()`` first, then ``ui.*`` helpers.
 """
 
 from flux_dashboard.ui.auth import Session, meter
 from flux_dashboard.ui.frame import PAGES, admin_frame, frame, run_app
+from flux_dashboard.ui.guide import guide
 from flux_dashboard.ui.loading import lookback
 from flux_dashboard.ui.sidebar import hours_text, preset_range
 from flux_dashboard.ui.state import Keyed, View
@@ -30,6 +32,6 @@ from flux_dashboard.ui.widgets import (
 )
 
 __all__ = ["PAGES", "Keyed", "Session", "View", "admin_frame", "chart", "downloads",
-           "evidence_button", "frame", "header", "hours_text", "human_bytes", "lookback",
+           "evidence_button", "frame", "guide", "header", "hours_text", "human_bytes", "lookback",
            "meter", "no_flows", "only_device", "only_toxic", "preset_range", "run_app", "table",
            "text"]
