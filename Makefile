@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 PORT    ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: install install-dev run serve test lint bench chromium clean
+.PHONY: install install-dev run serve sync test lint bench chromium redis-server clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,20 +35,31 @@ run: install
 serve: install
 	$(BIN)/python -m flux_dashboard.serve
 
+# The sync worker: keeps the last 30 days of every sensor warm in the cache (a second
+# process beside `make serve`; same FLUX_CACHE_DIR and FLUX_REDIS_URL).
+sync: install
+	$(BIN)/python -m flux_dashboard sync
+
 # Browser tests drive Debian's Chromium (never a downloaded browser).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
 
-test: install-dev chromium
+# The shared-state tests start Debian's redis-server on a free loopback port.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "redis-server is missing: sudo apt-get install redis-server" >&2; exit 1; fi; }
+
+test: install-dev chromium redis-server
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest
 
 lint: install-dev
 	$(BIN)/python -m ruff check .
 
-bench: install-dev
+bench: install-dev redis-server
 	$(BIN)/python -m benchmarks.bench
 
 clean:

@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="disk cache of the dense month (default <out>/cache)")
     p.add_argument("--fresh-cache", action="store_true",
                    help="delete the dense cache first (measures the cold dense load)")
-    p.add_argument("--skip", action="append", default=[], choices=["http", "render"],
+    p.add_argument("--skip", action="append", default=[], choices=["http", "render", "replicas"],
                    help="leave a part out (repeatable)")
     p.add_argument("--phase", help=argparse.SUPPRESS)  # internal: run one phase
     p.add_argument("--result-file", help=argparse.SUPPRESS)
@@ -127,6 +127,8 @@ def run_phase(name: str, argv: list[str]) -> dict:
 
 # --------------------------------------------------------------------------- formatting
 def _s(x: float) -> str:
+    if x < 0.1:  # a page with little to draw: milliseconds keep it from reading "0.00 s"
+        return f"{x * 1000:.1f} ms"
     return f"{x:.2f} s" if x < 100 else f"{x:.0f} s"
 
 
@@ -300,6 +302,21 @@ def main(argv: list[str] | None = None) -> int:
                    f"{plan.baseline_days}-day baseline)", "",
                    *render_tables(load, render), "", *render_notes(load, render), ""]
         print("\n" + "\n".join(page_breakdown(render)), flush=True)
+
+    if "replicas" not in args.skip:
+        from . import replicas
+
+        print("\n## 3. Two replicas + the sync worker on one Redis (separate processes)",
+              flush=True)
+        rate, days = (6000, 3) if args.quick else (600, 30)
+        rep = replicas.run(rate=rate, days=days)
+        results["replicas"] = rep
+        table, rep_problems = replicas.table(rep)
+        problems += rep_problems
+        report += ["### Two replicas and the sync worker, one Redis, one cache dir "
+                   f"(simulator over HTTP, rate limit {rate}/min, 429s injected)", "",
+                   *table, "", *(f"- worker: {ln.split(' INFO ', 1)[-1]}"
+                                 for ln in rep["worker_log"]), ""]
 
     report.append(f"_Measured {datetime.now(UTC):%Y-%m-%d} on {os.cpu_count()} CPUs, "
                   f"Python {sys.version.split()[0]}; simulated clock "

@@ -174,7 +174,9 @@ def load_settings(
     """
     env = dict(os.environ if env is None else env)
     if secrets is None:
-        secrets = read_secrets(secrets_path or Path.cwd() / ".streamlit" / "secrets.toml")
+        # FLUX_SECRETS_FILE: the hosted deployment's file, for the CLI and sync worker too.
+        secrets = read_secrets(secrets_path or Path(
+            env.get("FLUX_SECRETS_FILE") or Path.cwd() / ".streamlit" / "secrets.toml"))
     sec = {k.upper(): v for k, v in secrets.items() if isinstance(v, str | int)}
 
     def get(name: str) -> str | None:
