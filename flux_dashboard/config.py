@@ -28,6 +28,7 @@ DEMO_RATE_LIMIT = 60_000  # the embedded simulator is in-process: no reason to w
 DEFAULT_PER_PAGE = 1000
 DEFAULT_MAX_RANGE_DAYS = 92
 DEFAULT_RECHECK_HOURS = 48  # cached hours this recent are re-counted for late uploads
+DEFAULT_CARBON_G_PER_GB = 18.0  # cybercarbon: gCO2e per GB on a fixed network (mobile: 50)
 
 
 class Secret:
@@ -79,6 +80,7 @@ class Settings:
     demo: bool = False
     dense_demo: bool = False
     recheck_hours: int = DEFAULT_RECHECK_HOURS
+    carbon_g_per_gb: float = DEFAULT_CARBON_G_PER_GB
 
     @property
     def source_id(self) -> str:
@@ -129,6 +131,18 @@ def _int(name: str, raw: str | int | None, default: int, minimum: int = 1) -> in
         raise ConfigError(f"{name} must be a whole number, got {raw!r}.") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}.")
+    return value
+
+
+def _positive(name: str, raw: str | None, default: float) -> float:
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {raw!r}.") from None
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}.")
     return value
 
 
@@ -188,5 +202,7 @@ def load_settings(
         dense_demo=(get("FLUX_DEMO_DENSE") or "").lower() in ("1", "true", "yes"),
         recheck_hours=_int("FLUX_RECHECK_HOURS", get("FLUX_RECHECK_HOURS"),
                            DEFAULT_RECHECK_HOURS, minimum=0),
+        carbon_g_per_gb=_positive("FLUX_CARBON_G_PER_GB", get("FLUX_CARBON_G_PER_GB"),
+                                  DEFAULT_CARBON_G_PER_GB),
     )
     return settings.with_overrides(**overrides)
