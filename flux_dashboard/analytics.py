@@ -485,10 +485,10 @@ def car_km(grams: float) -> float:
 
 
 def human_grams(grams: float | None) -> str:
-    """180 → '180 g', 1_840 → '1.84 kg', 2.5e6 → '2.5 t' (CO2e masses)."""
+    """180 → '180 g', 0.00054 → '0.00054 g', 1_840 → '1.84 kg', 2.5e6 → '2.5 t' (CO2e)."""
     g = float(grams or 0)
     if g < 1000:
-        return f"{g:,.0f} g" if g >= 10 or g == 0 else f"{g:.1f} g"
+        return f"{g:,.0f} g" if g >= 10 or g == 0 else f"{g:.2g} g"
     if g < 1e6:
         return f"{g / 1e3:,.3g} kg" if g < 1e5 else f"{g / 1e3:,.0f} kg"
     return f"{g / 1e6:,.3g} t" if g < 1e8 else f"{g / 1e6:,.0f} t"

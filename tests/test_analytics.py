@@ -246,7 +246,7 @@ def test_cybercarbon_ten_gigabytes_by_hand():
 
 
 @pytest.mark.parametrize(("grams", "shown"), [
-    (0, "0 g"), (0.5, "0.5 g"), (180, "180 g"), (999, "999 g"), (1_840, "1.84 kg"),
+    (0, "0 g"), (0.00054, "0.00054 g"), (0.5, "0.5 g"), (5, "5 g"), (180, "180 g"), (999, "999 g"), (1_840, "1.84 kg"),
     (123_456, "123 kg"), (2_500_000, "2.5 t"), (300_000_000, "300 t"),
 ])
 def test_human_grams(grams, shown):
