@@ -59,6 +59,8 @@ LEVEL_NAMES: dict[int, str] = {lvl: name for _, lvl, name, _ in CYBERWEATHER_LEV
 
 _UNITS = (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3))
 _LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1}
+_LEVEL_LEGEND = {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0,
+                 "title": {"text": "Level"}}
 _VALUE_TITLES = {
     "bytes": "Bytes",
     "flows": "Flows",
@@ -299,7 +301,9 @@ def _level_bars(fig: go.Figure, frame: pl.DataFrame, x: list, when: list[str]) -
     """One bar trace per cyberweather level so the legend doubles as the colour key.
 
     Every level has its trace, in scale order, even when no bucket has it (one
-    empty point keeps it in the legend): colours and entries never shift.
+    empty point keeps it in the legend): colours and entries never shift. The
+    legend sits under the chart: five entries wrap in a narrow column and would
+    cover the title above it.
     """
     levels = _col(frame, "level")
     cyt, tin, tout = _col(frame, "cyt"), _col(frame, "toxic_in"), _col(frame, "toxic_out")
@@ -307,7 +311,9 @@ def _level_bars(fig: go.Figure, frame: pl.DataFrame, x: list, when: list[str]) -
         idx = [i for i, v in enumerate(levels) if v == lvl]
         fig.add_bar(
             name=level_label(lvl),
-            x=[x[i] for i in idx] or [None],
+            # An absent level: one point with no value, at an x of the chart's own
+            # type (a None x would turn a date axis into a number axis).
+            x=[x[i] for i in idx] or x[:1] or [None],
             y=[cyt[i] for i in idx] or [None],
             marker_color=colour,
             showlegend=True,
@@ -331,7 +337,7 @@ def cyberweather_fig(frame: pl.DataFrame, title: str = "Cyberweather") -> go.Fig
     _level_bars(fig, frame, x, when)
     _base(fig, title, _with_tz("Day" if daily else "Local time", tz),
           "cyT (1 × toxic IN + 10 × toxic OUT)", barmode="overlay", bargap=0.15,
-          legend={**_LEGEND, "title": {"text": "Level"}})
+          legend=_LEVEL_LEGEND)
     fig.update_yaxes(rangemode="tozero")
     return fig
 
@@ -348,7 +354,7 @@ def cyberweather_hours_fig(
     default = f"Cyberweather by hour, {day.isoformat()}" if day else "Cyberweather by hour"
     _base(fig, title or default, _with_tz("Hour of day", tz),
           "cyT (1 × toxic IN + 10 × toxic OUT)", barmode="overlay", bargap=0.15,
-          legend={**_LEGEND, "title": {"text": "Level"}})
+          legend=_LEVEL_LEGEND)
     fig.update_xaxes(range=[-0.5, 23.5], tickmode="linear", dtick=1)
     fig.update_yaxes(rangemode="tozero")
     return fig

@@ -239,6 +239,15 @@ def test_level_legend_lists_all_five_levels_even_absent_ones(make):
         assert all(tr.showlegend for tr in fig.data)
         severe = fig.data[3]
         assert [v for v in severe.y if v is not None] == []  # nothing drawn for it
+        # its one empty point sits at an x of the axis' own type (a date on a date axis)
+        assert type(severe.x[0]) is type(fig.data[0].x[0])
+        assert fig.layout.legend.title.text == "Level"
+
+
+def test_level_legend_sits_under_the_chart():
+    # Above it, five entries wrap in a narrow column and cover the title.
+    fig = C.cyberweather_hours_fig(A.cyberweather_hours(sample(), PARIS, date(2024, 3, 4)))
+    assert fig.layout.legend.yanchor == "top" and fig.layout.legend.y < 0
 
 
 def test_calendar_places_days_on_weekdays():
