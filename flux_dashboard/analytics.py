@@ -506,7 +506,7 @@ def human_km(km: float | None) -> str:
 
 def cybercarbon(df: pl.DataFrame, g_per_gb: float) -> dict:
     """Footprint of all traffic (in + out): bytes, co2e_g, car_km, g_per_gb."""
-    total = df.select((pl.col("in_bytes").sum() + pl.col("out_bytes").sum())).item() or 0
+    total = df.select(pl.col("in_bytes").sum() + pl.col("out_bytes").sum()).item() or 0
     grams = carbon_grams(total, g_per_gb)
     return {"bytes": int(total), "co2e_g": grams, "car_km": car_km(grams),
             "g_per_gb": float(g_per_gb)}

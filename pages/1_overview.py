@@ -45,7 +45,8 @@ cols[7].metric("Cyberweather, worst day", worst.name if worst else "–",
 if in_range:
     cols[8].metric("Cyberweather today", cw.today.name, f"so far · cyT {cw.today.cyt:,}",
                    delta_color="off", delta_arrow="off",
-                   help=f"Today ({today:%a %d %b}, {ui.text(view.tz)}) up to now. {A.CYBERWEATHER_RULE}")
+                   help=f"Today ({today:%a %d %b}, {ui.text(view.tz)}) up to now. "
+                        f"{A.CYBERWEATHER_RULE}")
 cols[-1].metric("Cybercarbon (CO2e)", f"≈ {A.human_grams(carbon['co2e_g'])}",
                 f"≈ {A.human_km(carbon['car_km'])} by car", delta_color="off", delta_arrow="off",
                 help=f"An estimate: {ui.human_bytes(carbon['bytes'])} of traffic (in + out) × "

@@ -66,7 +66,8 @@ TITLES = {
     HUNTING: "Threat hunting",
 }
 OVERVIEW_METRICS = ["Flows", "Bytes in", "Bytes out", "Devices", "Remote hosts", "Toxic IN",
-                    "Toxic OUT", "Cyberweather, worst day", "Cyberweather today", "Cybercarbon (CO2e)"]
+                    "Toxic OUT", "Cyberweather, worst day", "Cyberweather today",
+                    "Cybercarbon (CO2e)"]
 DEVICE_METRICS = ["Flows", "Bytes in", "Bytes out", "Remote hosts", "Toxic IN", "Toxic OUT"]
 HUNTING_METRICS = ["New device → remote pairs", "Of which toxic", "Devices concerned"]
 METRICS = {OVERVIEW: OVERVIEW_METRICS, DEVICES: DEVICE_METRICS, HUNTING: HUNTING_METRICS}
