@@ -26,6 +26,7 @@ cannot be added up, so they are null on the Others row.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import polars as pl
@@ -46,6 +47,31 @@ CYBERWEATHER_LEVELS: list[tuple[int, int, str, str]] = [
 ]
 LEVEL_NAMES: dict[int, str] = {lvl: name for _, lvl, name, _ in CYBERWEATHER_LEVELS}
 LEVEL_COLOURS: dict[int, str] = {lvl: colour for _, lvl, _, colour in CYBERWEATHER_LEVELS}
+
+
+def _level_ranges() -> dict[int, str]:
+    out = {}
+    for i, (lower, lvl, _, _) in enumerate(CYBERWEATHER_LEVELS):
+        nxt = CYBERWEATHER_LEVELS[i + 1][0] if i + 1 < len(CYBERWEATHER_LEVELS) else None
+        out[lvl] = (f"{lower}+" if nxt is None else str(lower) if nxt == lower + 1
+                    else f"{lower}–{nxt - 1}")
+    return out
+
+
+# The cyT each level covers: {0: "0", 1: "1–5", 2: "6–10", 3: "11–99", 4: "100+"}.
+LEVEL_RANGES: dict[int, str] = _level_ranges()
+# How a level is computed, in one sentence (help texts, the evidence report).
+CYBERWEATHER_RULE = (
+    "A level rates one local day (or hour) of the sensor: cyT = 1 × toxic IN flows + "
+    "10 × toxic OUT flows, then "
+    + ", ".join(f"{LEVEL_RANGES[lvl]} {name}" for lvl, name in LEVEL_NAMES.items())
+    + "."
+)
+
+# Cybercarbon (the vendor's figures): gCO2e per GB of traffic, and per km driven.
+FIXED_G_PER_GB = 18.0
+MOBILE_G_PER_GB = 50.0
+CAR_G_PER_KM = 198.0
 
 WEEKDAYS: tuple[str, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -298,7 +324,11 @@ def _with_levels(frame: pl.DataFrame) -> pl.DataFrame:
 # ---------------------------------------------------------------------------
 
 def kpis(df: pl.DataFrame, tz: str | None = None) -> dict:
-    """Headline numbers; ``first_hour``/``last_hour`` are datetimes (UTC unless ``tz``)."""
+    """Headline numbers; ``first_hour``/``last_hour`` are datetimes (UTC unless ``tz``).
+
+    ``cyt`` is the range's total; it is never mapped onto the cyberweather
+    scale, which rates one day or hour.
+    """
     row = df.select(
         pl.len().cast(pl.Int64).alias("flows"),
         pl.col("occurrences").sum().alias("sessions"),
@@ -313,9 +343,9 @@ def kpis(df: pl.DataFrame, tz: str | None = None) -> dict:
         pl.col("start_of_hour").max().alias("last_hour"),
     ).with_columns(_in_tz(["first_hour", "last_hour"], tz))
     out = row.row(0, named=True)
+    # The range's cyT is a total, not a level: levels rate a day or an hour
+    # (see ``cyberweather_summary``).
     out["cyt"] = out["toxic_in"] + 10 * out["toxic_out"]
-    out["cyt_level"] = cyt_level(out["cyt"])
-    out["cyt_level_name"] = LEVEL_NAMES[out["cyt_level"]]
     return out
 
 
@@ -386,6 +416,117 @@ def cyberweather_hours(df: pl.DataFrame, tz: str, day: date) -> pl.DataFrame:
         )
     return _with_levels(agg.sort("hour")).select(
         "hour", "toxic_in", "toxic_out", "cyt", "level", "level_name", "flows"
+    )
+
+
+@dataclass(frozen=True)
+class DayLevel:
+    """The cyberweather of one local day."""
+
+    day: date
+    cyt: int
+    level: int
+
+    @property
+    def name(self) -> str:
+        return LEVEL_NAMES[self.level]
+
+
+@dataclass(frozen=True)
+class CyberweatherSummary:
+    """Cyberweather of a range, read day by day (the scale rates a day, never a range).
+
+    ``worst``: the day with the highest cyT (the latest of equals), None without flows;
+    ``today``: today so far, when asked for (cyT 0 when it has no flow yet);
+    ``days_per_level``: every level 0-4 with its number of days, zeros included.
+    """
+
+    days: int
+    worst: DayLevel | None
+    today: DayLevel | None
+    days_per_level: dict[int, int]
+
+
+def cyberweather_summary(df: pl.DataFrame, tz: str, today: date | None = None
+                         ) -> CyberweatherSummary:
+    """Worst day, today so far and days per level, over the local days of ``df``.
+
+    Days run from the first to the last local day with flows; days in between
+    without any flow are Clear (as in :func:`cyberweather`). Pass ``today`` only
+    when today is inside the selected range.
+    """
+    days = cyberweather(df, tz, "1d").with_columns(pl.col("bucket").dt.date().alias("day"))
+    counts = dict(days.group_by("level").len().iter_rows())
+    per_level = {lvl: int(counts.get(lvl, 0)) for lvl in LEVEL_NAMES}
+    worst = None
+    if days.height:
+        top = days.sort(["cyt", "day"], descending=True).row(0, named=True)
+        worst = DayLevel(top["day"], int(top["cyt"]), int(top["level"]))
+    now = None
+    if today is not None:
+        hit = days.filter(pl.col("day") == today)
+        cyt = int(hit["cyt"][0]) if hit.height else 0
+        now = DayLevel(today, cyt, cyt_level(cyt))
+    return CyberweatherSummary(days.height, worst, now, per_level)
+
+
+# ---------------------------------------------------------------------------
+# Cybercarbon
+# ---------------------------------------------------------------------------
+
+def carbon_grams(n_bytes: float | int | None, g_per_gb: float) -> float:
+    """Estimated gCO2e of ``n_bytes`` of traffic at ``g_per_gb`` (decimal GB, 1e9 B)."""
+    return (n_bytes or 0) / 1e9 * g_per_gb
+
+
+def car_km(grams: float) -> float:
+    """The km an average petrol car drives for ``grams`` of CO2e (198 g/km)."""
+    return grams / CAR_G_PER_KM
+
+
+def human_grams(grams: float | None) -> str:
+    """180 → '180 g', 0.00054 → '0.00054 g', 1_840 → '1.84 kg', 2.5e6 → '2.5 t' (CO2e)."""
+    g = float(grams or 0)
+    if g < 1000:
+        return f"{g:,.0f} g" if g >= 10 or g == 0 else f"{g:.2g} g"
+    if g < 1e6:
+        return f"{g / 1e3:,.3g} kg" if g < 1e5 else f"{g / 1e3:,.0f} kg"
+    return f"{g / 1e6:,.3g} t" if g < 1e8 else f"{g / 1e6:,.0f} t"
+
+
+def human_km(km: float | None) -> str:
+    """0.909 → '0.91 km', 12.34 → '12.3 km', 1234.5 → '1,234 km'."""
+    k = float(km or 0)
+    if k < 10:
+        return f"{k:.2f} km"
+    if k < 100:
+        return f"{k:.1f} km"
+    return f"{k:,.0f} km"
+
+
+def cybercarbon(df: pl.DataFrame, g_per_gb: float) -> dict:
+    """Footprint of all traffic (in + out): bytes, co2e_g, car_km, g_per_gb."""
+    total = df.select(pl.col("in_bytes").sum() + pl.col("out_bytes").sum()).item() or 0
+    grams = carbon_grams(total, g_per_gb)
+    return {"bytes": int(total), "co2e_g": grams, "car_km": car_km(grams),
+            "g_per_gb": float(g_per_gb)}
+
+
+def cybercarbon_text(c: dict) -> str:
+    """One line: '≈ 180 g CO2e for 10.0 GB at 18 g/GB, like 0.91 km by petrol car (198 g/km)'."""
+    return (f"≈ {human_grams(c['co2e_g'])} CO2e for {human_bytes(c['bytes'])} at "
+            f"{c['g_per_gb']:g} gCO2e/GB, about {human_km(c['car_km'])} driven by an average "
+            f"petrol car ({CAR_G_PER_KM:g} gCO2e/km)")
+
+
+def carbon_by_device(df: pl.DataFrame, g_per_gb: float, top: int = 10) -> pl.DataFrame:
+    """Top devices by footprint (Others last): ``top_devices`` by bytes plus co2e_g, car_km.
+
+    The footprint is proportional to bytes, so the ranking is the bytes ranking.
+    """
+    grams = pl.col("bytes").cast(pl.Float64) / 1e9 * g_per_gb
+    return top_devices(df, top, by="bytes").with_columns(
+        grams.alias("co2e_g"), (grams / CAR_G_PER_KM).alias("car_km")
     )
 
 

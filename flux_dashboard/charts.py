@@ -33,7 +33,15 @@ from datetime import date
 import plotly.graph_objects as go
 import polars as pl
 
-from flux_dashboard.analytics import CYBERWEATHER_LEVELS, OTHERS, WEEKDAYS, human_bytes
+from flux_dashboard.analytics import (
+    CYBERWEATHER_LEVELS,
+    LEVEL_RANGES,
+    OTHERS,
+    WEEKDAYS,
+    human_bytes,
+    human_grams,
+    human_km,
+)
 
 TEMPLATE = "plotly_white"
 IN_COLOUR = "#4c78a8"
@@ -42,6 +50,7 @@ TOXIC_COLOUR = "#d62728"
 CRITICAL_COLOUR = "#7f0000"
 UNQUALIFIED_COLOUR = "#f1a7a7"
 CLEAN_COLOUR = "#9aa5b1"
+CARBON_COLOUR = "#5f6b7a"  # slate: no toxic or cyberweather meaning
 # Calm colours for plain categories (protocols): no red, green or purple, which
 # carry the toxic and cyberweather meanings.
 CATEGORY_COLOURS = ("#4c78a8", "#72b7b2", "#9aa5b1", "#6b8fb8", "#86bcb6", "#b8c4d0")
@@ -50,6 +59,8 @@ LEVEL_NAMES: dict[int, str] = {lvl: name for _, lvl, name, _ in CYBERWEATHER_LEV
 
 _UNITS = (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3))
 _LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1}
+_LEVEL_LEGEND = {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0,
+                 "title": {"text": "Level"}}
 _VALUE_TITLES = {
     "bytes": "Bytes",
     "flows": "Flows",
@@ -281,18 +292,33 @@ def traffic_over_time_fig(frame: pl.DataFrame, title: str = "Traffic over time")
     return fig
 
 
+def level_label(level: int) -> str:
+    """A level's legend entry: its name and the cyT it covers, "Moderate (cyT 6–10)"."""
+    return f"{LEVEL_NAMES[level]} (cyT {LEVEL_RANGES[level]})"
+
+
 def _level_bars(fig: go.Figure, frame: pl.DataFrame, x: list, when: list[str]) -> None:
-    """One bar trace per cyberweather level so the legend doubles as the colour key."""
+    """One bar trace per cyberweather level so the legend doubles as the colour key.
+
+    Every level has its trace, in scale order, even when no bucket has it (one
+    empty point keeps it in the legend): colours and entries never shift. The
+    legend sits under the chart: five entries wrap in a narrow column and would
+    cover the title above it.
+    """
     levels = _col(frame, "level")
     cyt, tin, tout = _col(frame, "cyt"), _col(frame, "toxic_in"), _col(frame, "toxic_out")
     for lvl, colour in LEVEL_COLOURS.items():
         idx = [i for i, v in enumerate(levels) if v == lvl]
         fig.add_bar(
-            name=f"{lvl} {LEVEL_NAMES[lvl]}",
-            x=[x[i] for i in idx],
-            y=[cyt[i] for i in idx],
+            name=level_label(lvl),
+            # An absent level: one point with no value, at an x of the chart's own
+            # type (a None x would turn a date axis into a number axis).
+            x=[x[i] for i in idx] or x[:1] or [None],
+            y=[cyt[i] for i in idx] or [None],
             marker_color=colour,
-            customdata=[[when[i], LEVEL_NAMES[lvl], cyt[i], tin[i], tout[i]] for i in idx],
+            showlegend=True,
+            customdata=[[when[i], LEVEL_NAMES[lvl], cyt[i], tin[i], tout[i]] for i in idx]
+            or None,
             hovertemplate=(
                 "<b>%{customdata[0]}</b><br>%{customdata[1]} (cyT %{customdata[2]})"
                 "<br>Toxic IN: %{customdata[3]} · Toxic OUT: %{customdata[4]}<extra></extra>"
@@ -310,7 +336,8 @@ def cyberweather_fig(frame: pl.DataFrame, title: str = "Cyberweather") -> go.Fig
     fig = go.Figure()
     _level_bars(fig, frame, x, when)
     _base(fig, title, _with_tz("Day" if daily else "Local time", tz),
-          "cyT (1 × toxic IN + 10 × toxic OUT)", barmode="overlay", bargap=0.15)
+          "cyT (1 × toxic IN + 10 × toxic OUT)", barmode="overlay", bargap=0.15,
+          legend=_LEVEL_LEGEND)
     fig.update_yaxes(rangemode="tozero")
     return fig
 
@@ -326,7 +353,8 @@ def cyberweather_hours_fig(
     _level_bars(fig, frame, hours, when)
     default = f"Cyberweather by hour, {day.isoformat()}" if day else "Cyberweather by hour"
     _base(fig, title or default, _with_tz("Hour of day", tz),
-          "cyT (1 × toxic IN + 10 × toxic OUT)", barmode="overlay", bargap=0.15)
+          "cyT (1 × toxic IN + 10 × toxic OUT)", barmode="overlay", bargap=0.15,
+          legend=_LEVEL_LEGEND)
     fig.update_xaxes(range=[-0.5, 23.5], tickmode="linear", dtick=1)
     fig.update_yaxes(rangemode="tozero")
     return fig
@@ -377,7 +405,7 @@ def cyberweather_calendar_fig(
             xgap=3, ygap=3, hoverongaps=False,
             colorbar={
                 "title": {"text": "Level"},
-                "tickvals": list(LEVEL_NAMES), "ticktext": list(LEVEL_NAMES.values()),
+                "tickvals": list(LEVEL_NAMES), "ticktext": [level_label(v) for v in LEVEL_NAMES],
             },
         )
     )
@@ -385,6 +413,28 @@ def cyberweather_calendar_fig(
           height=max(300, 60 + 36 * 7), plot_bgcolor="white")
     fig.update_xaxes(type="category", showgrid=False)
     fig.update_yaxes(autorange="reversed", showgrid=False)
+    return fig
+
+
+def carbon_fig(frame: pl.DataFrame, title: str = "Cybercarbon per device") -> go.Figure:
+    """From ``analytics.carbon_by_device``: estimated gCO2e per device, first row on top."""
+    labels = safe_text(_col(frame, "label"))
+    grams, km = _col(frame, "co2e_g"), _col(frame, "car_km")
+    unit, size = next(((u, f) for u, f in (("t", 1e6), ("kg", 1e3))
+                       if max(grams, default=0) >= f), ("g", 1.0))
+    fig = go.Figure()
+    fig.add_bar(
+        name="CO2e", y=labels, x=[g / size for g in grams], orientation="h",
+        marker={"color": CARBON_COLOUR},
+        customdata=_customdata(labels, [human_grams(g) for g in grams],
+                               [human_bytes(b) for b in _col(frame, "bytes")],
+                               [human_km(k) for k in km]),
+        hovertemplate=("<b>%{customdata[0]}</b><br>≈ %{customdata[1]} CO2e for "
+                       "%{customdata[2]}<br>≈ %{customdata[3]} by petrol car<extra></extra>"),
+    )
+    _base(fig, title, f"Estimated CO2e ({unit})", "Device", height=_bar_height(frame.height),
+          showlegend=False)
+    fig.update_yaxes(autorange="reversed", type="category")
     return fig
 
 

@@ -38,6 +38,9 @@ def demo_day() -> date:
     return datetime.now(ZoneInfo(DEMO_TZ)).date()
 
 
+DEFAULT_CARBON_G_PER_GB = 18.0  # cybercarbon: gCO2e per GB on a fixed network (mobile: 50)
+
+
 class Secret:
     """A string that does not print itself."""
 
@@ -92,6 +95,7 @@ class Settings:
     redis_url: str | None = field(default=None, repr=False)
     # The embedded demo's story day (day 0): its data differs from one day to the next.
     demo_day: date | None = None
+    carbon_g_per_gb: float = DEFAULT_CARBON_G_PER_GB
 
     @property
     def source_id(self) -> str:
@@ -160,6 +164,18 @@ def _redis_url(raw: str | None) -> str | None:
     return validate_url(raw)
 
 
+def _positive(name: str, raw: str | None, default: float) -> float:
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {raw!r}.") from None
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}.")
+    return value
+
+
 def load_settings(
     env: dict[str, str] | None = None,
     secrets: dict | None = None,
@@ -220,5 +236,7 @@ def load_settings(
                            DEFAULT_RECHECK_HOURS, minimum=0),
         redis_url=_redis_url(get("FLUX_REDIS_URL")),
         demo_day=demo_day() if embedded else None,
+        carbon_g_per_gb=_positive("FLUX_CARBON_G_PER_GB", get("FLUX_CARBON_G_PER_GB"),
+                                  DEFAULT_CARBON_G_PER_GB),
     )
     return settings.with_overrides(**overrides)

@@ -28,6 +28,8 @@ from zoneinfo import ZoneInfo
 import plotly.graph_objects as go
 import polars as pl
 
+from flux_dashboard import analytics as A
+from flux_dashboard.config import DEFAULT_CARBON_G_PER_GB
 from flux_dashboard.hunting import critical_expr, device_label, human_bytes, threats_label_expr
 from flux_dashboard.schema import THREATS
 
@@ -103,7 +105,7 @@ def _csv(df: pl.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def _kpis(flows: pl.DataFrame) -> list[tuple[str, str]]:
+def _kpis(flows: pl.DataFrame, tz: str) -> list[tuple[str, str]]:
     if flows.height == 0:
         return [("Flows", "0")]
     s = flows.select(
@@ -115,7 +117,8 @@ def _kpis(flows: pl.DataFrame) -> list[tuple[str, str]]:
         (pl.col("toxic") & (pl.col("dir") == "IN")).sum().alias("tin"),
         (pl.col("toxic") & (pl.col("dir") == "OUT")).sum().alias("tout"),
     ).row(0, named=True)
-    cyt = int(s["tin"] or 0) + 10 * int(s["tout"] or 0)  # vendor: 1 × IN + 10 × OUT
+    cw = A.cyberweather_summary(flows, tz)
+    worst = cw.worst
     return [
         ("Flows", f"{s['flows']:,}"),
         ("Bytes out", human_bytes(s["out"])),
@@ -124,7 +127,8 @@ def _kpis(flows: pl.DataFrame) -> list[tuple[str, str]]:
         ("Remote hosts", f"{s['remotes']:,}"),
         ("Toxic flows IN", f"{s['tin']:,}"),
         ("Toxic flows OUT", f"{s['tout']:,}"),
-        ("cyT", f"{cyt:,}"),
+        ("Cyberweather, worst day",
+         f"{worst.name} ({worst.day:%a %Y-%m-%d}, cyT {worst.cyt:,})" if worst else "–"),
     ]
 
 
@@ -191,12 +195,22 @@ def _report_html(
     *, flows: pl.DataFrame, sensor_name: str, range_text: str, tz: str,
     filters_description: str, digest_text: str, figures: Mapping[str, go.Figure],
     storylines: pl.DataFrame, generated_text: str, device_text: str | None,
+    carbon_g_per_gb: float = DEFAULT_CARBON_G_PER_GB,
 ) -> str:
     title = f"Evidence pack – {sensor_name}" + (f" – {device_text}" if device_text else "")
     kpis = "".join(
         f'<div class="kpi"><div class="v">{_e(v)}</div><div class="l">{_e(k)}</div></div>'
-        for k, v in _kpis(flows)
+        for k, v in _kpis(flows, tz)
     )
+    cw = A.cyberweather_summary(flows, tz)
+    swatch = ('<span style="display:inline-block;width:.8em;height:.8em;border-radius:2px;'
+              'background:{};margin:0 .3em 0 .8em"></span>')
+    levels = "".join(swatch.format(A.LEVEL_COLOURS[lvl]) + _e(f"{name} {cw.days_per_level[lvl]}")
+                     for lvl, name in A.LEVEL_NAMES.items())
+    levels_html = (f'<p class="meta">Days per cyberweather level ({cw.days} local days, '
+                   f'{_e(tz)}):{levels}</p><p class="meta">{_e(A.CYBERWEATHER_RULE)}</p>')
+    carbon_html = (f'<p class="meta">Cybercarbon (estimate): '
+                   f'{_e(A.cybercarbon_text(A.cybercarbon(flows, carbon_g_per_gb)))}</p>')
     hb: Formatter = human_bytes  # type: ignore[assignment]
     ts: Formatter = lambda v: _fmt_local(v, tz)  # noqa: E731
     pct: Formatter = lambda v: f"{v:.2f}"  # noqa: E731
@@ -237,6 +251,8 @@ def _report_html(
 {meta_html}
 <h2>Summary</h2>
 <div class="kpis">{kpis}</div>
+{levels_html}
+{carbon_html}
 <h2>What changed</h2>
 <pre>{_e(digest_text.strip()) or 'No digest.'}</pre>
 <h2>Charts</h2>
@@ -273,7 +289,9 @@ def _readme(
         "",
         "Notes",
         "  - Timestamps in the CSV files are UTC; the report shows the sensor's time zone.",
-        "  - cyT = 1 x toxic IN flows + 10 x toxic OUT flows.",
+        "  - cyT = 1 x toxic IN flows + 10 x toxic OUT flows; the cyberweather level rates",
+        "    one local day: 0 Clear, 1-5 Light, 6-10 Moderate, 11-99 Severe, 100+ Critical.",
+        "  - Cybercarbon is an estimate: bytes in + out x gCO2e per GB (see report.html).",
         "  - Text cells starting with = + - @ are prefixed with ' so spreadsheets do not",
         "    run them as formulas.",
     ]
@@ -295,12 +313,14 @@ def evidence_pack(
     storylines: pl.DataFrame,
     generated_at: datetime,
     device: str | None = None,
+    carbon_g_per_gb: float = DEFAULT_CARBON_G_PER_GB,
 ) -> bytes:
     """Build the evidence-pack zip (see the module docstring) and return its bytes.
 
     ``start``/``end`` is the half-open range (naive = UTC), shown in ``tz``.
     With ``device`` (an ip0), flows and storylines are cut to that device and
-    the header names it; figures are used as given. Pass frames already
+    the header names it; figures are used as given. ``carbon_g_per_gb`` is the
+    cybercarbon factor (the ``FLUX_CARBON_G_PER_GB`` setting). Pass frames already
     masked when demo masking is on: nothing here looks at the raw data again.
     """
     if device is not None:
@@ -320,6 +340,7 @@ def evidence_pack(
         flows=flows, sensor_name=sensor_name, range_text=range_text, tz=tz,
         filters_description=filters_description, digest_text=digest_text, figures=figures,
         storylines=storylines, generated_text=generated_text, device_text=device_text,
+        carbon_g_per_gb=carbon_g_per_gb,
     )
     readme = _readme(
         sensor_name=sensor_name, range_text=range_text,

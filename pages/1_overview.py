@@ -18,7 +18,16 @@ if ui.no_flows(view):
     st.stop()
 
 k = view.compute(A.kpis)
-cols = st.columns(4) + st.columns(4)
+zone = ZoneInfo(view.tz)
+now = datetime.now(UTC)
+today = now.astimezone(zone).date()
+first = view.local(view.start).date()
+last = view.local(view.end - timedelta(seconds=1)).date()
+in_range = first <= today <= last
+cw = view.compute(A.cyberweather_summary, view.tz, today if in_range else None)
+carbon = view.compute(A.cybercarbon, view.settings.carbon_g_per_gb)
+
+cols = st.columns(5) + st.columns(5 if in_range else 4)
 cols[0].metric("Flows", f"{k['flows']:,}", help="Flow records: hour × device × remote × "
                "direction × protocol × port")
 cols[1].metric("Bytes in", ui.human_bytes(k["bytes_in"]))
@@ -28,15 +37,26 @@ cols[4].metric("Remote hosts", f"{k['remote_hosts']:,}")
 cols[5].metric("Toxic IN", f"{k['toxic_in']:,}", help="Toxic flows initiated from outside")
 cols[6].metric("Toxic OUT", f"{k['toxic_out']:,}",
                help="Toxic flows initiated by a local device: the most serious")
-cols[7].metric("Cyberweather", k["cyt_level_name"], f"cyT {k['cyt']:,}", delta_color="off",
-               help="cyT = 1 × toxic IN + 10 × toxic OUT flows over the range")
+worst = cw.worst
+cols[7].metric("Cyberweather, worst day", worst.name if worst else "–",
+               f"{worst.day:%a %d %b} · cyT {worst.cyt:,}" if worst else None,
+               delta_color="off", delta_arrow="off",
+               help=f"{A.CYBERWEATHER_RULE} The range is never rated as a whole: this is its "
+                    f"worst local day ({ui.text(view.tz)}); the range's total cyT is {k['cyt']:,}.")
+if in_range:
+    cols[8].metric("Cyberweather today", cw.today.name, f"so far · cyT {cw.today.cyt:,}",
+                   delta_color="off", delta_arrow="off",
+                   help=f"Today ({today:%a %d %b}, {ui.text(view.tz)}) up to now. "
+                        f"{A.CYBERWEATHER_RULE}")
+cols[-1].metric("Cybercarbon (CO2e)", f"≈ {A.human_grams(carbon['co2e_g'])}",
+                f"≈ {A.human_km(carbon['car_km'])} by car", delta_color="off", delta_arrow="off",
+                help=f"An estimate: {ui.human_bytes(carbon['bytes'])} of traffic (in + out) × "
+                     f"{carbon['g_per_gb']:g} gCO2e per GB (fixed network; the vendor quotes "
+                     f"{A.MOBILE_G_PER_GB:g} for mobile; setting `FLUX_CARBON_G_PER_GB`), compared "
+                     f"with an average petrol car at {A.CAR_G_PER_KM:g} gCO2e per km.")
+ui.level_counts(cw.days_per_level, cw.days)
 
 # -- what changed: a whole local day (or today so far) against the same hours a week before
-zone = ZoneInfo(view.tz)
-now = datetime.now(UTC)
-today = now.astimezone(zone).date()
-first = view.local(view.start).date()
-last = view.local(view.end - timedelta(seconds=1)).date()
 choices = [last - timedelta(days=i) for i in range((last - first).days + 1)]
 default = 1 if choices[0] == today and len(choices) > 1 else 0  # last complete day
 with st.container(border=True):

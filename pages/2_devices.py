@@ -21,6 +21,13 @@ with c2:
     ui.chart(C.top_bar_fig(view.compute(A.top_devices, 15, by="toxic_flows"),
                            value="toxic_flows", title="Toxic flows per device"),
              key="dev_toxic")
+g_per_gb = view.settings.carbon_g_per_gb
+ui.chart(C.carbon_fig(view.compute(A.carbon_by_device, g_per_gb, 10),
+                      title=f"Cybercarbon per device (estimate at {g_per_gb:g} gCO2e/GB)"),
+         key="dev_carbon")
+st.caption(f"Cybercarbon is an estimate: bytes in + out × {g_per_gb:g} gCO2e per GB (fixed "
+           f"network; the vendor quotes {A.MOBILE_G_PER_GB:g} for mobile), and km driven by an "
+           f"average petrol car at {A.CAR_G_PER_KM:g} gCO2e per km.")
 
 st.subheader("Device table", anchor=False)
 devices = view.compute(A.device_table, view.tz)
@@ -49,6 +56,8 @@ m[2].metric("Bytes out", ui.human_bytes(k["bytes_out"]))
 m[3].metric("Remote hosts", f"{k['remote_hosts']:,}")
 m[4].metric("Toxic IN", f"{k['toxic_in']:,}")
 m[5].metric("Toxic OUT", f"{k['toxic_out']:,}")
+st.markdown(f"**Cybercarbon** (estimate): "
+            f"{ui.text(A.cybercarbon_text(view.compute(A.cybercarbon, g_per_gb, frame=one)))}")
 
 ui.chart(C.traffic_over_time_fig(view.compute(A.traffic_over_time, view.tz, "auto", frame=one),
                                  title="Timeline of this device"), key="drill_time")

@@ -66,8 +66,10 @@ def test_kpis_counts_everything_by_hand():
         "flows": 3, "sessions": 6, "bytes_in": 1110, "bytes_out": 70, "devices": 2,
         "remote_hosts": 2, "toxic_in": 1, "toxic_out": 1, "toxic_flows": 2,
         "first_hour": utc(2024, 3, 4, 10), "last_hour": utc(2024, 3, 4, 12),
-        "cyt": 11, "cyt_level": 3, "cyt_level_name": "Severe",
+        "cyt": 11,
     }
+    # A range's cyT is a total, never put on the daily scale.
+    assert "cyt_level" not in k and "cyt_level_name" not in k
 
 
 def test_kpis_in_local_time():
@@ -79,7 +81,7 @@ def test_kpis_in_local_time():
 def test_kpis_empty():
     k = A.kpis(EMPTY)
     assert k["flows"] == 0 and k["bytes_in"] == 0 and k["sessions"] == 0
-    assert k["cyt"] == 0 and k["cyt_level"] == 0 and k["cyt_level_name"] == "Clear"
+    assert k["cyt"] == 0
     assert k["first_hour"] is None and k["last_hour"] is None
 
 
@@ -122,6 +124,156 @@ def test_cyberweather_daily_levels_at_boundaries_and_gap_filled():
     assert cw["level_name"].to_list()[:8] == [
         "Clear", "Light", "Light", "Moderate", "Moderate", "Severe", "Severe", "Critical"]
     assert cw["flows"].to_list()[8] == 0  # the filled gap
+
+
+def test_level_ranges_and_rule():
+    assert A.LEVEL_RANGES == {0: "0", 1: "1–5", 2: "6–10", 3: "11–99", 4: "100+"}
+    assert A.CYBERWEATHER_RULE.endswith(
+        "0 Clear, 1–5 Light, 6–10 Moderate, 11–99 Severe, 100+ Critical.")
+    assert "1 × toxic IN flows + 10 × toxic OUT flows" in A.CYBERWEATHER_RULE
+
+
+def _day_rows(day: date, n_in: int, n_out: int, hour: int = 12) -> list[dict]:
+    t = utc(day.year, day.month, day.day, hour)
+    rows = [{"start_of_hour": t, "dir": "IN", "toxic": True} for _ in range(n_in)]
+    rows += [{"start_of_hour": t, "dir": "OUT", "toxic": True} for _ in range(n_out)]
+    return rows + [{"start_of_hour": t}]  # and one clean flow
+
+
+def test_cyberweather_summary_three_days_of_different_levels():
+    # Mon 4 March: 3 toxic IN -> cyT 3, Light. Tue 5: 1 toxic OUT -> cyT 10, Moderate.
+    # Wed 6: clean -> cyT 0, Clear. The range's total (13) would read Severe: wrong.
+    df = make_flows(_day_rows(date(2024, 3, 4), 3, 0) + _day_rows(date(2024, 3, 5), 0, 1)
+                    + _day_rows(date(2024, 3, 6), 0, 0))
+    s = A.cyberweather_summary(df, PARIS)
+    assert s.days == 3
+    assert s.worst == A.DayLevel(date(2024, 3, 5), 10, 2)
+    assert s.worst.name == "Moderate"
+    assert s.days_per_level == {0: 1, 1: 1, 2: 1, 3: 0, 4: 0}
+    assert s.today is None  # not asked for
+    assert A.cyberweather_summary(df, PARIS, today=date(2024, 3, 4)).today == A.DayLevel(
+        date(2024, 3, 4), 3, 1)
+    # Today in range but without any flow yet: Clear, cyT 0.
+    assert A.cyberweather_summary(df, PARIS, today=date(2024, 3, 7)).today == A.DayLevel(
+        date(2024, 3, 7), 0, 0)
+
+
+def test_a_week_whose_worst_day_is_moderate_reads_moderate():
+    # Seven days, cyT 10, 6, 1, 0, 7, 9, 5: the total is 38 (Severe on the daily scale),
+    # the worst day is Mon 4 March at cyT 10: Moderate.
+    # Moderate: 10, 6, 7, 9 (four days); Light: 1, 5 (two); Clear: 0 (one).
+    plan = [(0, 1), (6, 0), (1, 0), (0, 0), (7, 0), (9, 0), (5, 0)]
+    rows = [r for i, (n_in, n_out) in enumerate(plan)
+            for r in _day_rows(date(2024, 3, 4 + i), n_in, n_out)]
+    s = A.cyberweather_summary(make_flows(rows), PARIS, today=date(2024, 3, 10))
+    assert A.kpis(make_flows(rows))["cyt"] == 38
+    assert s.days == 7
+    assert (s.worst.day, s.worst.cyt, s.worst.name) == (date(2024, 3, 4), 10, "Moderate")
+    assert s.days_per_level == {0: 1, 1: 2, 2: 4, 3: 0, 4: 0}
+    assert (s.today.cyt, s.today.name) == (5, "Light")
+
+
+def test_cyberweather_summary_ties_go_to_the_latest_day_and_empty_has_no_worst():
+    df = make_flows(_day_rows(date(2024, 3, 4), 0, 1) + _day_rows(date(2024, 3, 6), 0, 1))
+    s = A.cyberweather_summary(df, PARIS)
+    assert s.worst == A.DayLevel(date(2024, 3, 6), 10, 2)
+    assert s.days == 3 and s.days_per_level[0] == 1  # 5 March: a gap, Clear
+    e = A.cyberweather_summary(EMPTY, PARIS, today=date(2024, 3, 4))
+    assert e.days == 0 and e.worst is None and e.days_per_level == dict.fromkeys(range(5), 0)
+    assert e.today == A.DayLevel(date(2024, 3, 4), 0, 0)
+
+
+def test_cyberweather_days_and_hours_follow_paris_across_dst():
+    # Spring forward, Sun 31 March 2024 (23 hours). 22:00 UTC on the 30th is 23:00 CET
+    # on the 30th; 23:00 UTC is 00:00 on the 31st; 21:00 UTC on the 31st is 23:00 CEST
+    # on the 31st; 22:00 UTC is 00:00 on 1 April.
+    spring = make_flows([
+        {"start_of_hour": utc(2024, 3, 30, 22), "toxic": True, "dir": "IN"},
+        {"start_of_hour": utc(2024, 3, 30, 23), "toxic": True, "dir": "OUT"},
+        {"start_of_hour": utc(2024, 3, 31, 21), "toxic": True, "dir": "OUT"},
+        {"start_of_hour": utc(2024, 3, 31, 22), "toxic": True, "dir": "IN"},
+    ])
+    cw = A.cyberweather(spring, PARIS, "1d")
+    paris = ZoneInfo(PARIS)
+    assert cw["bucket"].to_list() == [datetime(2024, 3, d, tzinfo=paris) for d in (30, 31)] + [
+        datetime(2024, 4, 1, tzinfo=paris)]
+    assert [b.utcoffset().total_seconds() / 3600 for b in cw["bucket"]] == [1, 1, 2]
+    assert cw["cyt"].to_list() == [1, 20, 1]
+    assert cw["level_name"].to_list() == ["Light", "Severe", "Light"]
+    s = A.cyberweather_summary(spring, PARIS)
+    assert s.worst == A.DayLevel(date(2024, 3, 31), 20, 3)
+
+    # Fall back, Sun 27 October 2024 (25 hours): 02:00 happens twice, as two hours.
+    autumn = make_flows([
+        {"start_of_hour": utc(2024, 10, 26, 22), "toxic": True, "dir": "IN"},  # 00:00 CEST
+        {"start_of_hour": utc(2024, 10, 27, 0), "toxic": True, "dir": "IN"},  # 02:00 CEST
+        {"start_of_hour": utc(2024, 10, 27, 1), "toxic": True, "dir": "OUT"},  # 02:00 CET
+        {"start_of_hour": utc(2024, 10, 27, 22), "toxic": True, "dir": "IN"},  # 23:00 CET
+        {"start_of_hour": utc(2024, 10, 27, 23), "toxic": True, "dir": "IN"},  # 00:00, 28th
+    ])
+    hours = A.cyberweather(autumn.head(3), PARIS, "1h")
+    assert [(b.hour, b.utcoffset().total_seconds() / 3600) for b in hours["bucket"]] == [
+        (0, 2), (1, 2), (2, 2), (2, 1)]
+    assert hours["cyt"].to_list() == [1, 0, 1, 10]
+    days = A.cyberweather(autumn, PARIS, "1d")
+    assert days["bucket"].dt.date().to_list() == [date(2024, 10, 27), date(2024, 10, 28)]
+    assert days["cyt"].to_list() == [13, 1]  # 3 IN + 1 OUT on the 25-hour day
+    assert A.cyberweather_summary(autumn, PARIS).worst == A.DayLevel(date(2024, 10, 27), 13, 3)
+
+
+# ---------------------------------------------------------------------------
+# Cybercarbon
+# ---------------------------------------------------------------------------
+
+def test_cybercarbon_ten_gigabytes_by_hand():
+    # 10 GB at 18 gCO2e/GB = 180 g; 180 / 198 g per km = 0.909 km.
+    assert A.carbon_grams(10_000_000_000, 18) == pytest.approx(180.0)
+    assert A.car_km(180.0) == pytest.approx(0.90909, abs=1e-5)
+    df = make_flows([{"in_bytes": 6_000_000_000, "out_bytes": 1_000_000_000},
+                     {"ip0": B_IP, "in_bytes": 0, "out_bytes": 3_000_000_000}])
+    c = A.cybercarbon(df, 18.0)
+    assert c["bytes"] == 10_000_000_000
+    assert c["co2e_g"] == pytest.approx(180.0)
+    assert c["car_km"] == pytest.approx(0.90909, abs=1e-5)
+    assert A.cybercarbon_text(c) == (
+        "≈ 180 g CO2e for 10.0 GB at 18 gCO2e/GB, about 0.91 km driven by an average "
+        "petrol car (198 gCO2e/km)")
+    # The vendor's mobile factor: 10 GB x 50 = 500 g = 2.53 km.
+    m = A.cybercarbon(df, 50.0)
+    assert m["co2e_g"] == pytest.approx(500.0) and A.human_km(m["car_km"]) == "2.53 km"
+    assert A.cybercarbon(EMPTY, 18.0) == {"bytes": 0, "co2e_g": 0.0, "car_km": 0.0,
+                                          "g_per_gb": 18.0}
+
+
+@pytest.mark.parametrize(("grams", "shown"), [
+    (0, "0 g"), (0.00054, "0.00054 g"), (0.5, "0.5 g"), (5, "5 g"), (180, "180 g"),
+    (999, "999 g"), (1_840, "1.84 kg"),
+    (123_456, "123 kg"), (2_500_000, "2.5 t"), (300_000_000, "300 t"),
+])
+def test_human_grams(grams, shown):
+    assert A.human_grams(grams) == shown
+
+
+@pytest.mark.parametrize(("km", "shown"), [
+    (0, "0.00 km"), (0.909, "0.91 km"), (12.34, "12.3 km"), (1234.5, "1,234 km"),
+])
+def test_human_km(km, shown):
+    assert A.human_km(km) == shown
+
+
+def test_carbon_by_device_ranks_by_footprint_and_folds_others():
+    # A: 5 GB -> 90 g (0.4545 km); B: 2 GB -> 36 g; C: 1 GB + D: 0.5 GB -> Others, 27 g.
+    df = make_flows([
+        {"ip0": A_IP, "in_bytes": 5_000_000_000},
+        {"ip0": B_IP, "out_bytes": 2_000_000_000},
+        {"ip0": C_IP, "in_bytes": 1_000_000_000},
+        {"ip0": D_IP, "in_bytes": 500_000_000},
+    ])
+    t = A.carbon_by_device(df, 18.0, top=2)
+    assert t["ip0"].to_list() == [A_IP, B_IP, "Others"]
+    assert t["co2e_g"].to_list() == pytest.approx([90.0, 36.0, 27.0])
+    assert t["car_km"].to_list() == pytest.approx([90 / 198, 36 / 198, 27 / 198])
+    assert t["members"].to_list() == [1, 1, 2]
 
 
 # ---------------------------------------------------------------------------

@@ -66,7 +66,8 @@ TITLES = {
     HUNTING: "Threat hunting",
 }
 OVERVIEW_METRICS = ["Flows", "Bytes in", "Bytes out", "Devices", "Remote hosts", "Toxic IN",
-                    "Toxic OUT", "Cyberweather"]
+                    "Toxic OUT", "Cyberweather, worst day", "Cyberweather today",
+                    "Cybercarbon (CO2e)"]
 DEVICE_METRICS = ["Flows", "Bytes in", "Bytes out", "Remote hosts", "Toxic IN", "Toxic OUT"]
 HUNTING_METRICS = ["New device → remote pairs", "Of which toxic", "Devices concerned"]
 METRICS = {OVERVIEW: OVERVIEW_METRICS, DEVICES: DEVICE_METRICS, HUNTING: HUNTING_METRICS}
@@ -74,7 +75,7 @@ METRICS = {OVERVIEW: OVERVIEW_METRICS, DEVICES: DEVICE_METRICS, HUNTING: HUNTING
 # (The demo's beaconing PC makes toxic OUT flows in any 24 h: "toxic_devices" is always there.)
 CHART_KEYS = {
     OVERVIEW: {"traffic", "cw_cal", "cw_hours", "cw_days", "top_dev", "top_proto", "top_port"},
-    DEVICES: {"dev_bytes", "dev_toxic", "drill_time", "drill_remotes", "drill_heat",
+    DEVICES: {"dev_bytes", "dev_toxic", "dev_carbon", "drill_time", "drill_remotes", "drill_heat",
               "drill_ports", "drill_protocols"},
     PROTOCOLS: {"treemap", "ports_bytes", "ports_flows", "port_device"},
     TOXIC: {"toxic_devices", "threats", "toxic_remotes"},
@@ -127,7 +128,8 @@ def hermetic_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                      "FLUX_PER_PAGE", "FLUX_MAX_CONCURRENCY", "FLUX_MAX_RANGE_DAYS",
                      "FLUX_DEMO_DENSE", "FLUX_ACCESS_FILE", "FLUX_ALLOW_ANONYMOUS",
                      "FLUX_AUDIT_FILE", "FLUX_CONFIRM_REQUESTS", "FLUX_FORCE_MASK",
-                     "FLUX_GLOBAL_DAILY_BUDGET", "FLUX_MONTHLY_QUOTA", "FLUX_USER_DAILY_BUDGET"):
+                     "FLUX_GLOBAL_DAILY_BUDGET", "FLUX_MONTHLY_QUOTA", "FLUX_USER_DAILY_BUDGET",
+                     "FLUX_CARBON_G_PER_GB"):
             mp.delenv(name, raising=False)
         mp.setenv("FLUX_CACHE_DIR", str(cache_dir))
         mp.setenv("FLUX_MASK_SECRET", "apptest-fixed-mask-secret")
@@ -453,11 +455,15 @@ def test_overview_chart_titles_and_metric_relations(page_runs: dict[str, AppTest
     assert as_int(m["Toxic IN"]) + as_int(m["Toxic OUT"]) <= flows
     assert as_int(m["Devices"]) > 0 and as_int(m["Remote hosts"]) > 0
     assert re.fullmatch(r"[\d.,]+ ?[KMGT]?B", m["Bytes in"]), m["Bytes in"]
-    cw = next(x for x in at.metric if x.label == "Cyberweather")
-    assert cw.delta.startswith("cyT ")
-    # cyT = 1 x toxic IN + 10 x toxic OUT
-    assert as_int(cw.delta.removeprefix("cyT ")) == (
-        as_int(m["Toxic IN"]) + 10 * as_int(m["Toxic OUT"]))
+    # The last 24 hours hold today: its level so far is shown, beside the worst day's.
+    worst = next(x for x in at.metric if x.label == "Cyberweather, worst day")
+    today = next(x for x in at.metric if x.label == "Cyberweather today")
+    assert worst.value in LEVELS and today.value in LEVELS
+    worst_cyt = as_int(worst.delta.rsplit("cyT ", 1)[1])
+    today_cyt = as_int(today.delta.removeprefix("so far · cyT "))
+    assert today_cyt <= worst_cyt <= as_int(m["Toxic IN"]) + 10 * as_int(m["Toxic OUT"])
+    assert LEVELS.index(worst.value) == hand_level(worst_cyt)
+    assert LEVELS.index(today.value) == hand_level(today_cyt)
     assert [c for c in at.subheader if c.value.startswith("What changed on")]
 
 
@@ -837,6 +843,77 @@ def test_digest_sentences_and_day_select(rows_of) -> None:
                for c in said(at.caption))
 
 
+LEVELS = ["Clear", "Light", "Moderate", "Severe", "Critical"]
+
+
+def hand_level(cyt: int) -> int:
+    """The vendor's scale for one day: 0, 1-5, 6-10, 11-99, 100 and more."""
+    return 0 if cyt == 0 else 1 if cyt <= 5 else 2 if cyt <= 10 else 3 if cyt <= 99 else 4
+
+
+def cyt_per_local_day(rows: list[dict], zone: ZoneInfo = PARIS) -> dict[date, int]:
+    """cyT of each local day of API rows, counted row by row."""
+    days: Counter = Counter()
+    for r in rows:
+        t = datetime.fromisoformat(r["start_of_hour"].replace("Z", "+00:00")).astimezone(zone)
+        days[t.date()] += (1 if r["dir"] == "IN" else 10) if r["toxic"] else 0
+    return dict(days)
+
+
+def test_week_cyberweather_worst_day_days_per_level_and_cybercarbon(rows_of, monkeypatch):
+    first = FIXED_DAY - timedelta(days=6)
+    at = run_page(OVERVIEW, fixed_link(first, days=7))
+    assert not at.exception and not at.warning
+    rows = rows_of(*local_days(first, 7))
+    per_day = cyt_per_local_day(rows)
+    assert len(per_day) == 7
+    # The worst day: highest cyT, the latest of equals.
+    day, cyt = max(per_day.items(), key=lambda kv: (kv[1], kv[0]))
+    m = {x.label: x for x in at.metric}
+    assert "Cyberweather today" not in m  # today is outside these past days
+    worst = m["Cyberweather, worst day"]
+    assert worst.value == LEVELS[hand_level(cyt)]
+    assert worst.delta == f"{day:%a %d %b} · cyT {cyt:,}"
+    levels = Counter(hand_level(v) for v in per_day.values())
+    line = next(md.value for md in at.markdown if "Days per cyberweather level" in md.value)
+    assert "(7 days)" in line
+    for lvl, name in enumerate(LEVELS):
+        assert f"</span>{name} {levels[lvl]}" in line, (name, line)
+    # Cybercarbon: every byte in and out, at 18 gCO2e per (decimal) GB.
+    total = sum(int(r["in_flux"]) + int(r["out_flux"]) for r in rows)
+    grams = total / 1e9 * 18
+    carbon = m["Cybercarbon (CO2e)"]
+    assert carbon.value.startswith("≈ ")
+    shown, unit = carbon.value.removeprefix("≈ ").split(" ")
+    scale = {"g": 1, "kg": 1e3, "t": 1e6}[unit]
+    assert float(shown.replace(",", "")) * scale == pytest.approx(grams, rel=0.01)
+    km = float(carbon.delta.removeprefix("≈ ").removesuffix(" km by car").replace(",", ""))
+    assert km == pytest.approx(grams / 198, rel=0.01)
+    assert "18 gCO2e per GB" in carbon.help and "estimate" in carbon.help
+
+    # The factor is a setting: the vendor's mobile figure, 50 g/GB.
+    monkeypatch.setenv("FLUX_CARBON_G_PER_GB", "50")
+    at = run_page(OVERVIEW, fixed_link(first, days=7))
+    carbon = next(x for x in at.metric if x.label == "Cybercarbon (CO2e)")
+    km = float(carbon.delta.removeprefix("≈ ").removesuffix(" km by car").replace(",", ""))
+    assert km == pytest.approx(total / 1e9 * 50 / 198, rel=0.01)
+    assert "50 gCO2e per GB" in carbon.help
+
+
+def test_drill_down_cybercarbon_line(rows_of) -> None:
+    at = run_page(DEVICES, fixed_link())
+    ip = at.selectbox(key="drill").value
+    rows = [r for r in rows_of(*local_days(FIXED_DAY)) if r["ip0"] == ip]
+    total = sum(int(r["in_flux"]) + int(r["out_flux"]) for r in rows)
+    line = next(md.value for md in at.markdown if md.value.startswith("**Cybercarbon**"))
+    plain = _plain(line)
+    shown, unit = re.search(r"≈ ([\d.,]+) (g|kg|t) CO2e", plain).groups()
+    grams = float(shown.replace(",", "")) * {"g": 1, "kg": 1e3, "t": 1e6}[unit]
+    assert grams == pytest.approx(total / 1e9 * 18, rel=0.01)
+    assert "at 18 gCO2e/GB" in plain and "(198 gCO2e/km)" in plain
+    assert chart_title(chart_specs(at)["dev_carbon"]).startswith("Cybercarbon per device")
+
+
 def test_cyberweather_day_select(rows_of) -> None:
     first = FIXED_DAY - timedelta(days=2)
     at = run_page(OVERVIEW, fixed_link(first, days=3))
@@ -848,7 +925,9 @@ def test_cyberweather_day_select(rows_of) -> None:
     rows = rows_of(*local_days(first))
     cyt = sum(1 if r["dir"] == "IN" else 10 for r in rows if r["toxic"])
     assert cyt > 0
-    assert sum(sum(numbers(trace.get("y"))) for trace in spec["data"]) == cyt
+    # (a level absent that day keeps its legend entry with one empty point)
+    assert sum(v for trace in spec["data"] for v in numbers(trace.get("y"))
+               if v is not None) == cyt
 
 
 # ------------------------------------------------------------------ URL state

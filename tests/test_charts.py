@@ -73,6 +73,7 @@ FIGS = {
     "toxic_devices_fig": lambda d: C.toxic_devices_fig(A.toxic_out_devices(d, PARIS)),
     "countries_map_fig": lambda d: C.countries_map_fig(A.countries_summary(d)),
     "remote_hosts_fig": lambda d: C.remote_hosts_fig(A.remote_hosts(d)),
+    "carbon_fig": lambda d: C.carbon_fig(A.carbon_by_device(d, 18.0)),
 }
 NO_AXES = {"protocol_treemap_fig", "countries_map_fig"}
 
@@ -205,15 +206,48 @@ def test_toxic_devices_fig_critical_colour():
     assert list(fig.data[0].x) == [1]
 
 
+# The scale written out by hand (names, cyT ranges, colours), not read from the code.
+LEVEL_KEY = [("Clear (cyT 0)", "#2e9e5b"), ("Light (cyT 1–5)", "#f2c94c"),
+             ("Moderate (cyT 6–10)", "#f2994a"), ("Severe (cyT 11–99)", "#d64545"),
+             ("Critical (cyT 100+)", "#6b1238")]
+
+
 def test_cyberweather_colours_by_level():
     fig = C.cyberweather_fig(A.cyberweather(sample(), PARIS))
-    assert [tr.marker.color for tr in fig.data] == [c for *_, c in A.CYBERWEATHER_LEVELS]
+    assert [(tr.name, tr.marker.color) for tr in fig.data] == LEVEL_KEY
     by_name = {tr.name: tr for tr in fig.data}
     # 4 March: one toxic OUT -> cyT 10, Moderate; 5 March: one toxic IN -> Light.
-    assert list(by_name["2 Moderate"].y) == [10]
-    assert list(by_name["1 Light"].y) == [1]
-    assert list(by_name["0 Clear"].y) == [0]
+    assert list(by_name["Moderate (cyT 6–10)"].y) == [10]
+    assert list(by_name["Light (cyT 1–5)"].y) == [1]
+    assert list(by_name["Clear (cyT 0)"].y) == [0]
     assert "Day (Europe/Paris)" == fig.layout.xaxis.title.text
+    assert fig.layout.legend.title.text == "Level"
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: C.cyberweather_fig(A.cyberweather(d, PARIS)),
+    lambda d: C.cyberweather_fig(A.cyberweather(d, PARIS, "1h")),
+    lambda d: C.cyberweather_hours_fig(A.cyberweather_hours(d, PARIS, date(2024, 3, 4)),
+                                       PARIS, date(2024, 3, 4)),
+])
+def test_level_legend_lists_all_five_levels_even_absent_ones(make):
+    # Only a Clear day and a Moderate day: Light, Severe and Critical are absent, yet
+    # the legend keeps all five, in scale order, in their fixed colours.
+    for data in (sample(), EMPTY):
+        fig = make(data)
+        assert [(tr.name, tr.marker.color) for tr in fig.data] == LEVEL_KEY
+        assert all(tr.showlegend for tr in fig.data)
+        severe = fig.data[3]
+        assert [v for v in severe.y if v is not None] == []  # nothing drawn for it
+        # its one empty point sits at an x of the axis' own type (a date on a date axis)
+        assert type(severe.x[0]) is type(fig.data[0].x[0])
+        assert fig.layout.legend.title.text == "Level"
+
+
+def test_level_legend_sits_under_the_chart():
+    # Above it, five entries wrap in a narrow column and cover the title.
+    fig = C.cyberweather_hours_fig(A.cyberweather_hours(sample(), PARIS, date(2024, 3, 4)))
+    assert fig.layout.legend.yanchor == "top" and fig.layout.legend.y < 0
 
 
 def test_calendar_places_days_on_weekdays():
@@ -222,7 +256,31 @@ def test_calendar_places_days_on_weekdays():
     assert list(hm.x) == ["2024-03-04"]  # one week, starting Monday 4 March
     z = [list(row) for row in hm.z]
     assert z[0] == [2] and z[1] == [1] and z[2] == [0] and z[3] == [None]
-    assert hm.colorbar.ticktext == tuple(A.LEVEL_NAMES.values())
+    # The colour bar keys all five levels with the same names as the bar legends,
+    # whatever levels the data holds: level n sits in the n-th fifth of the scale.
+    assert list(hm.colorbar.ticktext) == [name for name, _ in LEVEL_KEY]
+    assert list(hm.colorbar.tickvals) == [0, 1, 2, 3, 4]
+    assert (hm.zmin, hm.zmax) == (-0.5, 4.5)
+    for lvl, (_, colour) in enumerate(LEVEL_KEY):
+        assert [lvl / 5, colour] in [list(x) for x in hm.colorscale]
+        assert [(lvl + 1) / 5, colour] in [list(x) for x in hm.colorscale]
+
+
+def test_carbon_fig_grams_per_device():
+    # 192.168.1.10: 2.5 MB -> 2.5e6 / 1e9 x 18 = 0.045 g; .20: 1000 B -> 0.000018 g;
+    # .30: 10 B. All under 1 kg: the axis is in grams.
+    fig = C.carbon_fig(A.carbon_by_device(sample(), 18.0))
+    bar = fig.data[0]
+    assert fig.layout.xaxis.title.text == "Estimated CO2e (g)"
+    assert list(bar.x) == pytest.approx([0.045, 0.000018, 0.00000018])
+    assert bar.y[0] == "&lt;img src=x onerror=alert(1)&gt; (192.168.1.10)"
+    assert fig.layout.yaxis.autorange == "reversed"
+    # 10 GB on one device at 18 g/GB: 180 g; 100 GB: 1.8 kg -> the axis switches to kg.
+    big = make_flows([{"in_bytes": 100_000_000_000}])
+    fig = C.carbon_fig(A.carbon_by_device(big, 18.0))
+    assert fig.layout.xaxis.title.text == "Estimated CO2e (kg)"
+    assert list(fig.data[0].x) == pytest.approx([1.8])
+    assert list(fig.data[0].customdata[0][1:]) == ["1.8 kg", "100.0 GB", "9.09 km"]
 
 
 def test_heatmap_units_and_scale():

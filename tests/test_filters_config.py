@@ -160,7 +160,20 @@ def test_secrets_file(tmp_path):
     ({"FLUX_RATE_LIMIT": "fast"}, "FLUX_RATE_LIMIT"),
     ({"FLUX_PER_PAGE": "0"}, "FLUX_PER_PAGE"),
     ({"SERENICITY_API_URL": "ftp://x"}, "SERENICITY_API_URL"),
+    ({"FLUX_CARBON_G_PER_GB": "lots"}, "FLUX_CARBON_G_PER_GB"),
+    ({"FLUX_CARBON_G_PER_GB": "0"}, "FLUX_CARBON_G_PER_GB"),
+    ({"FLUX_CARBON_G_PER_GB": "-18"}, "FLUX_CARBON_G_PER_GB"),
+    ({"FLUX_CARBON_G_PER_GB": "nan"}, "FLUX_CARBON_G_PER_GB"),
 ])
 def test_bad_settings(env, fragment):
     with pytest.raises(ConfigError, match=fragment):
         load_settings(env=env, secrets={})
+
+
+def test_cybercarbon_factor_setting():
+    # 18 gCO2e/GB on a fixed network unless set; the vendor quotes 50 for mobile.
+    assert load_settings(env={}, secrets={}).carbon_g_per_gb == 18.0
+    assert load_settings(env={"FLUX_CARBON_G_PER_GB": "50"}, secrets={}).carbon_g_per_gb == 50.0
+    assert load_settings(env={}, secrets={"FLUX_CARBON_G_PER_GB": "42.5"}).carbon_g_per_gb == 42.5
+    both = load_settings(env={"FLUX_CARBON_G_PER_GB": "50"}, secrets={"FLUX_CARBON_G_PER_GB": 7})
+    assert both.carbon_g_per_gb == 50.0  # the environment wins

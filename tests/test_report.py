@@ -150,3 +150,31 @@ def test_naive_datetimes_are_utc(naive):
     start = datetime(2026, 11, 24) if naive else datetime(2026, 11, 24, tzinfo=UTC)
     html = pack(start=start).read("report.html").decode()
     assert "2026-11-24 01:00 to 2026-11-25 01:00 (Europe/Paris)" in html
+
+
+def _report(z: zipfile.ZipFile) -> str:
+    return z.read("report.html").decode()
+
+
+def test_report_gives_cybercarbon_and_the_worst_day():
+    # 10 GB in all (two flows of 4 GB in + 1 GB out). Tue 24 Nov (Paris): one toxic OUT,
+    # cyT 10, Moderate. Wed 25 Nov: three toxic IN, cyT 3, Light. The range's total
+    # (13) would read Severe: the report names the worst day instead.
+    big = {"in_bytes": 4_000_000_000, "out_bytes": 1_000_000_000}
+    rows = [flow(**big, toxic=True), flow(**big, ip1="1.1.1.1")]
+    rows += [flow(dir="IN", toxic=True, in_bytes=0, out_bytes=0,
+                  start_of_hour=datetime(2026, 11, 25, 9, tzinfo=UTC)) for _ in range(3)]
+    flows = pl.DataFrame(rows, schema=FLOW_SCHEMA)
+    html_text = _report(pack(flows))
+    assert ("Cybercarbon (estimate): ≈ 180 g CO2e for 10.0 GB at 18 gCO2e/GB, about 0.91 km "
+            "driven by an average petrol car (198 gCO2e/km)") in html_text
+    assert "Moderate (Tue 2026-11-24, cyT 10)" in html_text
+    assert "Cyberweather, worst day" in html_text and "Severe (" not in html_text
+    assert "Days per cyberweather level (2 local days, Europe/Paris)" in html_text
+    for colour, text in (("#2e9e5b", "Clear 0"), ("#f2c94c", "Light 1"),
+                         ("#f2994a", "Moderate 1"), ("#d64545", "Severe 0"),
+                         ("#6b1238", "Critical 0")):
+        assert f"background:{colour};margin:0 .3em 0 .8em\"></span>{text}" in html_text
+    # The vendor's mobile factor, passed as the setting: 10 GB x 50 = 500 g = 2.53 km.
+    mobile = _report(pack(flows, carbon_g_per_gb=50.0))
+    assert "≈ 500 g CO2e for 10.0 GB at 50 gCO2e/GB, about 2.53 km" in mobile

@@ -25,6 +25,7 @@ from flux_dashboard.ui.widgets import (
     evidence_button,
     header,
     human_bytes,
+    level_counts,
     no_flows,
     only_device,
     only_toxic,
@@ -32,6 +33,6 @@ from flux_dashboard.ui.widgets import (
 )
 
 __all__ = ["PAGES", "Keyed", "Session", "View", "admin_frame", "chart", "downloads",
-           "evidence_button", "frame", "guide", "header", "hours_text", "human_bytes", "lookback",
-           "meter", "no_flows", "only_device", "only_toxic", "preset_range", "run_app", "table",
-           "text"]
+           "evidence_button", "frame", "guide", "header", "hours_text", "human_bytes",
+           "level_counts", "lookback", "meter", "no_flows", "only_device", "only_toxic",
+           "preset_range", "run_app", "table", "text"]

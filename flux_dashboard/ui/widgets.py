@@ -129,7 +129,8 @@ def evidence_button(view: View, *, device: str | None = None, key: str) -> None:
             flows=df, sensor=view.sensor, start=view.start, end=view.end, tz=view.tz,
             filters_description=view.filters.describe(view.device_names),
             digest_text=digest_text, figures=figures, storylines=Hn.storylines(df),
-            generated_at=datetime.now(UTC), device=device)
+            generated_at=datetime.now(UTC), device=device,
+            carbon_g_per_gb=view.settings.carbon_g_per_gb)
         record(session, "evidence_pack", sensor=int(view.sensor["id"]), device=device,
                rows=df.height, masked=view.masked, range=[view.start, view.end])
         return pack
@@ -142,6 +143,22 @@ def evidence_button(view: View, *, device: str | None = None, key: str) -> None:
                        mime="application/zip", key=key, on_click="ignore",
                        help="Zip: flows.csv, toxic_flows.csv, storylines.csv, digest and an "
                             "HTML report that opens offline")
+
+
+def level_counts(days_per_level: dict[int, int], days: int) -> None:
+    """One line: the number of days at each cyberweather level, in the levels' colours."""
+    from flux_dashboard.analytics import LEVEL_COLOURS, LEVEL_NAMES
+
+    # Built from the fixed level table and integers only: no data text in this HTML.
+    parts = [
+        f'<span style="display:inline-block;width:.8em;height:.8em;border-radius:2px;'
+        f'background:{LEVEL_COLOURS[lvl]};margin:0 .3em 0 .8em;vertical-align:-.05em"></span>'
+        f"{name} {int(days_per_level.get(lvl, 0))}"
+        for lvl, name in LEVEL_NAMES.items()
+    ]
+    st.markdown(f'<div style="font-size:.9rem;color:#555">Days per cyberweather level '
+                f'({int(days)} day{"s" if days != 1 else ""}):{"".join(parts)}</div>',
+                unsafe_allow_html=True)
 
 
 def human_bytes(n: float | None) -> str:
