@@ -155,8 +155,8 @@ def run(rate: int, days: int) -> dict:
                     "FLUX_RATE_LIMIT": str(rate), "FLUX_CACHE_DIR": f"{tmp}/solo"}
         before = len(log)
         svc = build_service(load_settings(env=solo_env, secrets={}))
-        for s in (54, 77):
-            svc.loader.load(s, *month)
+        for s in (54, 77):  # the union of every window asked for this sensor
+            svc.loader.load(s, min(end - timedelta(days=days), week[0]), end)
         svc.close()
         solo = sum(1 for _, path, _, st in log[before:] if path.endswith("/flux") and st == 200)
 
