@@ -548,9 +548,11 @@ class Loader:
                             exact=False)
         expected = _expected_rows(units, shape)
         rows = [[expected[h] for h in hours_between(a, b)] for a, b in segments]
-        requests = _predict(rows, page, self.max_concurrency)
+        failed = getattr(self, "_hint_failed_at", None)
+        planned = self.planning and (failed is None or now - failed >= SHAPE_TTL)
+        requests = (_predict_planned if planned else _predict)(rows, page, self.max_concurrency)
         total = sum(map(sum, rows))
-        if shape is None:
+        if shape is None and not planned:
             # A small load and no profile of this sensor yet: an even spread is the
             # cheapest case (busy hours cost a request each however few rows they
             # have), two requests per page of rows about the dearest. Take the middle.
@@ -945,6 +947,26 @@ def _predict(segments: list[list[float]], page: int, concurrency: int) -> int:
             requests += _walk(rows[i:i + size], page, rho)
             i += size
     return requests
+
+
+def _predict_planned(segments: list[list[float]], page: int, concurrency: int) -> int:
+    """Requests ``Loader._fetch`` makes with planned windows (point 10).
+
+    Each segment's head walks its first page; a rest of more than ``PLAN_FROM``
+    pages goes in planned windows (one count of the hours for the whole load),
+    a smaller one takes the keyset walk.
+    """
+    requests, hinted = 0, False
+    for rows in segments:
+        total = sum(rows)
+        cut = _page_cut(rows, page) if rows and total > page else len(rows)
+        rest = rows[cut:]
+        if sum(rest) > PLAN_FROM * page and len(rest) >= 2:
+            hinted = True
+            requests += 1 + sum(c for _, _, c in _plan_windows(rest, page))
+        else:
+            requests += _predict([rows], page, concurrency)
+    return requests + hinted
 
 
 def _expected_rows(units: list[tuple[list[datetime], int]], shape: list[float] | None
