@@ -43,7 +43,8 @@ that and never trusts tie order:
    page each costs up to about 2 × rows / page (a week of sensor 54 in the
    simulator: 39k rows, 81 requests where the even spread would take 57). Dense
    hours cost two per hour up to two pages of rows; overall within
-   2 × ceil(rows / page) + 10.
+   2 × ceil(rows / page) + 10. That is the walk alone (``Loader.planning =
+   False``, and the fallback of point 10); big segments are planned instead.
 5. **Cache.** Complete past hours come from / go to the ``Store`` (as they
    complete: point 9); only missing hours are requested, so a warm revisit
    makes no flux request, an extended range fetches just the new hours, and the
@@ -106,6 +107,40 @@ that and never trusts tie order:
    first request's (point 3) has its hours taken back out of the cache. A cache
    that cannot be written does not fail the load. Cost: one read-merge-write of
    a day file per accepted window.
+10. **Planned windows** (what brings a cold load near the limit ceil(rows /
+   page)). When a segment's rest after its head holds more than ``PLAN_FROM``
+   pages, one request to ``/flux-hour-sensor`` (one per page of hours: a month
+   is one) reads each hour's ``count``. It is a hint: its sum over the rest must
+   equal what the head's ``meta.total`` leaves (within 2%, the open hour may
+   grow; with server filters, which it does not apply, it must be at least
+   that and is scaled down), else the walk of point 1 takes that segment; an
+   endpoint that fails or answers nonsense is not asked again for an hour. The
+   settled hours are then cut, by dynamic programming, into windows of whole
+   hours of up to ``WINDOW_PAGES`` pages (less ``OVERLAP`` rows), or one hour
+   however big, each costing the fewest requests: a window of ≤ 1 page costs
+   one, a bigger one ceil((rows + OVERLAP) / page). A window is read sorted by
+   ``sumFlux``: ascending pages 1..n-1 and page 1 descending, which overlap by
+   at least ``OVERLAP`` rows. sumFlux ties are rare (most rows have their own
+   volume), and the positions a value occupies are the same on every request
+   even when the order of tied rows is not, so a value whose run lies inside
+   one page, a different value on either side, has all its rows there. A run
+   cut by a page edge is read from the page of the other grid (descending pages
+   start at ``total`` mod page) that holds it whole, one request. The window is
+   accepted when its distinct rows equal its ``meta.total`` (every page must
+   announce the same total); otherwise it is tried once more, then its hours
+   take the walk of points 1-2, as does any window whose volumes are not sorted
+   as in + out or whose run no page holds. Direction sub-streams (``only_in`` /
+   ``only_out``) were measured and left out: IN is 0.3-2% of the simulator's
+   rows, so splitting on it saves nothing. Cost on the simulator's sensor 54,
+   cold, hazards on, ÷ ceil(rows / 1000): a week ×1.08, a month ×1.05, the dense
+   month ×1.2 (its hours hold 4.1 pages each, and a window never splits an
+   hour), the hourly counts included. Worst case: a wrong hint that still adds
+   up (counts moved between hours) makes windows too big (halved once they
+   exceed 4 × ``WINDOW_PAGES`` pages: one wasted request) or too small (one
+   request each), about the walk's 2× at worst, never a row; a window that
+   falls back costs its sumFlux requests on top of the walk over its hours.
+   A cancelled window loses its pages (up to ``WINDOW_PAGES`` - 1 requests per
+   worker): its hours are saved only once all of them are in.
 """
 
 from __future__ import annotations
