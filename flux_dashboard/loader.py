@@ -72,7 +72,9 @@ that and never trusts tie order:
    server grants. The cost depends on how rows spread over hours (point 4), so
    the counted rows are laid over the missing hours along the sensor's
    working-day profile of rows per hour, the weekend taking the rest, and the
-   requests are those the walk of points 1, 2 and 4 makes over them, plus one
+   requests are those the walk of points 1, 2 and 4 makes over them (with
+   ``planning`` on: the head, one hourly count and the planned windows of
+   point 10 over them, for a rest bigger than ``PLAN_FROM`` pages), plus one
    per due recheck run. The profile comes from whole cached working days, or
    from six single hours counted across the day when the load is big enough
    to be worth it (an even spread already predicting 40 requests; kept an
@@ -81,7 +83,8 @@ that and never trusts tie order:
    time a sensor has a big uncached range. On the simulator's sensor 54, cold:
    a day 15 for 15, a week 73 for 81, a month 299 for 309, a week with pages
    capped at 300 rows 166 for 169; with one cached day as profile, a week 64
-   for 62, a month 303 for 300. Estimates are kept three minutes per window
+   for 62, a month 303 for 300 (these figures: the walk alone; planned, a cold
+   week 42 for 43). Estimates are kept three minutes per window
    and filters (Streamlit reruns on every click) and dropped when a load of
    that sensor and filters ends. If counting fails (two retries, then it gives
    up), the answer is one request per missing hour and per segment,
