@@ -135,8 +135,8 @@ that and never trusts tie order:
    as in + out or whose run no page holds. Direction sub-streams (``only_in`` /
    ``only_out``) were measured and left out: IN is 0.3-2% of the simulator's
    rows, so splitting on it saves nothing. Cost on the simulator's sensor 54,
-   cold, hazards on, ÷ ceil(rows / 1000): a week ×1.08, a month ×1.05, the dense
-   month ×1.2 (its hours hold 4.1 pages each, and a window never splits an
+   cold, hazards on, ÷ ceil(rows / 1000): a week ×1.07, a month ×1.05, the dense
+   month ×1.19 (its hours hold 4.1 pages each, and a window never splits an
    hour), the hourly counts included. Worst case: a wrong hint that still adds
    up (counts moved between hours) makes windows too big (halved once they
    exceed 4 × ``WINDOW_PAGES`` pages: one wasted request) or too small (one
