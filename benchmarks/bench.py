@@ -92,7 +92,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="disk cache of the dense month (default <out>/cache)")
     p.add_argument("--fresh-cache", action="store_true",
                    help="delete the dense cache first (measures the cold dense load)")
-    p.add_argument("--skip", action="append", default=[], choices=["http", "render", "replicas"],
+    p.add_argument("--skip", action="append", default=[],
+                   choices=["http", "cold", "render", "replicas"],
                    help="leave a part out (repeatable)")
     p.add_argument("--phase", help=argparse.SUPPRESS)  # internal: run one phase
     p.add_argument("--result-file", help=argparse.SUPPRESS)
@@ -203,6 +204,28 @@ def http_summary(http: dict) -> list[str]:
     return out
 
 
+def cold_table(cold: dict) -> tuple[list[str], list[str]]:
+    """Cold loads before/after against the limit ceil(rows / per_page granted)."""
+    lines = ["| Window | Rows | Limit | Before (keyset walk) | ÷ limit | After (planned windows) "
+             "| of which hourly counts | ÷ limit | Rows exact |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|:-:|"]
+    problems: list[str] = []
+    for w in cold["windows"]:
+        b, a, limit = w["before"], w["after"], w["limit"]
+        exact = all("error" not in r and not (r["missing"] or r["doubled"] or r["extra"])
+                    and r["rows"] == w["rows"] for r in (b, a))
+        lines.append(
+            f"| {w['label']}{'' if w['http'] else ' (in-process)'} | {w['rows']:,} | {limit:,} "
+            f"| {b['requests']:,} | ×{b['requests'] / limit:.2f} | {a['requests']:,} "
+            f"| {a.get('hint_requests', 0)} | ×{a['requests'] / limit:.2f} "
+            f"| {'yes' if exact else 'NO'} |")
+        if not exact:
+            problems.append(f"{w['label']}: a cold load's rows differ from the ground truth")
+        if a["requests"] > 1.3 * limit + 5:
+            problems.append(f"{w['label']}: {a['requests']} requests > 1.3 × limit {limit} + 5")
+    return lines, problems
+
+
 def render_tables(load: dict, render: dict) -> list[str]:
     base = render["baseline_s"]
     lines = [
@@ -289,6 +312,20 @@ def main(argv: list[str] | None = None) -> int:
                    f"- \"At 100 req/min\" = requests × 0.6 s, the documented limit (the bench "
                    f"runs at {60000:,}/min so that HTTP, not the limiter, is measured). "
                    f"Peak RSS of this phase: {http['peak_rss_mb']:,.0f} MB.", ""]
+
+    if "cold" not in args.skip:
+        print("\n## 1b. Cold loads against the limit ceil(rows / per_page), before and after "
+              "planned windows (hazards on)", flush=True)
+        cold = run_phase("cold", argv)
+        results["cold"] = cold
+        table, cold_problems = cold_table(cold)
+        problems += cold_problems
+        report += ["### Cold loads: requests ÷ limit, sensor 54 (unstable tie order, inclusive "
+                   "`to`, mixed volume types, plain meta, per_page capped at 1000)", "", *table,
+                   "", "- Limit = ceil(rows / 1000), the least any client can make. Before = "
+                   "the keyset walk alone (`Loader.planning = False`), after = planned sumFlux "
+                   "windows; both measured in this run. Requests include the hourly counts "
+                   "(`/flux-hour-sensor`, flux family). Goal: after ≤ 1.3 × limit.", ""]
 
     if "render" not in args.skip:
         print(f"\n## 2. Page render: filling the cache with {plan.dense_window[0]} "

@@ -171,6 +171,67 @@ def http_phase(plan: Plan) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- phase: cold
+COLD_HAZARDS = {"unstable_ties": True, "inclusive_to": True, "max_per_page": OUR_PAGE,
+                "volumes_as": "mixed", "meta_urls": False}
+
+
+def _cold_load(sim: Simulator, settings: Settings, clock, start: datetime, end: datetime,
+               truth: pl.DataFrame, planning: bool, transport=None) -> dict:
+    with tempfile.TemporaryDirectory(prefix="flux-cold-") as tmp:
+        loader = Loader(Client(settings, transport=transport), Store(Path(tmp)),
+                        per_page=OUR_PAGE, max_concurrency=8, clock=clock)
+        loader.planning = planning
+        stats_before = sim.stats_request_count()
+        out = _timed_load(loader, start, end, truth, sim)
+        out["hint_requests"] = sim.stats_request_count() - stats_before
+        loader.client.close()
+    return out
+
+
+def cold_phase(plan: Plan) -> dict:
+    """Cold loads before (keyset walk alone) and after (planned windows), hazards on.
+
+    The week and the month go over HTTP; the dense month through the in-process
+    transport (same ``handle()``, no sockets: it is 1.16 M rows twice).
+    """
+    clock = _clock(plan)
+    out: dict = {"windows": []}
+    jobs = [(label, start, end, False) for label, start, end in plan.windows]
+    if plan.dense:
+        label, start, end = plan.dense_window
+        jobs.append((label, start, end, True))
+    for label, start, end, dense in jobs:
+        sim = Simulator(SimulatorConfig(now=clock, latency_s=0 if dense else plan.latency_s,
+                                        dense=dense, rate_limit_per_min=None, **COLD_HAZARDS))
+        truth = truth_keys(sim, start, end)
+        sim.count_rows(SENSOR, start, end + timedelta(hours=1))
+        row: dict = {"label": label, "rows": truth.height,
+                     "limit": math.ceil(truth.height / OUR_PAGE), "http": not dense}
+        with (sim.serve(port=0) if not dense else _nullctx()) as server:
+            settings = Settings(api_url=server.url if server else "http://cold.invalid/api/v1",
+                                api_key=Secret("bench-key"), rate_limit_per_min=BENCH_RATE,
+                                max_concurrency=8)
+            transport = None if server else sim.transport()
+            for key, planning in (("before", False), ("after", True)):
+                print(f"  [{label}] cold load, {'planned windows' if planning else 'keyset walk'}"
+                      "…", flush=True)
+                row[key] = _cold_load(sim, settings, clock, start, end, truth, planning,
+                                      transport)
+        out["windows"].append(row)
+        del truth, sim
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+class _nullctx:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
 # --------------------------------------------------------------------------- dense phases
 def _dense_sim(plan: Plan) -> Simulator:
     return Simulator(SimulatorConfig(dense=plan.dense, now=_clock(plan), rate_limit_per_min=None))
@@ -281,4 +342,5 @@ def render_phase(plan: Plan) -> dict:
     return out
 
 
-PHASES = {"http": http_phase, "dense_load": dense_load_phase, "render": render_phase}
+PHASES = {"http": http_phase, "cold": cold_phase, "dense_load": dense_load_phase,
+          "render": render_phase}

@@ -43,7 +43,8 @@ that and never trusts tie order:
    page each costs up to about 2 × rows / page (a week of sensor 54 in the
    simulator: 39k rows, 81 requests where the even spread would take 57). Dense
    hours cost two per hour up to two pages of rows; overall within
-   2 × ceil(rows / page) + 10.
+   2 × ceil(rows / page) + 10. That is the walk alone (``Loader.planning =
+   False``, and the fallback of point 10); big segments are planned instead.
 5. **Cache.** Complete past hours come from / go to the ``Store`` (as they
    complete: point 9); only missing hours are requested, so a warm revisit
    makes no flux request, an extended range fetches just the new hours, and the
@@ -71,7 +72,9 @@ that and never trusts tie order:
    server grants. The cost depends on how rows spread over hours (point 4), so
    the counted rows are laid over the missing hours along the sensor's
    working-day profile of rows per hour, the weekend taking the rest, and the
-   requests are those the walk of points 1, 2 and 4 makes over them, plus one
+   requests are those the walk of points 1, 2 and 4 makes over them (with
+   ``planning`` on: the head, one hourly count and the planned windows of
+   point 10 over them, for a rest bigger than ``PLAN_FROM`` pages), plus one
    per due recheck run. The profile comes from whole cached working days, or
    from six single hours counted across the day when the load is big enough
    to be worth it (an even spread already predicting 40 requests; kept an
@@ -80,7 +83,8 @@ that and never trusts tie order:
    time a sensor has a big uncached range. On the simulator's sensor 54, cold:
    a day 15 for 15, a week 73 for 81, a month 299 for 309, a week with pages
    capped at 300 rows 166 for 169; with one cached day as profile, a week 64
-   for 62, a month 303 for 300. Estimates are kept three minutes per window
+   for 62, a month 303 for 300 (these figures: the walk alone; planned, a cold
+   week 42 for 43). Estimates are kept three minutes per window
    and filters (Streamlit reruns on every click) and dropped when a load of
    that sensor and filters ends. If counting fails (two retries, then it gives
    up), the answer is one request per missing hour and per segment,
@@ -106,7 +110,41 @@ that and never trusts tie order:
    first request's (point 3) has its hours taken back out of the cache. A cache
    that cannot be written does not fail the load. Cost: one read-merge-write of
    a day file per accepted window.
-10. **One fetch per sensor-day across loads and processes.** Before reading
+10. **Planned windows** (what brings a cold load near the limit ceil(rows /
+   page)). When a segment's rest after its head holds more than ``PLAN_FROM``
+   pages, one request to ``/flux-hour-sensor`` (one per page of hours: a month
+   is one) reads each hour's ``count``. It is a hint: its sum over the rest must
+   equal what the head's ``meta.total`` leaves (within 2%, the open hour may
+   grow; with server filters, which it does not apply, it must be at least
+   that and is scaled down), else the walk of point 1 takes that segment; an
+   endpoint that fails or answers nonsense is not asked again for an hour. The
+   settled hours are then cut, by dynamic programming, into windows of whole
+   hours of up to ``WINDOW_PAGES`` pages (less ``OVERLAP`` rows), or one hour
+   however big, each costing the fewest requests: a window of ≤ 1 page costs
+   one, a bigger one ceil((rows + OVERLAP) / page). A window is read sorted by
+   ``sumFlux``: ascending pages 1..n-1 and page 1 descending, which overlap by
+   at least ``OVERLAP`` rows. sumFlux ties are rare (most rows have their own
+   volume), and the positions a value occupies are the same on every request
+   even when the order of tied rows is not, so a value whose run lies inside
+   one page, a different value on either side, has all its rows there. A run
+   cut by a page edge is read from the page of the other grid (descending pages
+   start at ``total`` mod page) that holds it whole, one request. The window is
+   accepted when its distinct rows equal its ``meta.total`` (every page must
+   announce the same total); otherwise it is tried once more, then its hours
+   take the walk of points 1-2, as does any window whose volumes are not sorted
+   as in + out or whose run no page holds. Direction sub-streams (``only_in`` /
+   ``only_out``) were measured and left out: IN is 0.3-2% of the simulator's
+   rows, so splitting on it saves nothing. Cost on the simulator's sensor 54,
+   cold, hazards on, ÷ ceil(rows / 1000): a week ×1.07, a month ×1.05, the dense
+   month ×1.19 (its hours hold 4.1 pages each, and a window never splits an
+   hour), the hourly counts included. Worst case: a wrong hint that still adds
+   up (counts moved between hours) makes windows too big (halved once they
+   exceed 4 × ``WINDOW_PAGES`` pages: one wasted request) or too small (one
+   request each), about the walk's 2× at worst, never a row; a window that
+   falls back costs its sumFlux requests on top of the walk over its hours.
+   A cancelled window loses its pages (up to ``WINDOW_PAGES`` - 1 requests per
+   worker): its hours are saved only once all of them are in.
+11. **One fetch per sensor-day across loads and processes.** Before reading
    the cache, a load takes the locks of the sensor-days it may fetch (days of
    settled hours not all on disk, from file metadata), in sorted order so two
    loads never deadlock. In one process they are ``shared.LocalLocks``; with
@@ -133,7 +171,7 @@ import polars as pl
 from cachetools import TTLCache
 
 from flux_dashboard import errors as E
-from flux_dashboard.client import Client, FluxPage
+from flux_dashboard.client import Client, FluxPage, _parse_meta
 from flux_dashboard.schema import NATURAL_KEY, empty_frame, to_frame
 from flux_dashboard.shared import LOCAL_LOCKS
 from flux_dashboard.shared import LockWaitCancelled as _LockWaitCancelled
@@ -147,10 +185,18 @@ RECHECK_EVERY = timedelta(minutes=15)  # a recent cached hour is re-counted at m
 FILL = 0.9  # keyset windows aim at this share of a page
 ESTIMATE_TTL_S = 180.0  # an estimate is reused this long (Streamlit reruns on every click)
 SHAPE_TTL_S = 3600.0  # a sensor's daily profile of rows per hour is kept this long
+SHAPE_TTL = timedelta(seconds=SHAPE_TTL_S)  # ... and a failed hourly count is not retried
 MAX_COUNTS = 3  # more missing segments than this are counted as one span
 SAMPLE_HOURS = 6  # single hours counted to learn a sensor's daily profile, when worth it
 SAMPLE_FROM = 40  # ... that is, when an even spread already predicts this many requests
 # Keys used to split a dense hour, with the filter that isolates one value.
+# Planned windows (point 10): windows of whole hours aim at this many pages of rows...
+WINDOW_PAGES = 3
+# ... less this many rows, so that the last ascending page and page 1 descending overlap
+# and a run of rows tied on sumFlux at their junction is seen whole in one of them.
+OVERLAP = 30
+PLAN_FROM = 2  # plan a segment's rest when it holds more than this many pages of rows
+HINT_PATH = "flux-hour-sensor"  # per-hour statistics: its `count` is the planning hint
 SPLIT_LEVELS: tuple[tuple[str, str], ...] = (
     ("ip0", "ip0"), ("ip1", "ip1"), ("dir", "dir"), ("protocol", "protocol"), ("port", "port"),
 )
@@ -341,13 +387,15 @@ class _Acc:
 
 
 class Loader:
+    planning = True  # point 10; False: the keyset walk alone (the bench's "before")
+
     def __init__(self, client: Client, store: Store | None = None, *, per_page: int = 1000,
                  max_concurrency: int = 8, clock: Callable[[], datetime] | None = None,
                  memory_ttl_s: float = 300.0, memory_max_bytes: int = 2_000_000_000,
                  recheck_hours: int | None = None,
                  recheck_every: timedelta = RECHECK_EVERY, locks=None) -> None:
         self.client = client
-        # Single-flight per sensor-day (point 10): shared.LocalLocks or RedisLocks.
+        # Single-flight per sensor-day (point 11): shared.LocalLocks or RedisLocks.
         self.locks = locks or LOCAL_LOCKS
         self.store = store
         self.per_page = per_page
@@ -552,9 +600,11 @@ class Loader:
                             exact=False)
         expected = _expected_rows(units, shape)
         rows = [[expected[h] for h in hours_between(a, b)] for a, b in segments]
-        requests = _predict(rows, page, self.max_concurrency)
+        failed = getattr(self, "_hint_failed_at", None)
+        planned = self.planning and (failed is None or now - failed >= SHAPE_TTL)
+        requests = (_predict_planned if planned else _predict)(rows, page, self.max_concurrency)
         total = sum(map(sum, rows))
-        if shape is None:
+        if shape is None and not planned:
             # A small load and no profile of this sensor yet: an even spread is the
             # cheapest case (busy hours cost a request each however few rows they
             # have), two requests per page of rows about the dearest. Take the middle.
@@ -594,7 +644,7 @@ class Loader:
     # ------------------------------------------------------------------ orchestration
     def _day_locks(self, sensor_id: int, fkey: str, settled: list[datetime],
                    whole_range: bool) -> list[str]:
-        """Names of the sensor-days this load may fetch (point 10): the days of its
+        """Names of the sensor-days this load may fetch (point 11): the days of its
         settled hours not all on disk (metadata only). Open hours are never cached,
         so never shared: they take no lock."""
         if self.store is None or not settled:
@@ -789,19 +839,25 @@ class Loader:
             acc.planned = len(heads)
             _wait_all(heads)
             plans = [f.result() for f in heads]
+            # Point 10: the rest of big settled segments in planned sumFlux windows.
+            windows, rest = (self._plan(fetch, plans, settled_before) if self.planning
+                             else ([], [(p.cursor, p.end, p.remaining_rows, p.density)
+                                        for p in plans]))
+            acc.planned = fetch.gate.used + sum(cost for _, _, cost in windows)
             chunks = []
-            remaining = sum(p.remaining_rows for p in plans)
+            remaining = sum(rows for _, _, rows, _ in rest)
             acc.planned += math.ceil(remaining / (FILL * fetch.page_size))
             budget_chunks = max(1, self.max_concurrency)
-            for p in plans:
-                if p.cursor >= p.end:
+            for a, b, rows, rho in rest:
+                if a >= b:
                     continue
-                share = p.remaining_rows / remaining if remaining else 1
+                share = rows / remaining if remaining else 1
                 want = max(1, round(budget_chunks * share))
-                want = min(want, math.ceil(p.remaining_rows / (4 * fetch.page_size)) or 1)
-                chunks += _split(p.cursor, p.end, want, p.density)
+                want = min(want, math.ceil(rows / (4 * fetch.page_size)) or 1)
+                chunks += _split(a, b, want, rho)
             report()
-            futures = [pool.submit(fetch.chunk, a, b, rho) for a, b, rho in chunks]
+            futures = [pool.submit(fetch.window, a, b) for a, b, _ in windows]
+            futures += [pool.submit(fetch.chunk, a, b, rho) for a, b, rho in chunks]
             _wait_all(futures)
         # Settled segments must add up to what their first request announced.
         for p in plans:
@@ -821,6 +877,90 @@ class Loader:
                 raise E.IncompleteDataError(
                     f"{got} rows were loaded for {iso(p.start)[:13]}h–{iso(p.end)[:13]}h where "
                     f"the API announced {p.total}.", hours=hours)
+
+
+    def _plan(self, fetch: _Fetcher, plans: list[_Plan], settled_before: datetime
+              ) -> tuple[list[tuple[datetime, datetime, int]],
+                         list[tuple[datetime, datetime, int, float]]]:
+        """Point 10: cut the settled rest of big segments into windows from hourly counts.
+
+        Returns the planned windows (start, end, requests expected) and the parts
+        left to the keyset walk (start, end, rows, rows per hour): small rests,
+        hours not settled yet, and everything when the counts are unavailable or
+        do not add up to the segment's ``meta.total``.
+        """
+        page = fetch.page_size
+        rest = [(p.cursor, p.end, p.remaining_rows, p.density) for p in plans]
+        big = [p for p in plans if p.remaining_rows > PLAN_FROM * page
+               and min(p.end, settled_before) - p.cursor >= 2 * HOUR]
+        failed = getattr(self, "_hint_failed_at", None)
+        if not big or (failed is not None and self.clock() - failed < SHAPE_TTL):
+            return [], rest
+        counts = fetch.hint(min(p.cursor for p in big), max(p.end for p in big))
+        if counts is None:
+            self._hint_failed_at = self.clock()
+            return [], rest
+        windows: list[tuple[datetime, datetime, int]] = []
+        rest = [(p.cursor, p.end, p.remaining_rows, p.density) for p in plans if p not in big]
+        filtered = bool(fetch.params)
+        for p in big:
+            hinted = sum(counts[h] for h in hours_between(p.cursor, p.end))
+            rows = p.remaining_rows
+            # Without filters the counts must add up to the segment's rest (the open
+            # hour may grow meanwhile); with filters they count more rows than we get.
+            off = (abs(hinted - rows) > max(2, rows // 50) if not filtered
+                   else hinted < rows or not hinted)
+            if off:
+                log.info("hourly counts of sensor %s disagree with meta.total (%s vs %s); "
+                         "keyset walk", fetch.sensor_id, hinted, rows)
+                rest.append((p.cursor, p.end, p.remaining_rows, p.density))
+                continue
+            scale = rows / hinted if hinted else 1.0
+            cut = max(p.cursor, min(p.end, settled_before))
+            hours = hours_between(p.cursor, cut)
+            expected = [counts[h] * scale for h in hours]
+            windows += [(hours[i], hours[j - 1] + HOUR, cost)
+                        for i, j, cost in _plan_windows(expected, page)]
+            if cut < p.end:
+                tail = sum(counts[h] * scale for h in hours_between(cut, p.end))
+                rest.append((cut, p.end, round(tail), p.density))
+        return windows, rest
+
+
+def _window_cost(rows: float, page: int) -> int:
+    """Requests of a sumFlux window of ``rows`` (``_Fetcher.window``), ties aside."""
+    if rows <= page:
+        return 1
+    # Ascending pages but the last, then page 1 descending: OVERLAP rows of them shared.
+    return math.ceil((rows + OVERLAP) / page)
+
+
+def _plan_windows(rows: list[float], page: int) -> list[tuple[int, int, int]]:
+    """Cut hours with these expected rows into windows (i, j, cost) of least total cost.
+
+    A window holds whole hours, at most ``WINDOW_PAGES`` pages of rows less
+    ``OVERLAP`` (or one hour, however big). Dynamic programming over the cut points.
+    """
+    n = len(rows)
+    limit = WINDOW_PAGES * page - OVERLAP
+    best = [0] + [math.inf] * n
+    back = [0] * (n + 1)
+    for j in range(1, n + 1):
+        total = 0.0
+        for i in range(j - 1, -1, -1):
+            total += rows[i]
+            if i < j - 1 and total > limit:
+                break
+            cost = best[i] + _window_cost(total, page)
+            if cost < best[j]:
+                best[j], back[j] = cost, i
+    out = []
+    j = n
+    while j > 0:
+        i = back[j]
+        out.append((i, j, _window_cost(sum(rows[i:j]), page)))
+        j = i
+    return out[::-1]
 
 
 # ------------------------------------------------------------------ cost model (point 7)
@@ -892,6 +1032,26 @@ def _predict(segments: list[list[float]], page: int, concurrency: int) -> int:
             requests += _walk(rows[i:i + size], page, rho)
             i += size
     return requests
+
+
+def _predict_planned(segments: list[list[float]], page: int, concurrency: int) -> int:
+    """Requests ``Loader._fetch`` makes with planned windows (point 10).
+
+    Each segment's head walks its first page; a rest of more than ``PLAN_FROM``
+    pages goes in planned windows (one count of the hours for the whole load),
+    a smaller one takes the keyset walk.
+    """
+    requests, hinted = 0, False
+    for rows in segments:
+        total = sum(rows)
+        cut = _page_cut(rows, page) if rows and total > page else len(rows)
+        rest = rows[cut:]
+        if sum(rest) > PLAN_FROM * page and len(rest) >= 2:
+            hinted = True
+            requests += 1 + sum(c for _, _, c in _plan_windows(rest, page))
+        else:
+            requests += _predict([rows], page, concurrency)
+    return requests + hinted
 
 
 def _expected_rows(units: list[tuple[list[datetime], int]], shape: list[float] | None
@@ -1165,6 +1325,111 @@ class _Fetcher:
         self.acc.add(self._keep(frame, done), done)
         return max(a, last) if last < b else None
 
+    # -- planned windows (point 10): per-hour counts, then windows sorted by sumFlux
+    def hint(self, a: datetime, b: datetime) -> dict[datetime, int] | None:
+        """Rows per hour of [a, b) as ``/flux-hour-sensor`` counts them; None if it cannot say.
+
+        A hint only: the caller checks it against a ``meta.total`` and every window is
+        verified anyway. Any failure (the endpoint missing, refused, or an answer that
+        is not one count per hour of the range) gives None, except a rate limit or the
+        load's own stop, which a load would meet next anyway.
+        """
+        hours = set(hours_between(a, b))
+        counts: dict[datetime, int] = {}
+        page, last = 1, 1
+        try:
+            while page <= last:
+                q = {"from": iso(a - timedelta(seconds=1)), "to": iso(b - timedelta(seconds=1)),
+                     "sort_by": "utc_hour", "page": page, "per_page": self.requested_page}
+                _current.gate = self.gate
+                try:
+                    data = self.client._get_json(
+                        f"sensors/{int(self.sensor_id)}/{HINT_PATH}", q,
+                        what=f"hourly counts of sensor {self.sensor_id}", flux=True)
+                finally:
+                    _current.gate = None
+                self.report()
+                if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+                    return None
+                meta = _parse_meta(data.get("meta"))
+                if meta.total > len(hours) or meta.last_page > len(hours):
+                    return None  # more statistics than hours: not what we take it for
+                last = meta.last_page
+                for item in data["data"]:
+                    n = item.get("count") if isinstance(item, dict) else None
+                    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                        return None
+                    h = datetime.fromisoformat(str(item.get("utc_hour")).replace("Z", "+00:00"))
+                    h = h.astimezone(UTC)
+                    if h in counts:
+                        return None
+                    if h in hours:
+                        counts[h] = n
+                page += 1
+        except (E.RateLimitedError, _Stop):
+            raise
+        except (E.FluxError, ValueError, TypeError, AttributeError) as exc:
+            log.info("hourly counts of sensor %s unavailable (%s); planning without them",
+                     self.sensor_id, exc.__class__.__name__)
+            return None
+        return {h: counts.get(h, 0) for h in sorted(hours)}
+
+    def window(self, a: datetime, b: datetime) -> None:
+        """Fetch [a, b) sorted by sumFlux (point 10); the keyset walk if that fails."""
+        window = set(hours_between(a, b))
+        total = 0
+        for _attempt in range(2):
+            try:
+                frame, total = self._sum_window(a, b)
+            except _Changed:
+                continue
+            except _Unplanned:
+                break
+            if frame is not None:
+                self.acc.add(self._keep(frame, window), window)
+            return
+        log.info("window %s: sumFlux pages did not resolve; keyset walk instead", iso(a))
+        self.chunk(a, b, max(1.0, total / max(1, len(window))))
+
+    def _sum_window(self, a: datetime, b: datetime) -> tuple[pl.DataFrame | None, int]:
+        """The rows of [a, b) from pages sorted by sumFlux, proven complete, and their total.
+
+        None (with the total) when the window was too big for its plan and was halved.
+        """
+        r1, f1 = self._get(a, b, sort_by="sumFlux")
+        total, p = r1.meta.total, r1.meta.per_page
+        if total <= p:
+            _check_distinct(f1, total, "window", changed=True)
+            return f1, total
+        pages = math.ceil(total / p)
+        hours = int((b - a) / HOUR)
+        if pages > 4 * WINDOW_PAGES and hours > 1:  # the plan was far off: halve the window
+            mid = a + (hours // 2) * HOUR
+            self.window(a, mid)
+            self.window(mid, b)
+            return None, total
+        got: dict[tuple[bool, int], pl.DataFrame] = {(False, 1): f1}
+
+        def fetch(desc: bool, page: int) -> None:
+            r, f = self._get(a, b, sort_by="sumFlux", desc=desc, page=page)
+            if r.meta.total != total or r.meta.per_page != p:
+                raise _Changed()
+            got[(desc, page)] = f
+
+        for page in range(2, pages):
+            fetch(False, page)
+        fetch(True, 1)
+        for _repair in range(pages + 1):
+            frame, need = _resolve_sums(got, total, p)
+            if frame is not None:
+                _check_distinct(frame, total, "window", changed=True)
+                return frame, total
+            if not need:
+                raise _Unplanned()
+            for desc, page in need:
+                fetch(desc, page)
+        raise _Unplanned()
+
     # -- level 2: one hour, split on other keys
     def hour(self, h: datetime) -> int:
         """Fetch one whole hour (retrying if it changes under us); return its row count."""
@@ -1221,6 +1486,81 @@ class _Fetcher:
 
 class _Changed(Exception):
     """The rows of an hour changed between two requests (the open hour grows)."""
+
+
+class _Unplanned(Exception):
+    """A sumFlux window could not be proven complete: fetch its hours the keyset way."""
+
+
+def _resolve_sums(got: Mapping[tuple[bool, int], pl.DataFrame], total: int, p: int
+                  ) -> tuple[pl.DataFrame | None, list[tuple[bool, int]]]:
+    """Rows of a window from offset pages sorted by sumFlux, or the pages still needed.
+
+    ``got`` maps (descending, page) to a page's rows. A page is the slice of
+    positions ``[(page - 1) p, page p)`` of the ascending order, or its mirror
+    from the end when descending. Rows tied on sumFlux come back in any order,
+    but the positions a value occupies are the same on every request: a value
+    whose run lies inside one slice, with a different value (or the end) on
+    either side, has all its rows in that slice. Returns (frame, []) when the
+    distinct rows add up to ``total``; else (None, pages that hold a run no
+    slice holds whole); (None, []) when no page can (a run longer than a page,
+    or pages whose values are not sorted as sumFlux = in + out).
+    """
+    union = pl.concat(list(got.values()))
+    union = union.unique(subset=list(NATURAL_KEY), keep="first", maintain_order=True)
+    if union.height == total:
+        return union, []
+    slices: list[tuple[int, pl.DataFrame]] = []
+    value_at: dict[int, int] = {}
+    for (desc, page), f in got.items():
+        if desc:
+            f = f.reverse()
+            offset = total - (page - 1) * p - f.height
+        else:
+            offset = (page - 1) * p
+        sums = (f.get_column("in_bytes") + f.get_column("out_bytes")).to_list()
+        if None in sums or any(x > y for x, y in itertools.pairwise(sums)):
+            return None, []  # not sorted as we read sumFlux: cannot reason on positions
+        for i, v in enumerate(sums):
+            if value_at.setdefault(offset + i, v) != v:
+                return None, []  # a position changed value between requests
+        slices.append((offset, f.with_columns(pl.Series("_sum", sums))))
+    whole: dict[int, pl.DataFrame] = {}
+    for offset, f in slices:
+        for (v,), grp in f.group_by("_sum", maintain_order=True):
+            if v in whole:
+                continue
+            first = offset + f.get_column("_sum").search_sorted(v, "left")
+            end = first + grp.height
+            if ((first == 0 or value_at.get(first - 1, v) != v)
+                    and (end == total or value_at.get(end, v) != v)):
+                whole[v] = grp.drop("_sum")
+    if sum(g.height for g in whole.values()) == total:
+        return pl.concat(list(whole.values())), []
+    need: set[tuple[bool, int]] = set()
+    for v in sorted(set(value_at.values()) - set(whole)):
+        where = [pos for pos, x in value_at.items() if x == v]
+        s, e = min(where), max(where) + 1
+        if (s > 0 and value_at.get(s - 1) is None) or (e < total and value_at.get(e) is None):
+            return None, []  # the run's ends are not seen: its length is unknown
+        page = next(((d, k) for d, k in _covering_pages(s, e, total, p) if (d, k) not in got),
+                    None)
+        if page is None:
+            return None, []
+        need.add(page)
+    return None, sorted(need)
+
+
+def _covering_pages(s: int, e: int, total: int, p: int) -> list[tuple[bool, int]]:
+    """Pages (descending, page) whose slice holds positions [s, e) whole."""
+    out = []
+    k = s // p + 1
+    if e <= k * p:
+        out.append((False, k))
+    i = (total - e) // p + 1  # descending page i holds [total - i p, total - (i - 1) p)
+    if total - i * p <= s:
+        out.append((True, i))
+    return out
 
 
 def _filter_params(extra: Mapping[str, object]) -> dict[str, object]:

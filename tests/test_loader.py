@@ -118,6 +118,8 @@ def test_dense_hours_split_on_keys_exactly_once(tmp_path):
     start, end = datetime(2026, 3, 9, 8, tzinfo=UTC), datetime(2026, 3, 9, 14, tzinfo=UTC)
     want = truth(sim, start, end)
     assert want.height > 6 * 2 * 250  # several pages per hour
+    # The key split is the fallback of planned windows (point 10): exercised on its own.
+    loader.planning = False
     result = loader.load(54, start, end)
     same_rows(result.frame, want)
     assert result.flux_requests <= budget(want.height, 250)
@@ -535,7 +537,8 @@ def test_exclusive_from_loses_no_hour(tmp_path, hazards):
     result = loader.load(54, *WEEK)
     same_rows(result.frame, truth(sim, *WEEK))
     # Every window starts one second before a whole hour, as `to` ends one second early.
-    assert sent and len(sent) == result.flux_requests
+    # Every request but the hourly counts (a separate endpoint) is a flux page.
+    assert sent and len(sent) + sim.stats_request_count() == result.flux_requests
     for q in sent:
         start = datetime.fromisoformat(q["from"].replace("Z", "+00:00")) + timedelta(seconds=1)
         assert start == ceil_hour(start) and WEEK[0] <= start < WEEK[1], q["from"]
@@ -547,6 +550,7 @@ def test_dense_hours_with_exclusive_from(tmp_path):
     sim, loader = make(tmp_path, wrap=exclusive_from(sent), dense=True, unstable_ties=True,
                        max_per_page=250)
     start, end = datetime(2026, 3, 9, 8, tzinfo=UTC), datetime(2026, 3, 9, 11, tzinfo=UTC)
+    loader.planning = False  # the key split on its own (the fallback of planned windows)
     result = loader.load(54, start, end)
     same_rows(result.frame, truth(sim, start, end))
     assert {q["sort_by"] for q in sent} >= {"ip0"}  # the key split ran too
@@ -900,3 +904,101 @@ def test_a_segment_that_does_not_add_up_is_taken_back_out_of_the_cache(tmp_path)
     # Its hours were written as they came, then taken back: none is served.
     assert loader.cached_coverage(54, *day) == 0.0
     assert not list((tmp_path / "cache").rglob("*.parquet"))
+
+
+# ------------------------------------------------------------------ planned windows (issue 9)
+# Point 10 of the loader docstring: hourly counts plan windows sorted by sumFlux.
+# Pages of 250 rows keep these fast; hazards on.
+PLANNED_HAZARDS = {"unstable_ties": True, "inclusive_to": True, "max_per_page": 250,
+                   "volumes_as": "mixed", "meta_urls": False}
+
+
+@pytest.mark.parametrize("days", [7, 30])
+def test_cold_load_within_1_3_times_the_limit(tmp_path, days):
+    start = WEEK[1] - days * 24 * H
+    sim, loader = make(tmp_path, **PLANNED_HAZARDS)
+    want = truth(sim, start, WEEK[1])
+    result = loader.load(54, start, WEEK[1])
+    same_rows(result.frame, want)
+    limit = math.ceil(want.height / 250)  # the least any client can make at 250 a page
+    assert result.flux_requests == sim.flux_request_count()
+    # The hourly counts: one request per page of hours (250 granted here, as for flux).
+    assert sim.stats_request_count() == math.ceil(days * 24 / 250)
+    assert result.flux_requests <= 1.3 * limit + 3, (result.flux_requests, limit)
+    # The keyset walk alone, on the same window: the planner is what brings it down.
+    sim2, before = make(tmp_path / "before", **PLANNED_HAZARDS)
+    before.planning = False
+    assert before.load(54, start, WEEK[1]).flux_requests > 1.6 * limit
+    assert sim2.stats_request_count() == 0
+
+
+def lying_counts(how: str):
+    """A wrap for ``make``: /flux-hour-sensor answers wrong counts, or fails."""
+
+    def wrap(inner: httpx.BaseTransport) -> httpx.BaseTransport:
+        def handler(request: httpx.Request) -> httpx.Response:
+            resp = inner.handle_request(request)
+            if not request.url.path.endswith("/flux-hour-sensor"):
+                return resp
+            if how == "missing":
+                return httpx.Response(404, json={"message": "Cannot GET"})
+            resp.read()
+            data = json.loads(resp.content)
+            counts = [item["count"] for item in data["data"]]
+            if how == "shifted":  # right total, wrong hours: each count moved 5 hours on
+                counts = counts[-5:] + counts[:-5]
+            elif how == "tenfold":  # ten times too many rows in every hour
+                counts = [10 * c for c in counts]
+            for item, c in zip(data["data"], counts, strict=True):
+                item["count"] = c
+            return httpx.Response(resp.status_code, json=data)
+
+        return httpx.MockTransport(handler)
+
+    return wrap
+
+
+@pytest.mark.parametrize("how", ["shifted", "tenfold", "missing"])
+def test_wrong_hourly_counts_cost_requests_never_rows(tmp_path, how):
+    sim, loader = make(tmp_path, wrap=lying_counts(how), **PLANNED_HAZARDS)
+    want = truth(sim, *WEEK)
+    result = loader.load(54, *WEEK)
+    same_rows(result.frame, want)
+    assert sim.stats_request_count() == 1
+    assert result.flux_requests == sim.flux_request_count()
+    if how == "shifted":  # total right, so windows are planned on it: every window verified
+        assert "sumFlux" in {q["sort_by"] for q in flux_params(sim)}
+    else:  # counts that do not add up to meta.total (or none): the keyset walk
+        assert "sumFlux" not in {q["sort_by"] for q in flux_params(sim)}
+    # The next load of this loader does not ask for counts that failed within the hour.
+    if how == "missing":
+        loader.load(54, WEEK[0] - 48 * H, WEEK[0])
+        assert sim.stats_request_count() == 1
+
+
+def test_sum_runs_resolve_from_positions():
+    """_resolve_sums on hand-made pages: a tied run across a page edge is asked again."""
+    def page(sums: list[int], tag: str) -> pl.DataFrame:
+        rows = [{"start_of_hour": "2026-03-03T10:00:00.000Z", "ip0": "10.0.0.1",
+                 "ip1": f"1.1.{tag}.{i}", "dir": "OUT", "protocol": "TCP", "port": 443,
+                 "occurrences": 1, "duration": {}, "timestamps": [], "out_flux": str(v),
+                 "in_flux": "0", "filtered": False, "toxic": False} for i, v in enumerate(sums)]
+        return to_frame(rows)
+
+    # 7 rows, pages of 3, sums 1 2 5 5 5 8 9: ascending pages [1 2 5] [5 5 8], page 1
+    # descending [9 8 5]. The run of 5 at positions [2, 5) lies whole in no page of either
+    # grid (ascending [0, 3) [3, 6), descending [4, 7) [1, 4) [0, 1)): no page can help.
+    got = {(False, 1): page([1, 2, 5], "a"), (False, 2): page([5, 5, 8], "b"),
+           (True, 1): page([9, 8, 5], "c")}
+    frame, need = loader_mod._resolve_sums(got, 7, 3)
+    assert frame is None and need == []  # a run of 3 at [2, 5) fits no page of the two grids
+    # 8 rows, sums 1 2 5 5 6 7 8 9: asc pages [1 2 5] [5 6 7], desc page 1 [9 8 7].
+    # The run of 5 at [2, 4) straddles the edge at 3; descending page 2 holds [2, 5): ask it.
+    got = {(False, 1): page([1, 2, 5], "a"), (False, 2): page([5, 6, 7], "b"),
+           (True, 1): page([9, 8, 7], "c")}
+    frame, need = loader_mod._resolve_sums(got, 8, 3)
+    assert frame is None and need == [(True, 2)]
+    got[(True, 2)] = page([6, 5, 5], "d")  # positions 4, 3, 2 descending: the whole run
+    frame, need = loader_mod._resolve_sums(got, 8, 3)
+    assert need == [] and frame is not None
+    assert sorted((frame["in_bytes"] + frame["out_bytes"]).to_list()) == [1, 2, 5, 5, 6, 7, 8, 9]

@@ -88,13 +88,19 @@ class Simulator:
     def reset_counters(self) -> None:
         with self._lock:
             self.requests.clear()
-            self._flux_count = 0
+            self._flux_count = 0  # /flux only: what fault_schedule numbers
+            self._stats_count = 0  # the hourly statistics endpoints
             self._windows: dict[str, deque[float]] = {}
             self._quota_used = 0
             self._quota_month: tuple[int, int] | None = None
 
     def flux_request_count(self) -> int:
-        return self._flux_count
+        """Requests of the flux family: ``/flux`` and the hourly statistics (the quota's)."""
+        return self._flux_count + self._stats_count
+
+    def stats_request_count(self) -> int:
+        """Requests to ``/flux-hour-ip0`` and ``/flux-hour-sensor`` alone."""
+        return self._stats_count
 
     # ----------------------------------------------------------------- sensors
     def sensors(self) -> list[dict]:
@@ -153,6 +159,8 @@ class Simulator:
             is_flux = re.fullmatch(r"/sensors/[^/]+/flux", path) is not None
             if is_flux:
                 self._flux_count += 1
+            elif re.fullmatch(r"/sensors/[^/]+/flux-hour-(ip0|sensor)", path):
+                self._stats_count += 1
             try:
                 status, extra, payload = self._dispatch(method, path, params, headers, is_flux)
             except HttpError as exc:
