@@ -111,6 +111,14 @@ class Settings:
         return f"api|{self.api_url}|{fp}"
 
     @property
+    def shared_id(self) -> str:
+        """Which shared state (Redis) this process uses, for resource keys: a hash of
+        ``redis_url`` (which may hold a password), or "local"."""
+        if not self.redis_url:
+            return "local"
+        return hashlib.blake2b(self.redis_url.encode(), digest_size=8).hexdigest()
+
+    @property
     def host(self) -> str:
         """Host and port of the API, for display: never the URL's user or password."""
         parts = urlsplit(self.api_url)

@@ -295,3 +295,28 @@ def test_spent_budget_refuses_the_load_but_shows_cached_hours(api, monkeypatch, 
     assert any("cached hours only" in w.value for w in at.warning)
     assert flux_requests(api) - before <= 8  # the estimate, no load
     assert any(e["event"] == "budget_refused" for e in audit_lines(env))
+
+
+# ------------------------------------------------------------------ shared state (Redis)
+def test_with_redis_the_app_counts_in_redis_and_a_dead_redis_is_a_plain_message(
+        api, monkeypatch, redis_url):
+    from flux_dashboard.shared import RedisMeter
+
+    monkeypatch.setenv("FLUX_REDIS_URL", redis_url)
+    monkeypatch.setenv("FLUX_CONFIRM_REQUESTS", "100000")
+    at = run(None, auth=False, range="Last 24 hours")
+    assert at.metric
+    # Every data request (rows and hourly counts) is counted once, in Redis.
+    data = sum(1 for path, _ in api.requests if "/flux" in path)
+    assert RedisMeter(redis_url).usage().today == data > 0
+
+    from redis_server import free_port
+
+    monkeypatch.setenv("FLUX_REDIS_URL", f"redis://:pw-s3cret@127.0.0.1:{free_port()}/0")
+    before = flux_requests(api)
+    at = run(None, auth=False, range="Last 7 days")  # run() asserts: no exception box
+    shown = [e.value.replace("\\", "") for e in at.error] + [c.value for c in at.caption]
+    assert any("Redis at 127.0.0.1:" in m for m in shown), shown
+    assert any("counters unavailable" in m for m in shown), shown
+    assert not any("pw-s3cret" in m for m in shown)
+    assert flux_requests(api) == before  # no request without the shared rate limit

@@ -275,3 +275,34 @@ def test_two_processes_writing_one_day_file_keep_each_others_hours(tmp_path):
     _children(STORE_CHILD, [[str(tmp_path), "0", "60"], [str(tmp_path), "1", "60"]])
     hours = [datetime(2026, 3, 1, h, tzinfo=UTC) for h in range(24)]
     assert Store(tmp_path).covered("src", 54, "all", hours) == set(hours)
+
+
+def test_the_deployment_wiring_uses_redis_when_configured(redis_url, tmp_path):
+    from flux_dashboard.budget import Meter
+    from flux_dashboard.service import build_service, request_meter
+
+    env = {"SERENICITY_API_URL": "http://127.0.0.1:9/api/v1", "SERENICITY_API_KEY": "k-123",
+           "FLUX_CACHE_DIR": str(tmp_path), "FLUX_REDIS_URL": redis_url}
+    cfg = load_settings(env=env, secrets={})
+    svc = build_service(cfg)
+    worker = build_service(cfg, background=True, share=0.25)
+    try:
+        assert isinstance(svc.client.limiter, RedisRateLimiter)
+        assert not svc.client.limiter.background
+        assert worker.client.limiter.background and worker.client.limiter.share == 0.25
+        assert isinstance(svc.loader.locks, RedisLocks)
+        meter = request_meter(cfg)
+        assert isinstance(meter, RedisMeter)
+        meter.add("alice@corp.example", 5)
+        assert request_meter(cfg).usage().today == 5
+    finally:
+        svc.close()
+        worker.close()
+    plain = load_settings(env={k: v for k, v in env.items() if k != "FLUX_REDIS_URL"},
+                          secrets={})
+    local = build_service(plain)
+    try:
+        assert isinstance(local.loader.locks, LocalLocks)
+        assert isinstance(request_meter(plain), Meter)
+    finally:
+        local.close()

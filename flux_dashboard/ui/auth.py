@@ -62,14 +62,14 @@ def audit_log(host: Hosting) -> AuditLog:
 
 
 @st.cache_resource(show_spinner=False)
-def _meter(_cfg_id: str) -> Meter:
+def _meter(cfg_id: str) -> Meter:  # the key: cache dir and shared state
     return request_meter(settings())
 
 
 def meter() -> Meter:
     """The deployment's request counters (a file beside the cache, or Redis)."""
     cfg = settings()
-    return _meter(f"{cfg.cache_dir}|{cfg.redis_url is not None}")
+    return _meter(f"{cfg.cache_dir}|{cfg.shared_id}")
 
 
 def budgets(host: Hosting) -> Budgets:
@@ -181,7 +181,11 @@ def sidebar_identity(session: Session, container: Any) -> None:
     else:
         container.caption(":material/account_circle: Not signed in (no sign-in configured)")
     host = session.hosting
-    usage = meter().usage(session.user)
+    try:
+        usage = meter().usage(session.user)
+    except E.FluxError:  # shared state (Redis) unreachable: said where a load needs it
+        container.caption(":material/speed: API request counters unavailable right now")
+        return
     quota = f" / {host.monthly_quota:,}" if host.monthly_quota else ""
     container.caption(f":material/speed: API requests by this deployment: {usage.today:,} "
                       f"today · {usage.month:,}{quota} this month")

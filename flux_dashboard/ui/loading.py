@@ -148,13 +148,13 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
     if entry is None and cfg.demo:  # the embedded simulator costs nothing: no questions
         spendable = None
     elif entry is None:
-        usage = meter().usage(session.user)
-        spendable = _spendable(host, usage)
         try:
+            usage = meter().usage(session.user)
             estimate = loader.estimate(sensor_id, start, end, server_filters=server)
         except E.FluxError as exc:
             st.error(text(exc), icon=":material/cloud_off:")
             return None
+        spendable = _spendable(host, usage)
         count_requests(session, estimate.spent)
         confirmed = key in st.session_state.get("_flux_confirmed", set())
         refusal = budgets(host).check(usage, estimate.requests)
@@ -298,7 +298,10 @@ def count_requests(session: Any, requests: int) -> None:
     if requests > 0:
         from flux_dashboard.ui.auth import meter
 
-        meter().add(session.user, requests)
+        try:
+            meter().add(session.user, requests)
+        except E.FluxError as exc:  # shared state (Redis) down: the load is not lost for it
+            log.warning("request meter not updated: %s", exc)
 
 
 def progress_text(p: Progress) -> str:

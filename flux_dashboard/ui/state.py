@@ -45,14 +45,14 @@ def settings() -> Settings:
 
 
 @st.cache_resource(show_spinner=False)
-def _service(source_id: str, cache_dir: str) -> Service:
+def _service(source_id: str, cache_dir: str, shared_id: str) -> Service:
     # Keyed by the source id (URL + key fingerprint), never by the key itself.
     return build_service(settings())
 
 
 def service() -> Service:
     cfg = settings()
-    return _service(cfg.source_id, str(cfg.cache_dir))
+    return _service(cfg.source_id, str(cfg.cache_dir), cfg.shared_id)
 
 
 @st.cache_data(ttl=300, show_spinner=False)
