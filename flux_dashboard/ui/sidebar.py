@@ -103,9 +103,17 @@ def sidebar_and_load(session: Session) -> View | None:
         return f"{s.get('full_name') or s.get('name')} · #{i}{mark}"
 
     # Not bound: a bound selectbox would put the (maskable) sensor name in the URL.
-    # Seeded once from ?sensor=<id>, then written back on every run.
+    # Seeded once from ?sensor=<id>, then written back on every run. One widget key
+    # per masking state: the browser keeps showing a picker's old label while its
+    # options stay the same, so the real sensor name stayed on screen after masking
+    # was switched on; a new key redraws the picker, the choice carried over.
+    wkey, other = ("sensor_id_masked", "sensor_id") if mask is not None else ("sensor_id",
+                                                                  "sensor_id_masked")
+    if wkey not in st.session_state and st.session_state.get(other) in by_id:
+        st.session_state[wkey] = st.session_state[other]
+    st.session_state.pop(other, None)
     denied = False
-    if "sensor_id" not in st.session_state or st.session_state.sensor_id not in by_id:
+    if wkey not in st.session_state or st.session_state[wkey] not in by_id:
         wanted = (raw_query.get("sensor") or [""])[-1]
         ok = _SENSOR_ID.fullmatch(wanted) is not None and int(wanted) in by_id
         chosen = int(wanted) if ok else next(iter(by_id))
@@ -122,8 +130,8 @@ def sidebar_and_load(session: Session) -> View | None:
             st.warning(f"Sensor “{text(wanted[:40])}” from the link is not available with "
                        "this key; showing the first sensor instead.",
                        icon=":material/link_off:")
-        st.session_state.sensor_id = chosen
-    sensor_id = sb.selectbox("Sensor", list(by_id), key="sensor_id", format_func=sensor_label)
+        st.session_state[wkey] = chosen
+    sensor_id = sb.selectbox("Sensor", list(by_id), key=wkey, format_func=sensor_label)
     st.query_params["sensor"] = str(sensor_id)
     sensor = by_id[sensor_id]
     tz = sensor.get("timezone") or "UTC"

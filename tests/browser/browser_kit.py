@@ -111,6 +111,9 @@ def rendered_text(page: Page) -> str:
     # st.dataframe draws on a canvas; its accessible mirror table holds the cell text.
     parts += page.locator('[data-testid="stDataFrame"] table').all_text_contents()
     parts += page.locator('[data-testid="stPlotlyChart"] svg text').all_text_contents()
+    # What pickers and text boxes show is their input's value, not text content.
+    parts += [box.input_value() for box in page.locator("input[role=combobox], "
+                                                         "input[type=text]").all()]
     return "\n".join(parts)
 
 
