@@ -517,8 +517,8 @@ def top_remotes(df: pl.DataFrame, top: int = 15, by: str = "bytes") -> pl.DataFr
         for c in ("country_code", "country", "owner", "owner_net")
     )
     return out.select(
-        "ip1", "label", "owner", "owner_net", "country_code", "country", "bytes_in", "bytes_out", "bytes", "flows",
-        "toxic_flows", "devices", "threats", "critical", "members",
+        "ip1", "label", "owner", "owner_net", "country_code", "country", "bytes_in",
+        "bytes_out", "bytes", "flows", "toxic_flows", "devices", "threats", "critical", "members",
     )
 
 
@@ -760,7 +760,8 @@ def top_toxic_remotes(df: pl.DataFrame, top: int = 15) -> pl.DataFrame:
         for c in ("country_code", "country", "owner", "owner_net")
     )
     return out.select(
-        "ip1", "label", "owner", "owner_net", "country_code", "country", "dirs", "flows", "toxic_in", "toxic_out",
+        "ip1", "label", "owner", "owner_net", "country_code", "country", "dirs", "flows",
+        "toxic_in", "toxic_out",
         "toxic_flows", "devices", "threats", "critical", "bytes_in", "bytes_out", "bytes",
         "members",
     )
@@ -824,7 +825,8 @@ def remote_hosts(
         _bytes_total(), threat_label_expr(pl.col("toxic_flows") > 0), critical_expr()
     ).sort(cols, descending=desc)
     return with_owner(with_country(out, "ip1", source=df), "ip1", source=df).select(
-        "ip1", "owner", "owner_net", "country_code", "country", "iso3", "flows", "bytes_in", "bytes_out", "bytes",
+        "ip1", "owner", "owner_net", "country_code", "country", "iso3", "flows", "bytes_in",
+        "bytes_out", "bytes",
         "devices", "toxic_flows", "threats", "critical",
     )
 

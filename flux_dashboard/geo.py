@@ -142,4 +142,5 @@ def with_owner(df: pl.DataFrame, ip_col: str = "ip1", source: pl.DataFrame | Non
         table = source.select(pl.col(ip_col).alias("ip"), *OWNER_COLUMNS).unique("ip")
     else:
         table = owners(df.get_column(ip_col).unique().to_list())
-    return df.drop(OWNER_COLUMNS, strict=False).join(table, left_on=ip_col, right_on="ip", how="left", maintain_order="left")
+    return df.drop(OWNER_COLUMNS, strict=False).join(
+        table, left_on=ip_col, right_on="ip", how="left", maintain_order="left")

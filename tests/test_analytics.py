@@ -464,7 +464,8 @@ def test_remote_hosts_sorts_and_filters():
                          "threats", "critical"]
     assert r["ip1"].to_list() == [AU, US2, US1, PRIV]  # critical, toxic, then bytes
     assert r.row(0, named=True) == {
-        "ip1": AU, "owner": "CLOUDFLARENET", "owner_net": "1.1.1.0/24", "country_code": "AU", "country": "Australia", "iso3": "AUS", "flows": 2,
+        "ip1": AU, "owner": "CLOUDFLARENET", "owner_net": "1.1.1.0/24", "country_code": "AU",
+        "country": "Australia", "iso3": "AUS", "flows": 2,
         "bytes_in": 50, "bytes_out": 0, "bytes": 50, "devices": 2, "toxic_flows": 1,
         "threats": "Trojan horse", "critical": True,
     }
