@@ -133,15 +133,16 @@ def _joined(col: str) -> pl.Expr:
     return pl.col(col).drop_nulls().cast(pl.String).unique().sort()
 
 
-def remote_devices(df: pl.DataFrame, ip: str) -> pl.DataFrame:
+def remote_devices(df: pl.DataFrame, ip: str, tz: str | None = None) -> pl.DataFrame:
     """One row per local device that exchanged flows with ``ip`` (``DEVICE_COLUMNS``).
 
     ``dirs`` is "IN", "OUT" or "IN+OUT"; ``ports`` and ``protocols`` are the
-    distinct values in ascending order; most bytes first.
+    distinct values in ascending order; most bytes first. Contacts are shown in
+    ``tz`` when given (UTC otherwise).
     """
     one = _one(df, ip)
     if one.height == 0:
-        return pl.DataFrame(schema=DEVICE_COLUMNS)
+        return _in_tz(pl.DataFrame(schema=DEVICE_COLUMNS), tz)
     toxic = pl.col("toxic").fill_null(False)
     out = (
         one.group_by("ip0")
@@ -163,7 +164,13 @@ def remote_devices(df: pl.DataFrame, ip: str) -> pl.DataFrame:
         .with_columns((pl.col("bytes_out") + pl.col("bytes_in")).alias("bytes"))
         .sort(["bytes", "ip0"], descending=[True, False])
     )
-    return out.select(DEVICE_COLUMNS.names()).cast(dict(DEVICE_COLUMNS))
+    return _in_tz(out.select(DEVICE_COLUMNS.names()).cast(dict(DEVICE_COLUMNS)), tz)
+
+
+def _in_tz(df: pl.DataFrame, tz: str | None) -> pl.DataFrame:
+    if tz is None:
+        return df
+    return df.with_columns(pl.col("first_contact", "last_contact").dt.convert_time_zone(tz))
 
 
 def remote_regularity(df: pl.DataFrame, ip: str) -> pl.DataFrame:

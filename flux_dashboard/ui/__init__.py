@@ -7,6 +7,7 @@
 - ``widgets``: header, tables, charts, downloads, the evidence pack.
 - ``auth``: the sign-in gate, the session's grant, audit and quota helpers.
 - ``text``: escaping of every echoed value for markdown.
+- ``profile``: the remote-host profile, and tables whose rows open it.
 
 Pages import this package and call ``ui.frame()`` first, then ``ui.*`` helpers.
 """
@@ -14,6 +15,7 @@ Pages import this package and call ``ui.frame()`` first, then ``ui.*`` helpers.
 from flux_dashboard.ui.auth import Session, meter
 from flux_dashboard.ui.frame import PAGES, admin_frame, frame, run_app
 from flux_dashboard.ui.loading import lookback
+from flux_dashboard.ui.profile import profile_table, remote_profile, search_box
 from flux_dashboard.ui.sidebar import hours_text, preset_range
 from flux_dashboard.ui.state import Keyed, View
 from flux_dashboard.ui.text import text
@@ -25,11 +27,12 @@ from flux_dashboard.ui.widgets import (
     human_bytes,
     no_flows,
     only_device,
+    only_remote,
     only_toxic,
     table,
 )
 
 __all__ = ["PAGES", "Keyed", "Session", "View", "admin_frame", "chart", "downloads",
            "evidence_button", "frame", "header", "hours_text", "human_bytes", "lookback",
-           "meter", "no_flows", "only_device", "only_toxic", "preset_range", "run_app", "table",
-           "text"]
+           "meter", "no_flows", "only_device", "only_remote", "only_toxic", "preset_range",
+           "profile_table", "remote_profile", "run_app", "search_box", "table", "text"]
