@@ -47,7 +47,8 @@ with c2:
         shown = shown.filter(pl.any_horizontal(
             pl.col(c).fill_null("").str.to_lowercase().str.contains(needle, literal=True)
             for c in ("ip1", "owner", "country")))
-    st.caption(f"{shown.height:,} of {hosts.height:,} public IPs · {countries.height} countries "
-               "· select a row to open its profile")
+    count = f"{shown.height:,} of {hosts.height:,}" if needle else f"{hosts.height:,}"
+    st.caption(f"{count} public IPs · {countries.height} countries · select a row to open "
+               "its profile")
     ui.profile_table(shown, key="remote_table", masked=view.masked, height=560)
     ui.downloads(view, shown, f"remote-hosts-{view.sensor['id']}", key="remote_dl")
