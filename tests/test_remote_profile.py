@@ -378,3 +378,18 @@ def test_masked_profile_link_keeps_the_owner_and_hides_the_ip(day_rows: list[dic
     assert C2 not in shown and "91.92.240" not in shown
     assert not any(n in shown for n in names)
     assert not set(devices["ip0"]) & {r["ip0"] for r in day_rows}
+
+
+def test_masking_turns_a_real_ip_in_a_link_into_its_alias(day_rows: list[dict]) -> None:
+    """A masked view never keeps the real IP: not in the filter, the URL or the page."""
+    alias = Masker(SECRET).mask_value("public_ip", C2)
+    at = open_link({**fixed_link(), "remote": C2, "mask": "true"})
+    assert subheaders(at) == [f"Remote host {alias}"]
+    assert at.sidebar.text_input(key="remote").value == alias
+    assert at.query_params["remote"] in (alias, [alias])
+    assert "**Owner** LIMENET" in markdown(at)
+    # masking off again: the real address comes back
+    at.sidebar.toggle(key="mask").set_value(False).run()
+    assert not at.exception
+    assert subheaders(at) == [f"Remote host {C2}"]
+    assert at.sidebar.text_input(key="remote").value == C2
