@@ -57,15 +57,17 @@ def check_remote(value: str | None, masked: bool) -> tuple[str | None, str | Non
         addr = ipaddress.ip_address(raw)
     except ValueError:
         return None, f"“{shown}” is not an IP address (example: 91.92.248.153)."
+    # The value as written, not normalised: it is compared with ip1 as the API (or the
+    # masker, whose aliases keep leading zeros: 2001:db8::0a5e:...) spells it.
     if masked:
         if addr.version == 6 and addr in _MASKED_PREFIX:
-            return str(addr), None
+            return raw, None
         return None, (f"“{shown}” is not a masked remote address: with masking on, open a "
                       "profile from a table or a masked link.")
     if not addr.is_global:
         return None, (f"“{shown}” is not a public IP address (it is private or reserved): "
                       "a remote-host profile is for public addresses.")
-    return str(addr), None
+    return raw, None
 
 
 def _one(df: pl.DataFrame, ip: str) -> pl.DataFrame:

@@ -265,12 +265,13 @@ def _mask_remote_filter(mask: Masker | None, from_link: str = "") -> None:
     except ValueError:
         return
     real_of: dict[str, str] = st.session_state.setdefault("_flux_remote_real", {})
+    # As written (not normalised): the frames hold the API's and the masker's spellings.
     if mask is not None and not (addr.version == 6 and addr in _MASKED_PUBLIC):
-        alias = mask.mask_value("public_ip", str(addr))
-        real_of[alias] = str(addr)
+        alias = mask.mask_value("public_ip", value)
+        real_of[alias] = value
         st.session_state["remote"] = alias
-    elif mask is None and str(addr) in real_of:
-        st.session_state["remote"] = real_of[str(addr)]
+    elif mask is None and value in real_of:
+        st.session_state["remote"] = real_of[value]
 
 
 def preset_range(preset: str, now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
