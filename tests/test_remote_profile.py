@@ -395,3 +395,32 @@ def test_masking_turns_a_real_ip_in_a_link_into_its_alias(day_rows: list[dict]) 
     assert not at.exception
     assert subheaders(at) == [f"Remote host {C2}"]
     assert at.sidebar.text_input(key="remote").value == C2
+
+
+def test_search_box_opens_a_profile_and_refuses_the_rest() -> None:
+    at = open_link(fixed_link())
+    assert not any("Remote host" in s for s in subheaders(at))
+    at.text_input(key="rh_profile_search").input("not an ip").run()
+    assert not at.exception
+    assert any("is not an IP address" in plain(w.value) for w in at.warning)
+    assert not any("Remote host" in s for s in subheaders(at))
+    at.text_input(key="rh_profile_search").input(f" {C2} ").run()
+    assert not at.exception
+    assert subheaders(at) == [f"Remote host {C2}"]
+    assert at.sidebar.text_input(key="remote").value == C2
+
+
+def test_look_back_is_fetched_only_when_asked_and_counted_by_hand() -> None:
+    at = open_link({**fixed_link(), "remote": C2})
+    assert not any("Look-back" in plain(c.value) for c in at.caption)
+    at.button_group(key="profile_lookback").set_value(7).run()
+    assert not at.exception
+    assert any("Look-back (7 days before the range): flows of" in plain(c.value)
+               for c in at.caption), [c.value for c in at.caption]
+    start = datetime(FIXED_DAY.year, FIXED_DAY.month, FIXED_DAY.day, tzinfo=PARIS)
+    truth = Simulator(SimulatorConfig(rate_limit_per_min=None))
+    before = [r for r in truth.rows(MAIN, start - timedelta(days=7), start) if r["ip1"] == C2]
+    devices = {r["ip0"] for r in before}
+    assert before
+    assert f"In the 7 days before the range: {len(before):,} flows with {len(devices):,} " \
+        "device(s)" in markdown(at).replace("**", "")
