@@ -424,3 +424,30 @@ def test_look_back_is_fetched_only_when_asked_and_counted_by_hand() -> None:
     assert before
     assert f"In the 7 days before the range: {len(before):,} flows with {len(devices):,} " \
         "device(s)" in markdown(at).replace("**", "")
+
+
+def test_remote_chart_hover_shows_the_owner() -> None:
+    from flux_dashboard import analytics as A
+    from flux_dashboard import charts as C
+
+    fig = C.remote_hosts_fig(A.remote_hosts(profile_rows(), sort_by="bytes"), value="bytes")
+    trace = fig.data[0]
+    assert "Owner: %{customdata[5]}" in trace.hovertemplate
+    owners = {row[1]: row[5] for row in trace.customdata}  # (label text, ..., owner, ...)
+    # C2: 1630 bytes; 8.8.4.4: 79; 8.8.8.8: 55 -> three bars, each with its owner
+    assert sorted(owners.values()) == ["GOOGLE", "GOOGLE", "LIMENET"]
+
+
+def test_toxic_search_finds_rows_by_owner(day_rows: list[dict]) -> None:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.secrets["FLUX_APPTEST"] = "1"
+    for k, v in fixed_link().items():
+        at.query_params[k] = v
+    at.run()
+    at.switch_page("pages/4_toxic.py").run()
+    at.text_input(key="toxic_search").input("limenet").run()  # LIMENET, any case
+    assert not at.exception
+    table = table_with(at, {"time", "ip1", "owner", "threats"})
+    expected = [r for r in day_rows if r["toxic"] and r["ip1"] == C2]
+    assert len(table) == len(expected) > 0
+    assert set(table["ip1"]) == {C2} and set(table["owner"]) == {"LIMENET"}
