@@ -52,20 +52,21 @@ def check_remote(value: str | None, masked: bool) -> tuple[str | None, str | Non
     raw = (value or "").strip()
     if not raw:
         return None, "Enter a public IP address (example: 91.92.248.153)."
-    shown = raw[:60]
+    # Masked, what was typed is never echoed: it may be an original address.
+    shown = "That" if masked else f"“{raw[:60]}”"
     try:
         addr = ipaddress.ip_address(raw)
     except ValueError:
-        return None, f"“{shown}” is not an IP address (example: 91.92.248.153)."
+        return None, f"{shown} is not an IP address (example: 91.92.248.153)."
     # The value as written, not normalised: it is compared with ip1 as the API (or the
     # masker, whose aliases keep leading zeros: 2001:db8::0a5e:...) spells it.
     if masked:
         if addr.version == 6 and addr in _MASKED_PREFIX:
             return raw, None
-        return None, (f"“{shown}” is not a masked remote address: with masking on, open a "
+        return None, (f"{shown} is not a masked remote address: with masking on, open a "
                       "profile from a table or a masked link.")
     if not addr.is_global:
-        return None, (f"“{shown}” is not a public IP address (it is private or reserved): "
+        return None, (f"{shown} is not a public IP address (it is private or reserved): "
                       "a remote-host profile is for public addresses.")
     return raw, None
 

@@ -451,3 +451,19 @@ def test_toxic_search_finds_rows_by_owner(day_rows: list[dict]) -> None:
     expected = [r for r in day_rows if r["toxic"] and r["ip1"] == C2]
     assert len(table) == len(expected) > 0
     assert set(table["ip1"]) == {C2} and set(table["owner"]) == {"LIMENET"}
+
+
+def test_masked_search_opens_the_alias_and_never_echoes_what_was_typed() -> None:
+    alias = Masker(SECRET).mask_value("public_ip", C2)
+    at = open_link({**fixed_link(), "mask": "true"})
+    at.text_input(key="rh_profile_search").input("192.168.1.102").run()
+    assert not at.exception
+    shown = [plain(w.value) for w in at.warning]
+    assert any("That is not a masked remote address" in w for w in shown), shown
+    assert not any("192.168.1.102" in w for w in shown)
+    assert at.text_input(key="rh_profile_search").value == ""
+    at.text_input(key="rh_profile_search").input(C2).run()
+    assert not at.exception
+    assert subheaders(at) == [f"Remote host {alias}"]
+    assert at.sidebar.text_input(key="remote").value == alias
+    assert at.text_input(key="rh_profile_search").value == ""

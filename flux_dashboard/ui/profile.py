@@ -70,12 +70,18 @@ def search_box(view: View) -> None:
     """The page's "open a profile" box: a valid public IP sets the Remote IP filter."""
     def searched() -> None:
         value = st.session_state.get(SEARCH_KEY, "")
-        ip, problem = P.check_remote(value, view.masked)
+        ip, problem = P.check_remote(value, False)
+        if ip is not None and view.masked:  # a real public IP: open its alias
+            alias = masker(view.settings).mask_value("public_ip", ip)
+            st.session_state.setdefault("_flux_remote_real", {})[alias] = ip
+            ip = alias
+        elif view.masked:
+            ip, problem = P.check_remote(value, True)
+        st.session_state[SEARCH_KEY] = ""  # masked, a typed address must not stay shown
         if ip is None:
             st.session_state[_PROBLEM] = problem
             return
         st.session_state.pop(_PROBLEM, None)
-        st.session_state[SEARCH_KEY] = ""
         _open(ip)
 
     st.text_input("Open a remote host's profile", key=SEARCH_KEY, on_change=searched,
