@@ -15,7 +15,9 @@
    hunting, plus Streamlit's serialisation of figures and tables; without a
    filter (a page switch) and with ``direction = OUT`` (a filter change,
    including the filter itself). Target: under 2 s per page.
-3. A Markdown summary, printed and written to ``bench-output/results.md``.
+3. **Owners**: the owner (ASN) look-up of the dense month's remote IPs, once
+   per distinct IP as the app does it, cold and warm, against a look-up per row.
+4. A Markdown summary, printed and written to ``bench-output/results.md``.
 
 Machines are shared and noisy, so figures come as ratios against a baseline
 measured in the same run, next to the raw numbers. Each phase runs in its own
@@ -93,7 +95,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fresh-cache", action="store_true",
                    help="delete the dense cache first (measures the cold dense load)")
     p.add_argument("--skip", action="append", default=[],
-                   choices=["http", "cold", "render", "replicas"],
+                   choices=["http", "cold", "render", "owners", "replicas"],
                    help="leave a part out (repeatable)")
     p.add_argument("--phase", help=argparse.SUPPRESS)  # internal: run one phase
     p.add_argument("--result-file", help=argparse.SUPPRESS)
@@ -261,7 +263,7 @@ def render_notes(load: dict, render: dict) -> list[str]:
         f"- Baseline for the ratios: a plain `frame.filter(dir == OUT).height` on the window "
         f"= {render['baseline_s'] * 1000:.1f} ms. Reading it from the disk cache: "
         f"{_s(render['read_s'])} ({_ratio(render['read_s'], render['baseline_s'])}); "
-        f"adding countries once per load: {_s(render['prepare_s'])}.",
+        f"adding countries and owners once per load: {_s(render['prepare_s'])}.",
         f"- Peak RSS: dense-load phase {load['peak_rss_mb']:,.0f} MB; render "
         f"{render['peak_rss_mb']:,.0f} MB (month read and prepared: "
         f"{render['rss_loaded_mb']:,.0f} MB). Flux requests while rendering: "
@@ -279,6 +281,16 @@ def page_breakdown(render: dict) -> list[str]:
                          f"{r['serialize_s']:9.2f}  {total:6.2f} {r['max_s']:6.2f}  "
                          f"{r['bytes'] / 1e6:5.1f} MB")
     return lines
+
+
+def owner_lines(o: dict) -> list[str]:
+    return [
+        f"- {o['distinct_ips']:,} distinct remote IPs: owners looked up once per distinct IP "
+        f"in {_s(o['cold_s'])} cold (first load of a process), {_s(o['warm_s'])} warm "
+        f"(memoised); one look-up per row would take about {_s(o['per_row_estimate_s'])}.",
+        f"- The Country + ASN database loads once per process in {_s(o['db_load_s'])}; "
+        f"peak RSS of this phase {o['peak_rss_mb']:,.0f} MB (flux requests: {o['requests']}).",
+    ]
 
 
 # --------------------------------------------------------------------------- main
@@ -340,10 +352,17 @@ def main(argv: list[str] | None = None) -> int:
                    *render_tables(load, render), "", *render_notes(load, render), ""]
         print("\n" + "\n".join(page_breakdown(render)), flush=True)
 
+    if "owners" not in args.skip:
+        print(f"\n## 3. Owner (ASN) look-ups on {plan.dense_window[0]}", flush=True)
+        owners = run_phase("owners", argv)
+        results["owners"] = owners
+        report += [f"### Owner (ASN) look-ups ({owners['label']}, {owners['rows']:,} rows)", "",
+                   *owner_lines(owners), ""]
+
     if "replicas" not in args.skip:
         from . import replicas
 
-        print("\n## 3. Two replicas + the sync worker on one Redis (separate processes)",
+        print("\n## 4. Two replicas + the sync worker on one Redis (separate processes)",
               flush=True)
         rate, days = (6000, 3) if args.quick else (600, 30)
         rep = replicas.run(rate=rate, days=days)

@@ -7,6 +7,8 @@
   the pages look back at) through the loader and the in-process simulator.
 * ``render``: the server time of every page on that cached month, without and
   with a filter.
+* ``owners``: the owner (ASN) look-up of that month's remote IPs, once per
+  distinct IP, cold (first load of a process) and warm.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from pathlib import Path
 
 import polars as pl
 
+from flux_dashboard import geo
 from flux_dashboard import simulator as simulator_module
 from flux_dashboard.client import Client
 from flux_dashboard.config import Secret, Settings
 from flux_dashboard.filters import Filters
-from flux_dashboard.geo import with_country
+from flux_dashboard.geo import with_country, with_owner
 from flux_dashboard.loader import Loader, iso
 from flux_dashboard.schema import NATURAL_KEY, to_frame
 from flux_dashboard.simulator import Simulator, SimulatorConfig
@@ -303,7 +306,8 @@ def render_phase(plan: Plan) -> dict:
     if result.flux_requests:
         raise RuntimeError("the dense month is not in the disk cache: run the dense_load phase")
     t0 = time.perf_counter()
-    base = with_country(result.frame, "ip1")  # ui._prepare, once per load
+    # ui.loading.prepare, once per load
+    base = with_owner(with_country(result.frame, "ip1"), "ip1")
     prepare_s = time.perf_counter() - t0
     rss_loaded = peak_rss_mb()
 
@@ -342,5 +346,32 @@ def render_phase(plan: Plan) -> dict:
     return out
 
 
+def owners_phase(plan: Plan) -> dict:
+    """Owner look-ups on the cached dense month, as ``ui.loading.prepare`` does them."""
+    sim = _dense_sim(plan)
+    loader = _dense_loader(plan, sim)
+    label, start, end = plan.dense_window
+    result = loader.load(SENSOR, start, end)
+    t0 = time.perf_counter()
+    geo._db()  # the database load, once per process (shared with the country look-up)
+    db_s = time.perf_counter() - t0
+    frame = with_country(result.frame, "ip1")
+    distinct = frame["ip1"].n_unique()
+    geo.owner.cache_clear()
+    t0 = time.perf_counter()
+    with_owner(frame, "ip1")
+    cold_s = time.perf_counter() - t0
+    warm_s = _median_time(lambda: with_owner(frame, "ip1"), max(3, plan.repeats))
+    t0 = time.perf_counter()
+    per_row = [geo._db().lookup(ip).asn_name for ip in frame["ip1"].head(100_000).to_list()]
+    per_row_s = (time.perf_counter() - t0) * frame.height / min(frame.height, 100_000)
+    out = {"label": label, "rows": frame.height, "distinct_ips": distinct, "db_load_s": db_s,
+           "cold_s": cold_s, "warm_s": warm_s, "per_row_estimate_s": per_row_s,
+           "requests": result.flux_requests, "peak_rss_mb": peak_rss_mb()}
+    assert len(per_row) == min(frame.height, 100_000)
+    loader.client.close()
+    return out
+
+
 PHASES = {"http": http_phase, "cold": cold_phase, "dense_load": dense_load_phase,
-          "render": render_phase}
+          "render": render_phase, "owners": owners_phase}

@@ -31,7 +31,7 @@ from datetime import date, datetime
 
 import polars as pl
 
-from flux_dashboard.geo import with_country
+from flux_dashboard.geo import with_country, with_owner
 from flux_dashboard.schema import CRITICAL_THREATS, THREAT_FLAGS, THREATS
 
 OTHERS = "Others"
@@ -636,8 +636,9 @@ def device_table(df: pl.DataFrame, tz: str | None = None) -> pl.DataFrame:
 
 
 def top_remotes(df: pl.DataFrame, top: int = 15, by: str = "bytes") -> pl.DataFrame:
-    """ip1, label, country_code, country, bytes_in, bytes_out, bytes, flows, toxic_flows,
-    devices, threats, critical, members (Others row last; its country is null)."""
+    """ip1, label, owner, owner_net, country_code, country, bytes_in, bytes_out, bytes, flows,
+    toxic_flows, devices, threats, critical, members (Others row last; its country and owner
+    are null)."""
     _check("by", by, _BY_VOLUME)
     agg = df.group_by("ip1").agg(
         *_volume_aggs(),
@@ -652,13 +653,13 @@ def top_remotes(df: pl.DataFrame, top: int = 15, by: str = "bytes") -> pl.DataFr
     out = out.with_columns(
         threat_label_expr(pl.col("toxic_flows") > 0), critical_expr(), pl.col("ip1").alias("label")
     )
-    out = with_country(out, "ip1", source=df).with_columns(
+    out = with_owner(with_country(out, "ip1", source=df), "ip1", source=df).with_columns(
         pl.when(pl.col("ip1") == OTHERS).then(None).otherwise(pl.col(c)).alias(c)
-        for c in ("country_code", "country")
+        for c in ("country_code", "country", "owner", "owner_net")
     )
     return out.select(
-        "ip1", "label", "country_code", "country", "bytes_in", "bytes_out", "bytes", "flows",
-        "toxic_flows", "devices", "threats", "critical", "members",
+        "ip1", "label", "owner", "owner_net", "country_code", "country", "bytes_in",
+        "bytes_out", "bytes", "flows", "toxic_flows", "devices", "threats", "critical", "members",
     )
 
 
@@ -872,7 +873,7 @@ def toxic_out_devices(df: pl.DataFrame, tz: str | None = None) -> pl.DataFrame:
 def top_toxic_remotes(df: pl.DataFrame, top: int = 15) -> pl.DataFrame:
     """Toxic remote hosts by toxic flows (Others last).
 
-    ip1, label, country_code, country, dirs ("IN", "OUT" or "IN, OUT"), flows,
+    ip1, label, owner, owner_net, country_code, country, dirs ("IN", "OUT" or "IN, OUT"), flows,
     toxic_in, toxic_out, toxic_flows (= flows: every one is toxic), devices, threats, critical,
     bytes_in, bytes_out, bytes, members.
     """
@@ -895,12 +896,13 @@ def top_toxic_remotes(df: pl.DataFrame, top: int = 15) -> pl.DataFrame:
         threat_label_expr(pl.lit(True)), critical_expr(), pl.col("ip1").alias("label"),
         pl.col("flows").alias("toxic_flows"),
     )
-    out = with_country(out, "ip1", source=df).with_columns(
+    out = with_owner(with_country(out, "ip1", source=df), "ip1", source=df).with_columns(
         pl.when(pl.col("ip1") == OTHERS).then(None).otherwise(pl.col(c)).alias(c)
-        for c in ("country_code", "country")
+        for c in ("country_code", "country", "owner", "owner_net")
     )
     return out.select(
-        "ip1", "label", "country_code", "country", "dirs", "flows", "toxic_in", "toxic_out",
+        "ip1", "label", "owner", "owner_net", "country_code", "country", "dirs", "flows",
+        "toxic_in", "toxic_out",
         "toxic_flows", "devices", "threats", "critical", "bytes_in", "bytes_out", "bytes",
         "members",
     )
@@ -909,14 +911,14 @@ def top_toxic_remotes(df: pl.DataFrame, top: int = 15) -> pl.DataFrame:
 def toxic_flow_table(df: pl.DataFrame, tz: str | None = None) -> pl.DataFrame:
     """Toxic rows only, newest first.
 
-    time (start_of_hour), device_name, ip0, ip1, dir, protocol, port, bytes_in,
+    time (start_of_hour), device_name, ip0, ip1, owner, dir, protocol, port, bytes_in,
     bytes_out, occurrences, threats ("Unqualified" when no flag), filtered, critical.
     """
     return (
-        df.filter(_toxic())
+        with_owner(df.filter(_toxic()), "ip1")
         .select(
             pl.col("start_of_hour").alias("time"),
-            "device_name", "ip0", "ip1", "dir", "protocol", "port",
+            "device_name", "ip0", "ip1", "owner", "dir", "protocol", "port",
             pl.col("in_bytes").alias("bytes_in"),
             pl.col("out_bytes").alias("bytes_out"),
             "occurrences",
@@ -944,8 +946,8 @@ _REMOTE_SORTS = {
 def remote_hosts(
     df: pl.DataFrame, direction: str = "all", sort_by: str = "threat"
 ) -> pl.DataFrame:
-    """One row per public IP: ip1, country_code, country, iso3, flows, bytes_in, bytes_out,
-    bytes, devices, toxic_flows, threats, critical.
+    """One row per public IP: ip1, owner, owner_net, country_code, country, iso3, flows,
+    bytes_in, bytes_out, bytes, devices, toxic_flows, threats, critical.
 
     ``direction``: "all", "IN" or "OUT"; ``sort_by``: "threat" (critical, then toxic
     flows, then bytes), "bytes" or "flows".
@@ -963,8 +965,9 @@ def remote_hosts(
     out = agg.with_columns(
         _bytes_total(), threat_label_expr(pl.col("toxic_flows") > 0), critical_expr()
     ).sort(cols, descending=desc)
-    return with_country(out, "ip1", source=df).select(
-        "ip1", "country_code", "country", "iso3", "flows", "bytes_in", "bytes_out", "bytes",
+    return with_owner(with_country(out, "ip1", source=df), "ip1", source=df).select(
+        "ip1", "owner", "owner_net", "country_code", "country", "iso3", "flows", "bytes_in",
+        "bytes_out", "bytes",
         "devices", "toxic_flows", "threats", "critical",
     )
 

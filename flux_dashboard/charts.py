@@ -727,6 +727,7 @@ def remote_hosts_fig(
         for ip, c, t in zip(ips, cc, toxic, strict=True)
     ]
     extra = [
+        ("Owner", safe_text([str(v or "") for v in _col(frame, "owner")])),
         ("Country", safe_text([str(v or "") for v in _col(frame, "country")])),
         ("Devices", [str(v) if v is not None else "" for v in _col(frame, "devices")]),
         ("Threats", safe_text([str(v or "") for v in _col(frame, "threats")])),

@@ -1,12 +1,22 @@
-"""Offline country lookup for public IPs (geoip2fast, no network at run time).
+"""Offline country and owner (ASN) lookup for public IPs (geoip2fast, no network).
 
-The database is loaded once per process (about 0.05 s, 27 MiB) and lookups are
-memoised per IP: a month of flows has a few thousand distinct remotes, not
-millions, so we look up the distinct values and join back.
+The database is loaded once per process and lookups are memoised per IP: a
+month of flows has a few thousand distinct remotes, not millions, so we look
+up the distinct values and join back.
+
+One database file serves both lookups: ``geoip2fast-asn-ipv6.dat.gz`` (bundled
+with geoip2fast 1.2.2: MaxMind GeoLite2 Country + ASN, IPv4 and IPv6, June
+2024). geoip2fast keeps its tables in module globals, so a second instance
+with another file would replace the first one's data for the whole process:
+the country-only file must not be loaded beside it. Its country answers are
+the same as the country-only file's (checked on 20,000 random IPv4s); it takes
+about 0.3 s longer to load and some 60 MiB more memory (0.46 s and 111 MiB
+against 0.17 s and 49 MiB, measured on the 2-CPU dev machine).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 from collections.abc import Iterable
@@ -20,14 +30,25 @@ GEO_SCHEMA = pl.Schema(
     {"ip": pl.String, "country_code": pl.String, "country": pl.String, "iso3": pl.String}
 )
 UNKNOWN = ("--", "Unknown", None)
+# The organisation that owns the address (its ASN name) and the announced network.
+OWNER_SCHEMA = pl.Schema({"ip": pl.String, "owner": pl.String, "owner_net": pl.String})
+OWNER_COLUMNS = ("owner", "owner_net")
+PRIVATE_OWNER = "Private network"
+RESERVED_OWNER = "Reserved address"
+UNKNOWN_OWNER = "Unknown owner"
+DB_FILE = "geoip2fast-asn-ipv6.dat.gz"
+_PRIVATE_NETS = [ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
+    "fc00::/7", "fe80::/10")]
 
 
 @cache
 def _db():
     from geoip2fast import GeoIP2Fast
 
-    # The IPv4+IPv6 country file: remote hosts may be IPv6.
-    return GeoIP2Fast(geoip2fast_data_file="geoip2fast-ipv6.dat.gz")
+    # Country + ASN, IPv4 + IPv6 (remote hosts may be IPv6). The only file loaded:
+    # see the module docstring.
+    return GeoIP2Fast(geoip2fast_data_file=DB_FILE)
 
 
 @cache
@@ -70,3 +91,57 @@ def with_country(df: pl.DataFrame, ip_col: str = "ip1", prefix: str = "",
         geo = countries(df.get_column(ip_col).unique().to_list())
     geo = geo.rename({c: f"{prefix}{c}" for c in cols})
     return df.join(geo, left_on=ip_col, right_on="ip", how="left", maintain_order="left")
+
+
+@cached(cache=LRUCache(maxsize=200_000), lock=threading.Lock())
+def owner(ip: str) -> tuple[str, str | None]:
+    """(organisation, network) owning an IP, from the bundled ASN data.
+
+    ``("GOOGLE", "8.8.8.0/24")`` for 8.8.8.8. Addresses that no organisation
+    announces say what they are instead: ``PRIVATE_OWNER`` (RFC 1918, CGNAT,
+    link-local, ULA), ``RESERVED_OWNER`` (loopback, multicast, documentation,
+    class E...) or ``UNKNOWN_OWNER`` (not in the data, or not an IP); their
+    network is None.
+    """
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return UNKNOWN_OWNER, None
+    if any(addr in net for net in _PRIVATE_NETS if net.version == addr.version):
+        return PRIVATE_OWNER, None
+    try:
+        r = _db().lookup(str(addr))
+    except Exception:  # geoip2fast raises on some input instead of its sentinel
+        return UNKNOWN_OWNER, None
+    if r.is_private or not addr.is_global:
+        return RESERVED_OWNER, None
+    name = (r.asn_name or "").strip()
+    if not name:
+        return UNKNOWN_OWNER, None
+    return name, (r.asn_cidr or None)
+
+
+def owners(ips: Iterable[str | None]) -> pl.DataFrame:
+    """One row per distinct IP with its owner (``OWNER_SCHEMA``)."""
+    distinct = sorted({ip for ip in ips if ip})
+    rows = [(ip, *owner(ip)) for ip in distinct]
+    return pl.DataFrame(rows, schema=OWNER_SCHEMA, orient="row")
+
+
+def with_owner(df: pl.DataFrame, ip_col: str = "ip1", source: pl.DataFrame | None = None
+               ) -> pl.DataFrame:
+    """Add ``owner`` and ``owner_net`` columns for ``ip_col`` (see ``with_country``).
+
+    When ``df`` or ``source`` (the prepared flow frame) already carries them,
+    they are reused: after masking ``ip1`` holds aliases, and ``owner_net`` was
+    emptied by the masker (a network would narrow the masked IP down).
+    Otherwise the distinct IPs are looked up.
+    """
+    if set(OWNER_COLUMNS) <= set(df.columns):
+        return df
+    if source is not None and set(OWNER_COLUMNS) <= set(source.columns):
+        table = source.select(pl.col(ip_col).alias("ip"), *OWNER_COLUMNS).unique("ip")
+    else:
+        table = owners(df.get_column(ip_col).unique().to_list())
+    return df.drop(OWNER_COLUMNS, strict=False).join(
+        table, left_on=ip_col, right_on="ip", how="left", maintain_order="left")

@@ -36,7 +36,7 @@ from flux_dashboard.analytics import (
     human_bytes,
     threat_label_expr,
 )
-from flux_dashboard.geo import with_country
+from flux_dashboard.geo import OWNER_COLUMNS, with_country, with_owner
 from flux_dashboard.schema import UTC_US
 
 UNQUALIFIED = "Unqualified"  # same wording as analytics.threat_label_expr
@@ -92,12 +92,14 @@ def _latest_name() -> pl.Expr:
 
 
 def _add_country(df: pl.DataFrame, source: pl.DataFrame) -> pl.DataFrame:
-    """Countries of ``ip1``, reused from the flow frame ``source`` when it has them."""
+    """Countries and owners of ``ip1``, reused from the flow frame ``source`` when it
+    has them."""
     if df.height == 0:
         return df.with_columns(
-            pl.lit(None, pl.String).alias("country_code"), pl.lit(None, pl.String).alias("country")
+            pl.lit(None, pl.String).alias("country_code"), pl.lit(None, pl.String).alias("country"),
+            *(pl.lit(None, pl.String).alias(c) for c in OWNER_COLUMNS)
         )
-    return with_country(df, "ip1", source=source).drop("iso3")
+    return with_owner(with_country(df, "ip1", source=source).drop("iso3"), "ip1", source=source)
 
 
 def _valid_hours(hno_hours: Iterable[int] | None) -> list[int]:
@@ -222,6 +224,7 @@ FIRST_SEEN_COLUMNS = pl.Schema(
         "ip0": pl.String,
         "device_name": pl.String,
         "ip1": pl.String,
+        "owner": pl.String,
         "country_code": pl.String,
         "country": pl.String,
         "first_contact": UTC_US,
@@ -277,6 +280,7 @@ STORYLINE_COLUMNS = pl.Schema(
         "ip0": pl.String,
         "device_name": pl.String,
         "ip1": pl.String,
+        "owner": pl.String,
         "country_code": pl.String,
         "country": pl.String,
         "dirs": pl.String,
@@ -515,6 +519,7 @@ NEW_COUNTRIES_COLUMNS = pl.Schema(
 NEW_TOXIC_COLUMNS = pl.Schema(
     {
         "ip1": pl.String,
+        "owner": pl.String,
         "country_code": pl.String,
         "country": pl.String,
         "devices": pl.UInt32,

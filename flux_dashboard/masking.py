@@ -29,9 +29,11 @@ permutation of 26 bits, so two local IPs can never share an alias, and the
 alias lies in 240.0.0.0/6, which no host or LAN uses. Hash-based aliases are
 collision-free in practice for IPs (64 bits; ``aliases`` raises rather than
 merge two IPs); a name or vendor collision would only merge two labels, never
-two devices, since analyses key on IPs. Countries are derived before masking
-and are left alone, as are flags such as ``is_critical`` and
-``device_category``.
+two devices, since analyses key on IPs. Countries and owners (the ASN's
+organisation) are derived before masking and are left alone, as are flags
+such as ``is_critical`` and ``device_category``; the owner's network
+(``owner_net``, e.g. 8.8.8.0/24) would narrow a masked IP down, so it is
+emptied (``HIDDEN_WHEN_MASKED``).
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ DEFAULT_COLUMNS: dict[str, str] = {
     "netbios": "name",
     "vendor": "vendor",
 }
+
+# Columns that are not identifiers themselves but would narrow one down: emptied.
+HIDDEN_WHEN_MASKED = ("owner_net",)
 
 
 class Masker:
@@ -153,6 +158,9 @@ class Masker:
         """
         columns = dict(DEFAULT_COLUMNS if columns is None else columns)
         present = {c: k for c, k in columns.items() if c in df.columns}
+        hidden = [c for c in HIDDEN_WHEN_MASKED if c in df.columns]
+        if hidden:
+            df = df.with_columns(pl.lit(None, df.schema[c]).alias(c) for c in hidden)
         if not present:
             return df
         by_kind: dict[str, set[str]] = {}

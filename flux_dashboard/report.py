@@ -196,8 +196,10 @@ def _report_html(
     filters_description: str, digest_text: str, figures: Mapping[str, go.Figure],
     storylines: pl.DataFrame, generated_text: str, device_text: str | None,
     carbon_g_per_gb: float = DEFAULT_CARBON_G_PER_GB,
+    remote_text: str | None = None,
 ) -> str:
-    title = f"Evidence pack – {sensor_name}" + (f" – {device_text}" if device_text else "")
+    title = (f"Evidence pack – {sensor_name}" + (f" – {device_text}" if device_text else "")
+             + (f" – {remote_text}" if remote_text else ""))
     kpis = "".join(
         f'<div class="kpi"><div class="v">{_e(v)}</div><div class="l">{_e(k)}</div></div>'
         for k, v in _kpis(flows, tz)
@@ -216,14 +218,15 @@ def _report_html(
     pct: Formatter = lambda v: f"{v:.2f}"  # noqa: E731
     toxic_table = _table(_top_toxic(flows, tz), [
         ("local_hour", f"Hour ({tz})", None), ("device_name", "Device", None),
-        ("ip0", "Local IP", None), ("ip1", "Remote IP", None), ("country", "Country", None),
-        ("dir", "Dir", None), ("protocol", "Protocol", None), ("port", "Port", None),
+        ("ip0", "Local IP", None), ("ip1", "Remote IP", None), ("owner", "Owner", None),
+        ("country", "Country", None), ("dir", "Dir", None), ("protocol", "Protocol", None),
+        ("port", "Port", None),
         ("occurrences", "Sessions", None), ("out_bytes", "Out", hb), ("in_bytes", "In", hb),
         ("threats", "Threats", None),
     ])
     story_table = _table(storylines.head(TOP_ROWS), [
         ("device_name", "Device", None), ("ip0", "Local IP", None), ("ip1", "Remote IP", None),
-        ("country", "Country", None), ("dirs", "Dir", None),
+        ("owner", "Owner", None), ("country", "Country", None), ("dirs", "Dir", None),
         ("first_contact", f"First contact ({tz})", ts),
         ("last_contact", f"Last contact ({tz})", ts), ("hours_active", "Hours active", None),
         ("bytes_out", "Out", hb), ("bytes_in", "In", hb), ("threats", "Threats", None),
@@ -234,6 +237,7 @@ def _report_html(
         f"Sensor: {sensor_name}",
         f"Range: {range_text}",
         *([f"Device: {device_text}"] if device_text else []),
+        *([f"Remote host: {remote_text}"] if remote_text else []),
         f"Filters: {filters_description or 'none'}",
         f"Generated: {generated_text}",
     ]
@@ -269,12 +273,14 @@ def _report_html(
 def _readme(
     *, sensor_name: str, range_text: str, filters_description: str, generated_text: str,
     device_text: str | None, n_flows: int, n_toxic: int, n_story: int, figures: list[str],
+    remote_text: str | None = None,
 ) -> str:
     lines = [
         f"Evidence pack - {sensor_name}",
         "",
         f"Range:     {range_text}",
         *([f"Device:    {device_text}"] if device_text else []),
+        *([f"Remote:    {remote_text}"] if remote_text else []),
         f"Filters:   {filters_description or 'none'}",
         f"Generated: {generated_text}",
         "",
@@ -314,6 +320,7 @@ def evidence_pack(
     generated_at: datetime,
     device: str | None = None,
     carbon_g_per_gb: float = DEFAULT_CARBON_G_PER_GB,
+    remote: str | None = None,
 ) -> bytes:
     """Build the evidence-pack zip (see the module docstring) and return its bytes.
 
@@ -322,7 +329,18 @@ def evidence_pack(
     the header names it; figures are used as given. ``carbon_g_per_gb`` is the
     cybercarbon factor (the ``FLUX_CARBON_G_PER_GB`` setting). Pass frames already
     masked when demo masking is on: nothing here looks at the raw data again.
+    With ``remote`` (an ip1), the same for one remote host: its flows, its
+    storylines, and its owner in the header.
     """
+    if remote is not None:
+        flows = flows.filter(pl.col("ip1") == remote)
+        if "ip1" in storylines.columns:
+            storylines = storylines.filter(pl.col("ip1") == remote)
+    remote_text = None
+    if remote is not None:
+        owners = (flows.get_column("owner").drop_nulls()
+                  if flows.height and "owner" in flows.columns else None)
+        remote_text = remote + (f" ({owners[0]})" if owners is not None and len(owners) else "")
     if device is not None:
         flows = flows.filter(pl.col("ip0") == device)
         if "ip0" in storylines.columns:
@@ -341,12 +359,13 @@ def evidence_pack(
         filters_description=filters_description, digest_text=digest_text, figures=figures,
         storylines=storylines, generated_text=generated_text, device_text=device_text,
         carbon_g_per_gb=carbon_g_per_gb,
+        remote_text=remote_text,
     )
     readme = _readme(
         sensor_name=sensor_name, range_text=range_text,
         filters_description=filters_description, generated_text=generated_text,
         device_text=device_text, n_flows=flows.height, n_toxic=toxic.height,
-        n_story=storylines.height, figures=list(figures),
+        n_story=storylines.height, figures=list(figures), remote_text=remote_text,
     )
     stamp = _aware(generated_at).astimezone(UTC).timetuple()[:6]
     stamp = max(stamp, (1980, 1, 1, 0, 0, 0))  # zip cannot store earlier dates

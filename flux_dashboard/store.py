@@ -238,6 +238,25 @@ class Store:
                 out[start + timedelta(hours=int(h))] = int(counts.get(int(h), 0))
         return out
 
+    def columns_by_day(self, source_id: str, sensor_id: int, fkey: str,
+                       columns: Iterable[str]) -> Iterator[pl.DataFrame]:
+        """These columns of every cached day file, oldest day first.
+
+        For look-ups across the whole cache (a remote's first contact): reads
+        no more than the columns asked, validates nothing, and skips any file it
+        cannot read.
+        """
+        base = self._dir(source_id, sensor_id, fkey)
+        try:
+            paths = sorted(f for f in base.glob("*.parquet") if not f.name.startswith("."))
+        except OSError:
+            return
+        for path in paths:
+            try:
+                yield pl.read_parquet(path, columns=list(columns))
+            except Exception:  # absent, damaged or unreadable: the look-up does without it
+                continue
+
     def _read_checked(self, path: Path) -> dict[int, float]:
         try:
             meta = pl.read_parquet_metadata(path)

@@ -43,8 +43,8 @@ with c2:
 st.subheader("Toxic flow table", anchor=False)
 table = view.compute(A.toxic_flow_table, view.tz)
 c1, c2, c3 = st.columns([2, 1, 1])
-search = c1.text_input("Search device, IP or threat", key="toxic_search",
-                       placeholder="e.g. Command center, a device name or an IP")
+search = c1.text_input("Search device, IP, owner or threat", key="toxic_search",
+                       placeholder="e.g. Command center, a device name, an IP or OVH")
 only_critical = c2.toggle("Critical threats only", key="toxic_critical")
 only_unfiltered = c3.toggle("Not blocked by the sensor", key="toxic_unblocked")
 shown = table
@@ -52,12 +52,14 @@ if search.strip():
     needle = search.strip().lower()
     shown = shown.filter(pl.any_horizontal(
         pl.col(c).cast(pl.String).str.to_lowercase().str.contains(needle, literal=True)
-        for c in ("device_name", "ip0", "ip1", "threats", "protocol")))
+        for c in ("device_name", "ip0", "ip1", "owner", "threats", "protocol")))
 if only_critical:
     shown = shown.filter(pl.col("critical"))
 if only_unfiltered:
     shown = shown.filter(~pl.col("filtered"))
 st.caption(f"{shown.height:,} of {table.height:,} toxic flows · newest first · click a header "
-           "to sort · the downloads hold exactly these rows")
-ui.table(shown, key="toxic_table", height=min(520, 38 + 35 * max(shown.height, 1)))
+           "to sort · select a row to open its remote host's profile · the downloads hold "
+           "exactly these rows")
+ui.profile_table(shown, key="toxic_table", masked=view.masked,
+                 height=min(520, 38 + 35 * max(shown.height, 1)))
 ui.downloads(view, shown, f"toxic-flows-{view.sensor['id']}-{view.start:%Y%m%d%H}", key="toxic_dl")

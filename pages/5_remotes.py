@@ -1,14 +1,25 @@
-"""Remote hosts: public IPs by country on an offline map, sortable by threat, volume, count."""
+"""Remote hosts: public IPs by country on an offline map, sortable by threat, volume, count;
+with a public IP chosen (a table row, ``?remote=IP`` or the search box), its profile."""
 
+import polars as pl
 import streamlit as st
 
 from flux_dashboard import analytics as A
 from flux_dashboard import charts as C
 from flux_dashboard import ui
+from flux_dashboard.remote_profile import check_remote
 
 view = ui.frame()
 ui.header(view, "Remote hosts")
 ui.guide(view, "remotes")
+ui.search_box(view)
+if view.filters.remote_ip:
+    ip, problem = check_remote(view.filters.remote_ip, view.masked)
+    if ip is not None:
+        ui.remote_profile(view, ip)
+        st.stop()
+    st.info(f"{ui.text(problem)} Showing the remote hosts that match the Remote IP filter.",
+            icon=":material/travel_explore:")
 if ui.no_flows(view):
     st.stop()
 
@@ -30,5 +41,15 @@ with c1:
                                 title=f"Top remote hosts by {value.replace('_', ' ')}"),
              key="remote_bar")
 with c2:
-    st.caption(f"{hosts.height:,} public IPs · {countries.height} countries")
-    ui.table(hosts.drop("iso3", strict=False), key="remote_table", height=560)
+    needle = st.text_input("Filter by IP, owner or country", key="rh_filter",
+                           placeholder="e.g. OVH, GOOGLE, Bulgaria").strip().lower()
+    shown = hosts.drop("iso3", strict=False)
+    if needle:
+        shown = shown.filter(pl.any_horizontal(
+            pl.col(c).fill_null("").str.to_lowercase().str.contains(needle, literal=True)
+            for c in ("ip1", "owner", "country")))
+    count = f"{shown.height:,} of {hosts.height:,}" if needle else f"{hosts.height:,}"
+    st.caption(f"{count} public IPs · {countries.height} countries · select a row to open "
+               "its profile")
+    ui.profile_table(shown, key="remote_table", masked=view.masked, height=560)
+    ui.downloads(view, shown, f"remote-hosts-{view.sensor['id']}", key="remote_dl")

@@ -39,8 +39,8 @@ with tabs[0]:
         if beacons.height:
             st.error(f"{beacons.height} device/remote pair(s) show very regular OUT contacts "
                      "to a toxic host (possible beaconing).", icon=":material/sensors:")
-        ui.table(stories, key="stories", height=min(480, 38 + 35 * stories.height),
-                 hide=("country_code",))
+        ui.profile_table(stories, key="stories", masked=view.masked,
+                         height=min(480, 38 + 35 * stories.height), hide=("country_code",))
         ui.downloads(view, stories, f"storylines-{view.sensor['id']}", key="stories_dl")
     else:
         st.success("No toxic remote in this range.", icon=":material/verified:")
@@ -60,8 +60,8 @@ with tabs[1]:
         c1.metric("New device → remote pairs", f"{new.height:,}")
         c2.metric("Of which toxic", f"{toxic_new:,}")
         c3.metric("Devices concerned", f"{new['ip0'].n_unique() if new.height else 0:,}")
-        ui.table(new, key="first_seen", height=min(480, 38 + 35 * max(new.height, 1)),
-                 hide=("country_code",))
+        ui.profile_table(new, key="first_seen", masked=view.masked,
+                         height=min(480, 38 + 35 * max(new.height, 1)), hide=("country_code",))
 
 with tabs[2]:
     if baseline is None:
@@ -94,6 +94,6 @@ with tabs[3]:
         off_toxic = view.compute(Hn.off_hours_toxic, view.tz, list(view.hno_hours))
         st.markdown(f"**Toxic flows, off-hours first** ({off_toxic.height:,})")
         if off_toxic.height:
-            cols = ["off_hours", "start_of_hour", "device_name", "ip0", "ip1", "dir",
+            cols = ["off_hours", "start_of_hour", "device_name", "ip0", "ip1", "owner", "dir",
                     "protocol", "port", "out_bytes", "in_bytes", "occurrences", "filtered"]
             ui.table(off_toxic.select(cols), key="offhours_toxic", height=360)

@@ -586,8 +586,8 @@ def test_toxic_flow_table():
         {"start_of_hour": utc(2024, 3, 4, 13), "toxic": False},
     ])
     t = A.toxic_flow_table(df, tz=PARIS)
-    assert t.columns == ["time", "device_name", "ip0", "ip1", "dir", "protocol", "port",
-                         "bytes_in", "bytes_out", "occurrences", "threats", "filtered",
+    assert t.columns == ["time", "device_name", "ip0", "ip1", "owner", "dir", "protocol",
+                         "port", "bytes_in", "bytes_out", "occurrences", "threats", "filtered",
                          "critical"]
     assert t["time"].dt.hour().to_list() == [13, 11]  # newest first, Paris time
     assert t["threats"].to_list() == ["Trojan horse", "Unqualified"]
@@ -611,16 +611,23 @@ def remote_rows() -> pl.DataFrame:
 
 def test_remote_hosts_sorts_and_filters():
     r = A.remote_hosts(remote_rows())
-    assert r.columns == ["ip1", "country_code", "country", "iso3", "flows", "bytes_in",
-                         "bytes_out", "bytes", "devices", "toxic_flows", "threats", "critical"]
+    assert r.columns == ["ip1", "owner", "owner_net", "country_code", "country", "iso3",
+                         "flows", "bytes_in", "bytes_out", "bytes", "devices", "toxic_flows",
+                         "threats", "critical"]
     assert r["ip1"].to_list() == [AU, US2, US1, PRIV]  # critical, toxic, then bytes
     assert r.row(0, named=True) == {
-        "ip1": AU, "country_code": "AU", "country": "Australia", "iso3": "AUS", "flows": 2,
+        "ip1": AU, "owner": "CLOUDFLARENET", "owner_net": "1.1.1.0/24", "country_code": "AU",
+        "country": "Australia", "iso3": "AUS", "flows": 2,
         "bytes_in": 50, "bytes_out": 0, "bytes": 50, "devices": 2, "toxic_flows": 1,
         "threats": "Trojan horse", "critical": True,
     }
     assert r.filter(pl.col("ip1") == US2)["threats"].item() == "Unqualified"
     assert r.filter(pl.col("ip1") == PRIV)["iso3"].item() is None
+    # 8.8.4.4 is Google's second resolver: AS15169 announces 8.8.4.0/24.
+    assert r.filter(pl.col("ip1") == US2).select("owner", "owner_net").row(0) == (
+        "GOOGLE", "8.8.4.0/24")
+    assert r.filter(pl.col("ip1") == PRIV).select("owner", "owner_net").row(0) == (
+        "Private network", None)
     assert A.remote_hosts(remote_rows(), sort_by="bytes")["ip1"].to_list() == [
         US1, AU, US2, PRIV]
     assert A.remote_hosts(remote_rows(), sort_by="flows")["ip1"].to_list()[0] == AU

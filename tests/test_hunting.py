@@ -361,7 +361,8 @@ def test_digest_frames_and_sentences():
     assert sorted(d.new_countries["country_code"].to_list()) == ["BR", "DE", "FR"]
     # toxic remotes today: 185.220.101.1 (new, OUT, C2) and 5.255.255.5 (seen before)
     assert d.new_toxic_remotes.rows(named=True) == [{
-        "ip1": "185.220.101.1", "country_code": "DE", "country": "Germany", "devices": 1,
+        "ip1": "185.220.101.1", "owner": "Stiftung Erneuerbare Freiheit",
+            "country_code": "DE", "country": "Germany", "devices": 1,
         "flows": 2, "has_out": True, "threats": "Command center (C2)"}]
     # toxic IN/OUT: before 1/0 -> cyT 1; now 1 IN + 2 OUT -> cyT 1 + 20 = 21
     assert (d.toxic_in_before, d.toxic_out_before, d.cyt_before) == (1, 0, 1)

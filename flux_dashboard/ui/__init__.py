@@ -8,6 +8,7 @@
 - ``auth``: the sign-in gate, the session's grant, audit and quota helpers.
 - ``text``: escaping of every echoed value for markdown.
 - ``guide``: the presenter's "What to look at" panel (demo mode only).
+- ``profile``: the remote-host profile, and tables whose rows open it.
 
 Pages import this package and call ``ui.frame()`` first, then ``ui.*`` helpers.
 """
@@ -16,6 +17,7 @@ from flux_dashboard.ui.auth import Session, meter
 from flux_dashboard.ui.frame import PAGES, admin_frame, frame, run_app
 from flux_dashboard.ui.guide import guide
 from flux_dashboard.ui.loading import lookback
+from flux_dashboard.ui.profile import profile_table, remote_profile, search_box
 from flux_dashboard.ui.sidebar import hours_text, preset_range
 from flux_dashboard.ui.state import Keyed, View
 from flux_dashboard.ui.text import text
@@ -28,11 +30,13 @@ from flux_dashboard.ui.widgets import (
     level_counts,
     no_flows,
     only_device,
+    only_remote,
     only_toxic,
     table,
 )
 
 __all__ = ["PAGES", "Keyed", "Session", "View", "admin_frame", "chart", "downloads",
            "evidence_button", "frame", "guide", "header", "hours_text", "human_bytes",
-           "level_counts", "lookback", "meter", "no_flows", "only_device", "only_toxic",
-           "preset_range", "run_app", "table", "text"]
+           "level_counts", "lookback", "meter", "no_flows", "only_device", "only_remote",
+           "only_toxic", "preset_range", "profile_table", "remote_profile", "run_app",
+           "search_box", "table", "text"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import streamlit as st
 
 from flux_dashboard.ui.auth import Session, gate, record, sidebar_identity
+from flux_dashboard.ui.profile import wants_profile_page
 from flux_dashboard.ui.sidebar import sidebar_and_load
 from flux_dashboard.ui.state import View
 
@@ -68,6 +69,9 @@ def run_app() -> None:
     _local.session = session
     _local.in_nav = True
     try:
+        if wants_profile_page() and nav.url_path != "remotes":
+            # A table row's remote was chosen (its callback set the Remote IP filter).
+            st.switch_page(next(p for p in flows if p.url_path == "remotes"))
         if nav.url_path == "activity":  # no sensor data: no load, no filters
             sidebar_identity(session, st.sidebar)
         else:

@@ -22,7 +22,7 @@ import streamlit as st
 from flux_dashboard import errors as E
 from flux_dashboard.config import Settings
 from flux_dashboard.filters import Filters
-from flux_dashboard.geo import with_country
+from flux_dashboard.geo import with_country, with_owner
 from flux_dashboard.loader import Loader, LoadResult, Progress, ceil_hour, floor_hour
 from flux_dashboard.masking import Masker
 from flux_dashboard.ui.state import Keyed, View, data_key, loader_for, masker, memo
@@ -314,9 +314,10 @@ def progress_text(p: Progress) -> str:
 
 def prepare(cfg: Settings, sensor_id: int, result: LoadResult, masked: bool,
             mask: Masker | None = None) -> pl.DataFrame:
-    """Countries looked up on the real IPs, then masking: one copy per load, shared."""
+    """Countries and owners looked up on the real IPs (once per distinct IP), then
+    masking: one copy per load, shared."""
     def build() -> pl.DataFrame:
-        df = with_country(result.frame, "ip1")
+        df = with_owner(with_country(result.frame, "ip1"), "ip1")
         if masked:
             df = (mask or masker(cfg)).mask_frame(df)
         return df

@@ -13,6 +13,7 @@ the link or the switch say; pages only read ``View.masked``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -24,6 +25,7 @@ import streamlit as st
 from flux_dashboard import errors as E
 from flux_dashboard.filters import Filters
 from flux_dashboard.loader import ceil_hour
+from flux_dashboard.masking import Masker
 from flux_dashboard.schema import THREATS
 from flux_dashboard.sync import StatusFile, describe
 from flux_dashboard.ui.auth import Session, record, sidebar_identity
@@ -95,6 +97,7 @@ def sidebar_and_load(session: Session) -> View | None:
         return None
     by_id = {int(s["id"]): s for s in available}
     mask = masker(cfg) if masked else None
+    _mask_remote_filter(mask, (raw_query.get("remote") or [""])[-1])
 
     def sensor_label(i: int) -> str:
         s = by_id[i] if mask is None else mask.mask_sensor(by_id[i])
@@ -263,6 +266,32 @@ def sync_line(sensor_id: int, zone: ZoneInfo) -> str | None:
     cfg = settings()
     status = StatusFile(cfg.cache_dir, cfg.source_id).read().get(int(sensor_id))
     return describe(status, zone, datetime.now(UTC))
+
+
+_MASKED_PUBLIC = ipaddress.ip_network("2001:db8::/32")  # where masked remote IPs live
+
+
+def _mask_remote_filter(mask: Masker | None, from_link: str = "") -> None:
+    """Keep the Remote IP filter (and so the URL) in the masking's terms.
+
+    Masked frames hold aliases, so a real IP in the filter would match nothing
+    and stay in the link: it becomes its alias (the same one the tables show).
+    Unmasked again, the real IP comes back, remembered on the server only.
+    Runs before the filter's widget is drawn.
+    """
+    value = (st.session_state.get("remote") or from_link or "").strip()
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        return
+    real_of: dict[str, str] = st.session_state.setdefault("_flux_remote_real", {})
+    # As written (not normalised): the frames hold the API's and the masker's spellings.
+    if mask is not None and not (addr.version == 6 and addr in _MASKED_PUBLIC):
+        alias = mask.mask_value("public_ip", value)
+        real_of[alias] = value
+        st.session_state["remote"] = alias
+    elif mask is None and value in real_of:
+        st.session_state["remote"] = real_of[value]
 
 
 def preset_range(preset: str, now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:

@@ -83,13 +83,15 @@ def downloads(source: View | Session, df: pl.DataFrame, name: str, key: str) -> 
                        key=f"{key}_pq", on_click="ignore")
 
 
-def evidence_button(view: View, *, device: str | None = None, key: str) -> None:
+def evidence_button(view: View, *, device: str | None = None, remote: str | None = None,
+                    key: str) -> None:
     """One click: a zip with CSVs, the digest and a self-contained HTML report.
 
     Built on click, in a thread outside the script run: everything it needs
     (loader, masker) is taken now. Its digest compares the last day of the
     range (so far, if the range ends within it) with the same local hours a
     week before, both loaded through the loader like the Overview's lookbacks.
+    With ``device`` (an ip0) or ``remote`` (an ip1), everything is cut to it.
     """
     loader = loader_for(view.session.grant)
     mask = masker(view.settings) if view.masked else None
@@ -101,6 +103,8 @@ def evidence_button(view: View, *, device: str | None = None, key: str) -> None:
         from flux_dashboard import hunting as Hn
 
         def mine(df: pl.DataFrame) -> pl.DataFrame:
+            if remote is not None:
+                df = only_remote(df, remote)
             return df if device is None else only_device(df, device)
 
         df = mine(view.frame)
@@ -129,17 +133,19 @@ def evidence_button(view: View, *, device: str | None = None, key: str) -> None:
             flows=df, sensor=view.sensor, start=view.start, end=view.end, tz=view.tz,
             filters_description=view.filters.describe(view.device_names),
             digest_text=digest_text, figures=figures, storylines=Hn.storylines(df),
-            generated_at=datetime.now(UTC), device=device,
+            generated_at=datetime.now(UTC), device=device, remote=remote,
             carbon_g_per_gb=view.settings.carbon_g_per_gb)
         record(session, "evidence_pack", sensor=int(view.sensor["id"]), device=device,
+               **({"remote": remote} if remote else {}),
                rows=df.height, masked=view.masked, range=[view.start, view.end])
         return pack
 
-    who = "device" if device else "sensor"
-    safe_device = "".join(c if c.isalnum() else "_" for c in device) if device else ""
+    who = "device" if device else ("remote host" if remote else "sensor")
+    target = device or remote
+    safe_target = "".join(c if c.isalnum() else "_" for c in target) if target else ""
     st.download_button(f":material/folder_zip: Evidence pack ({who})", data=build,
                        file_name=f"evidence-{view.sensor['id']}-{view.start:%Y%m%d%H}"
-                                 f"{'-' + safe_device if device else ''}.zip",
+                                 f"{'-' + safe_target if target else ''}.zip",
                        mime="application/zip", key=key, on_click="ignore",
                        help="Zip: flows.csv, toxic_flows.csv, storylines.csv, digest and an "
                             "HTML report that opens offline")
@@ -170,7 +176,7 @@ def human_bytes(n: float | None) -> str:
 _LABELS = {"ip0": "Local IP", "ip1": "Remote IP", "dir": "Dir", "dirs": "Dirs",
            "mac_address": "MAC", "netbios": "NetBIOS", "is_critical": "Critical device",
            "cyt": "cyT", "iso3": "ISO3", "off_share": "Off-hours share",
-           "baseline_mad": "Baseline MAD"}
+           "baseline_mad": "Baseline MAD", "owner_net": "Owner network"}
 
 
 def table(df: pl.DataFrame, key: str, *, height: int | str = "auto", hide: tuple = (),
@@ -197,6 +203,10 @@ def table(df: pl.DataFrame, key: str, *, height: int | str = "auto", hide: tuple
 
 def only_device(df: pl.DataFrame, ip0: str) -> pl.DataFrame:
     return df.filter(pl.col("ip0") == ip0)
+
+
+def only_remote(df: pl.DataFrame, ip1: str) -> pl.DataFrame:
+    return df.filter(pl.col("ip1") == ip1)
 
 
 def only_toxic(df: pl.DataFrame) -> pl.DataFrame:

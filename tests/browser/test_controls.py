@@ -317,15 +317,19 @@ def test_text_filters(page: Page, server):
     fill_text(page, "port", "")
     expect(metric_value(page, "Flows")).to_have_text(f"{flows:,}")
 
-    # One remote host, then one device by MAC.
+    # One remote host (the Remote hosts page then shows its profile), then one device by MAC.
     nav_to(page, "Remote hosts", "Remote hosts")
-    first = dataframes(page).first.locator("table tr").nth(1).locator("td").first
+    grid = dataframes(page).first
+    col = grid.locator("th", has_text=re.compile(r"^Remote IP$")).get_attribute("aria-colindex")
+    first = grid.locator(f'tr[aria-rowindex="2"] td[aria-colindex="{col}"]')
     expect(first).to_have_text(re.compile(r"^\d+\.\d+\.\d+\.\d+$"))
     ip = first.inner_text().strip()
     fill_text(page, "remote", ip)
     expect(page).to_have_url(re.compile(rf"[?&]remote={re.escape(ip)}(&|$)"))
-    expect(page.get_by_text(re.compile(r"^1 public IPs"))).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile(rf"Remote host {re.escape(ip)}$"))) \
+        .to_be_visible()
     fill_text(page, "remote", "")
+    expect(page.get_by_text(re.compile(r"^[\d,]+ public IPs"))).to_be_visible()
 
     nav_to(page, "Devices", "Devices")
     mac_caption = page.get_by_test_id("stCaptionContainer").filter(has_text="MAC ")
