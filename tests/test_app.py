@@ -45,6 +45,7 @@ from flux_dashboard.geo import with_country
 from flux_dashboard.schema import to_frame
 from flux_dashboard.service import embedded_simulator
 from flux_dashboard.simulator import HTML_NAME, MARKDOWN_NAME, Simulator, SimulatorConfig
+from flux_dashboard.simulator.story import StoryPlan
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 120
@@ -72,7 +73,8 @@ DEVICE_METRICS = ["Flows", "Bytes in", "Bytes out", "Remote hosts", "Toxic IN", 
 HUNTING_METRICS = ["New device → remote pairs", "Of which toxic", "Devices concerned"]
 METRICS = {OVERVIEW: OVERVIEW_METRICS, DEVICES: DEVICE_METRICS, HUNTING: HUNTING_METRICS}
 # The plotly charts of each page, by widget key. The hunting page draws tables only.
-# (The demo's beaconing PC makes toxic OUT flows in any 24 h: "toxic_devices" is always there.)
+# (The toxic page is opened on INCIDENT_DAY, whose beacon makes toxic OUT flows:
+# "toxic_devices" is there. Ordinary days are quiet and may have none.)
 CHART_KEYS = {
     OVERVIEW: {"traffic", "cw_cal", "cw_hours", "cw_days", "top_dev", "top_proto", "top_port"},
     DEVICES: {"dev_bytes", "dev_toxic", "dev_carbon", "drill_time", "drill_remotes", "drill_heat",
@@ -112,6 +114,13 @@ MAIN, SMALL = 54, 77
 PARIS, REUNION = ZoneInfo("Europe/Paris"), ZoneInfo("Indian/Reunion")
 # A past day whose hours are closed, so the data of a link to it never changes.
 FIXED_DAY = datetime.now(PARIS).date() - timedelta(days=3)
+# The demo's planted incident (simulator/story.py), day 0 = today as in the app's demo.
+# Ordinary days are quiet (the last 24 h may hold no toxic OUT flow, or no toxic flow at
+# all): tests that need toxic flows of both directions open the last brute-force day,
+# a beacon day too (toxic OUT from the PC, critical; toxic IN brute force, mostly not).
+PLAN = StoryPlan.anchored(datetime.now(UTC), "Europe/Paris")
+INCIDENT_DAY = PLAN.day(PLAN.bruteforce_days[-1])
+assert PLAN.bruteforce_days[-1] in PLAN.beacon_days
 
 
 # ------------------------------------------------------------------ environment
@@ -344,6 +353,10 @@ def local_days(first: date, days: int = 1, zone: ZoneInfo = PARIS) -> tuple[date
     return start, datetime(end_day.year, end_day.month, end_day.day, tzinfo=zone)
 
 
+# Pages of the shared runs opened on a link rather than the default range.
+PAGE_LINKS = {TOXIC: fixed_link(INCIDENT_DAY)}
+
+
 @pytest.fixture(scope="module")
 def truth() -> Simulator:
     """The demo's world in a separate simulator instance: the expected rows."""
@@ -373,8 +386,10 @@ def count(rows: list[dict], pred: Callable[[dict], bool]) -> int:
 # ------------------------------------------------------------------ shared runs
 @pytest.fixture(scope="module")
 def page_runs(hermetic_env: Path) -> dict[str, AppTest]:
-    """One demo-mode AppTest per page (the first run generates and caches the data)."""
-    return {page: run_page(page) for page in PAGES}
+    """One demo-mode AppTest per page (the first run generates and caches the data).
+
+    Default range, but the toxic page opens a link to INCIDENT_DAY (see PAGE_LINKS)."""
+    return {page: run_page(page, PAGE_LINKS.get(page)) for page in PAGES}
 
 
 @pytest.fixture(scope="module")
@@ -382,7 +397,7 @@ def masked_runs(hermetic_env: Path, page_runs: dict[str, AppTest]) -> dict[str, 
     """Every page opened from a ?mask=true link (first run: nothing may leak even then)."""
     runs = {}
     for page in PAGES:
-        at = new_app({"mask": "true"})
+        at = new_app({"mask": "true", **PAGE_LINKS.get(page, {})})
         at.run()
         if page != OVERVIEW:
             at.switch_page(page).run()
@@ -478,13 +493,11 @@ def test_devices_page_table_and_drilldown(page_runs: dict[str, AppTest]) -> None
     assert any(btn.key == "pack_device" for btn in at.get("download_button"))
 
 
-def test_toxic_page_table_and_downloads(page_runs: dict[str, AppTest]) -> None:
+def test_toxic_page_table_and_downloads(page_runs: dict[str, AppTest], rows_of) -> None:
     at = page_runs[TOXIC]
     flow_table = toxic_flow_table(at)
-    assert len(flow_table) > 0
-    toxic_total = as_int(metrics(page_runs[OVERVIEW])["Toxic IN"]) + as_int(
-        metrics(page_runs[OVERVIEW])["Toxic OUT"])
-    assert len(flow_table) == toxic_total
+    toxic_total = count(rows_of(*local_days(INCIDENT_DAY)), lambda r: r["toxic"])
+    assert len(flow_table) == toxic_total > 0
     buttons = {b.key: b for b in at.get("download_button")}
     assert {"toxic_dl_csv", "toxic_dl_pq"} <= set(buttons)
     labels = " ".join(b.label for b in buttons.values())
@@ -627,12 +640,16 @@ def test_hunting_baseline_days_switch_loads_a_longer_baseline(rows_of) -> None:
 
 
 # ------------------------------------------------------------------ filters change the numbers
-def test_toxic_toggle_then_direction_out_change_the_numbers(
-        page_runs: dict[str, AppTest]) -> None:
-    at = new_app()
+def test_toxic_toggle_then_direction_out_change_the_numbers(rows_of) -> None:
+    # INCIDENT_DAY has toxic flows both ways (an ordinary day may have no toxic OUT).
+    rows = rows_of(*local_days(INCIDENT_DAY))
+    at = new_app(fixed_link(INCIDENT_DAY))
     at.run()
     before = metrics(at)
-    assert before == metrics(page_runs[OVERVIEW])
+    assert (as_int(before["Flows"]), as_int(before["Toxic IN"]), as_int(before["Toxic OUT"])) == (
+        len(rows), count(rows, lambda r: r["toxic"] and r["dir"] == "IN"),
+        count(rows, lambda r: r["toxic"] and r["dir"] == "OUT"))
+    assert as_int(before["Toxic IN"]) > 0 and as_int(before["Toxic OUT"]) > 0
 
     at.sidebar.toggle(key="toxic").set_value(True).run()
     assert not at.exception and not at.error
@@ -707,14 +724,16 @@ def test_choosing_the_other_sensor_shows_its_data(rows_of) -> None:
     assert "#77" in _plain(at.caption[0].value)
 
 
-def test_toxic_critical_and_not_blocked_toggles(day_rows: list[dict]) -> None:
-    toxic = [r for r in day_rows if r["toxic"]]
+def test_toxic_critical_and_not_blocked_toggles(rows_of) -> None:
+    # INCIDENT_DAY: the C2 beacon (critical) and a brute-force wave (mostly not critical);
+    # on FIXED_DAY every toxic flow is the beacon.
+    toxic = [r for r in rows_of(*local_days(INCIDENT_DAY)) if r["toxic"]]
     critical = [r for r in toxic if any(r[f] for f in CRITICAL_FLAGS)]
     both = [r for r in critical if not r["filtered"]]
     unblocked = [r for r in toxic if not r["filtered"]]
     assert 0 < len(both) < len(critical) < len(toxic)
 
-    at = run_page(TOXIC, fixed_link())
+    at = run_page(TOXIC, fixed_link(INCIDENT_DAY))
     at.toggle(key="toxic_critical").set_value(True).run()
     assert not at.exception
     assert len(toxic_flow_table(at)) == len(critical)
@@ -935,20 +954,23 @@ URL_FILTERS = {"dir": "OUT", "toxic": "true"}
 
 
 def test_url_parameters_restore_the_filters() -> None:
-    linked = new_app(URL_FILTERS)
+    # On INCIDENT_DAY, which has toxic OUT flows (an ordinary day may have none).
+    linked = new_app({**fixed_link(INCIDENT_DAY), **URL_FILTERS})
     linked.run()
     assert not linked.exception and not linked.error
     assert linked.sidebar.button_group(key="dir").value == "OUT"
     assert linked.sidebar.toggle(key="toxic").value is True
     assert not linked.warning, said(linked.warning)
 
-    clicked = new_app()
+    clicked = new_app(fixed_link(INCIDENT_DAY))
     clicked.run()
+    assert as_int(metrics(clicked)["Toxic IN"]) > 0  # the filters have something to remove
     clicked.sidebar.button_group(key="dir").set_value("OUT")
     clicked.sidebar.toggle(key="toxic").set_value(True)
     clicked.run()
     assert metrics(linked) == metrics(clicked)
     assert metrics(linked)["Toxic IN"] == "0"
+    assert as_int(metrics(linked)["Flows"]) == as_int(metrics(linked)["Toxic OUT"]) > 0
     # the filters also hold on another page
     linked.switch_page(TOXIC).run()
     assert not linked.exception

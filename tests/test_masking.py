@@ -237,11 +237,14 @@ def test_countries_survive_masking_in_every_aggregate():
     from flux_dashboard.geo import with_country
     from flux_dashboard.schema import to_frame
     from flux_dashboard.simulator import Simulator, SimulatorConfig
+    from flux_dashboard.simulator.story import StoryPlan
 
     now = datetime(2026, 3, 10, 12, tzinfo=UTC)
     sim = Simulator(SimulatorConfig(now=lambda: now))
-    raw = with_country(to_frame(sim.rows(54, datetime(2026, 3, 9, tzinfo=UTC),
-                                          datetime(2026, 3, 10, tzinfo=UTC))), "ip1")
+    # Ordinary days are quiet (day -1 may have no toxic row at all): take days -4 and
+    # -3 of the planted story, which hold the C2 beacon and a brute-force wave.
+    plan = StoryPlan.anchored(now)
+    raw = with_country(to_frame(sim.rows(54, *plan.window(-4, -3))), "ip1")
     masked = Masker(b"geo-secret").mask_frame(raw)
     want = A.countries_summary(raw).sort("iso3", nulls_last=True)
     got = A.countries_summary(masked).sort("iso3", nulls_last=True)
@@ -252,6 +255,7 @@ def test_countries_survive_masking_in_every_aggregate():
             == A.top_toxic_remotes(raw)["country"].drop_nulls().len())
     assert (Hn.storylines(masked)["country"].drop_nulls().len()
             == Hn.storylines(raw)["country"].drop_nulls().len() > 0)
+    assert plan.c2_country in set(Hn.storylines(masked)["country"])
 
 
 def test_secret_file_created_once_and_reused(tmp_path):
