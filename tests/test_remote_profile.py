@@ -28,6 +28,7 @@ from flux_dashboard import remote_profile as P
 from flux_dashboard.masking import Masker
 from flux_dashboard.schema import FLOW_SCHEMA, THREAT_FLAGS
 from flux_dashboard.simulator import Simulator, SimulatorConfig
+from flux_dashboard.simulator.story import StoryPlan
 
 # ------------------------------------------------------------------ lookups
 KNOWN_OWNERS = [
@@ -251,6 +252,13 @@ REMOTES = "pages/5_remotes.py"
 PARIS = ZoneInfo("Europe/Paris")
 MAIN = 54
 FIXED_DAY = datetime.now(PARIS).date() - timedelta(days=3)
+# The demo's planted incident (simulator/story.py), day 0 = today as in the app's demo.
+# Its C2 (an Alexhost address in Moldova) beacons every hour of days -12 to -3: FIXED_DAY
+# is its last day. The AppTests below profile that C2 (the unit tests above use C2).
+PLAN = StoryPlan.anchored(datetime.now(UTC), "Europe/Paris")
+STORY_C2 = PLAN.c2_ip
+C2_OWNER, C2_NET = "Alexhost Srl", "176.123.8.0/22"
+assert PLAN.offset(FIXED_DAY) in PLAN.beacon_days
 SECRET = "apptest-fixed-mask-secret"
 
 
@@ -313,13 +321,13 @@ def table_with(at: AppTest, columns: set[str]):
 
 
 def test_profile_opens_from_a_link(day_rows: list[dict], captured_downloads: dict) -> None:
-    at = open_link({**fixed_link(), "remote": C2})
-    assert subheaders(at) == [f"Remote host {C2}"]
-    mine = [r for r in day_rows if r["ip1"] == C2]
-    assert mine, "the demo's C2 is contacted every hour"
+    at = open_link({**fixed_link(), "remote": STORY_C2})
+    assert subheaders(at) == [f"Remote host {STORY_C2}"]
+    mine = [r for r in day_rows if r["ip1"] == STORY_C2]
+    assert mine, "the story's C2 beacons every hour of its last day"
     text = markdown(at)
-    assert "**Owner** LIMENET" in text and "**country** Bulgaria" in text
-    assert "91.92.240.0/20" in text
+    assert f"**Owner** {C2_OWNER}" in text and f"**country** {PLAN.c2_country}" in text
+    assert C2_NET in text
     assert "Command center (C2)" in text
     toxic = [r for r in mine if r["toxic"]]
     blocked = [r for r in toxic if r["filtered"]]
@@ -335,21 +343,22 @@ def test_profile_opens_from_a_link(day_rows: list[dict], captured_downloads: dic
         Counter(r["ip0"] for r in mine)
     assert set(devices["dirs"]) == {"OUT"}  # the beaconing PC calls out
     # the link stays on the profile, and the evidence pack holds only this host's flows
-    assert at.query_params["remote"] in (C2, [C2])
-    name = next(n for n in captured_downloads if n.endswith("-91_92_248_153.zip"))
+    assert at.query_params["remote"] in (STORY_C2, [STORY_C2])
+    zip_end = f"-{STORY_C2.replace('.', '_')}.zip"
+    name = next(n for n in captured_downloads if n.endswith(zip_end))
     with zipfile.ZipFile(io.BytesIO(captured_downloads[name]())) as zf:
         flows = pl.read_csv(zf.read("flows.csv"))
         readme = zf.read("README.txt").decode()
-    assert flows.height == len(mine) and set(flows["ip1"]) == {C2}
-    assert set(flows["owner"]) == {"LIMENET"}
-    assert f"Remote:    {C2} (LIMENET)" in readme
+    assert flows.height == len(mine) and set(flows["ip1"]) == {STORY_C2}
+    assert set(flows["owner"]) == {C2_OWNER}
+    assert f"Remote:    {STORY_C2} ({C2_OWNER})" in readme
 
 
-def test_profile_lists_other_ips_of_the_same_owner(day_rows: list[dict]) -> None:
-    # 218.92.0.107 and 61.177.172.140 are both Chinanet (AS4134) brute-forcers
-    if not {"218.92.0.107", "61.177.172.140"} <= {r["ip1"] for r in day_rows}:
-        pytest.skip("the demo did not draw both Chinanet hosts that day")
-    at = open_link({**fixed_link(), "remote": "218.92.0.107"})
+def test_profile_lists_other_ips_of_the_same_owner() -> None:
+    # 218.92.0.107 and 61.177.172.140 are both Chinanet (AS4134) brute-forcers: the
+    # story's brute-force waves (days -9 and -4) come from both.
+    assert {"218.92.0.107", "61.177.172.140"} <= set(PLAN.bruteforce_ips)
+    at = open_link({**fixed_link(PLAN.day(PLAN.bruteforce_days[-1])), "remote": "218.92.0.107"})
     assert "Other IPs of Chinanet" in markdown(at)
     peers = table_with(at, {"ip1", "country", "devices", "toxic_flows"})
     assert "61.177.172.140" in set(peers["ip1"]) and "218.92.0.107" not in set(peers["ip1"])
@@ -366,35 +375,35 @@ def test_a_link_to_a_non_public_address_says_so(remote: str, message: str) -> No
 
 
 def test_masked_profile_link_keeps_the_owner_and_hides_the_ip(day_rows: list[dict]) -> None:
-    alias = Masker(SECRET).mask_value("public_ip", C2)
+    alias = Masker(SECRET).mask_value("public_ip", STORY_C2)
     at = open_link({**fixed_link(), "remote": alias, "mask": "true"})
     assert subheaders(at) == [f"Remote host {alias}"]
     text = markdown(at)
-    assert "**Owner** LIMENET" in text and "hidden (masking)" in text
+    assert f"**Owner** {C2_OWNER}" in text and "hidden (masking)" in text
     devices = table_with(at, {"ip0", "dirs", "ports", "blocked_flows"})
-    names = {n for r in day_rows if r["ip1"] == C2
+    names = {n for r in day_rows if r["ip1"] == STORY_C2
              for n in (r.get("last_netbios"), (r.get("custom_ip0") or {}).get("name"),
                        *(r.get("netbios_list") or ())) if n}
     assert names  # the beaconing PC has a name to hide
     shown = devices.to_csv(index=False) + text
-    assert C2 not in shown and "91.92.240" not in shown
+    assert STORY_C2 not in shown and C2_NET.rsplit(".", 1)[0] not in shown
     assert not any(n in shown for n in names)
     assert not set(devices["ip0"]) & {r["ip0"] for r in day_rows}
 
 
 def test_masking_turns_a_real_ip_in_a_link_into_its_alias(day_rows: list[dict]) -> None:
     """A masked view never keeps the real IP: not in the filter, the URL or the page."""
-    alias = Masker(SECRET).mask_value("public_ip", C2)
-    at = open_link({**fixed_link(), "remote": C2, "mask": "true"})
+    alias = Masker(SECRET).mask_value("public_ip", STORY_C2)
+    at = open_link({**fixed_link(), "remote": STORY_C2, "mask": "true"})
     assert subheaders(at) == [f"Remote host {alias}"]
     assert at.sidebar.text_input(key="remote").value == alias
     assert at.query_params["remote"] in (alias, [alias])
-    assert "**Owner** LIMENET" in markdown(at)
+    assert f"**Owner** {C2_OWNER}" in markdown(at)
     # masking off again: the real address comes back
     at.sidebar.toggle(key="mask").set_value(False).run()
     assert not at.exception
-    assert subheaders(at) == [f"Remote host {C2}"]
-    assert at.sidebar.text_input(key="remote").value == C2
+    assert subheaders(at) == [f"Remote host {STORY_C2}"]
+    assert at.sidebar.text_input(key="remote").value == STORY_C2
 
 
 def test_search_box_opens_a_profile_and_refuses_the_rest() -> None:
@@ -404,14 +413,14 @@ def test_search_box_opens_a_profile_and_refuses_the_rest() -> None:
     assert not at.exception
     assert any("is not an IP address" in plain(w.value) for w in at.warning)
     assert not any("Remote host" in s for s in subheaders(at))
-    at.text_input(key="rh_profile_search").input(f" {C2} ").run()
+    at.text_input(key="rh_profile_search").input(f" {STORY_C2} ").run()
     assert not at.exception
-    assert subheaders(at) == [f"Remote host {C2}"]
-    assert at.sidebar.text_input(key="remote").value == C2
+    assert subheaders(at) == [f"Remote host {STORY_C2}"]
+    assert at.sidebar.text_input(key="remote").value == STORY_C2
 
 
 def test_look_back_is_fetched_only_when_asked_and_counted_by_hand() -> None:
-    at = open_link({**fixed_link(), "remote": C2})
+    at = open_link({**fixed_link(), "remote": STORY_C2})
     assert not any("Look-back" in plain(c.value) for c in at.caption)
     at.button_group(key="profile_lookback").set_value(7).run()
     assert not at.exception
@@ -419,7 +428,8 @@ def test_look_back_is_fetched_only_when_asked_and_counted_by_hand() -> None:
                for c in at.caption), [c.value for c in at.caption]
     start = datetime(FIXED_DAY.year, FIXED_DAY.month, FIXED_DAY.day, tzinfo=PARIS)
     truth = Simulator(SimulatorConfig(rate_limit_per_min=None))
-    before = [r for r in truth.rows(MAIN, start - timedelta(days=7), start) if r["ip1"] == C2]
+    before = [r for r in truth.rows(MAIN, start - timedelta(days=7), start)
+              if r["ip1"] == STORY_C2]
     devices = {r["ip0"] for r in before}
     assert before
     assert f"In the 7 days before the range: {len(before):,} flows with {len(devices):,} " \
@@ -445,12 +455,12 @@ def test_toxic_search_finds_rows_by_owner(day_rows: list[dict]) -> None:
         at.query_params[k] = v
     at.run()
     at.switch_page("pages/4_toxic.py").run()
-    at.text_input(key="toxic_search").input("limenet").run()  # LIMENET, any case
+    at.text_input(key="toxic_search").input(C2_OWNER.split()[0].lower()).run()  # any case
     assert not at.exception
     table = table_with(at, {"time", "ip1", "owner", "threats"})
-    expected = [r for r in day_rows if r["toxic"] and r["ip1"] == C2]
+    expected = [r for r in day_rows if r["toxic"] and r["ip1"] == STORY_C2]
     assert len(table) == len(expected) > 0
-    assert set(table["ip1"]) == {C2} and set(table["owner"]) == {"LIMENET"}
+    assert set(table["ip1"]) == {STORY_C2} and set(table["owner"]) == {C2_OWNER}
 
 
 def test_masked_search_opens_the_alias_and_never_echoes_what_was_typed() -> None:
