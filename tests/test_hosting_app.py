@@ -99,8 +99,10 @@ def sensor_requests(sensor_id: int) -> int:
 
 def sidebar_sensors(at: AppTest) -> list[int]:
     """The sensor ids the picker offers (its labels end in "· #<id>[ · status]")."""
-    return [int(o.rsplit("#", 1)[1].split(" ")[0])
-            for o in at.sidebar.selectbox(key="sensor_id").options]
+    # The picker's widget key is "sensor_id_masked" when masking is on (sidebar.py).
+    pickers = [s for s in at.sidebar.selectbox if s.key in ("sensor_id", "sensor_id_masked")]
+    assert len(pickers) == 1, [s.key for s in at.sidebar.selectbox]
+    return [int(o.rsplit("#", 1)[1].split(" ")[0]) for o in pickers[0].options]
 
 
 # ------------------------------------------------------------------ sign-in
@@ -199,22 +201,32 @@ def test_viewer_cannot_unmask_through_link_or_switch():
     at.session_state["mask"] = False  # a forged widget update, as a crafted client could send
     at.run()
     assert not set(at.dataframe[0].value["ip0"]) & real_ips
-    assert "Sensor-" in at.sidebar.selectbox(key="sensor_id").options[0]
+    assert "Sensor-" in at.sidebar.selectbox(key="sensor_id_masked").options[0]
 
 
 def test_viewer_downloads_and_evidence_pack_are_masked(env, captured_downloads):
     import io
     import zipfile
+    from datetime import UTC, datetime, timedelta
 
+    from flux_dashboard.simulator.story import StoryPlan
+
+    # Ordinary days are quiet (the last 24 h may hold a handful of toxic flows): open the
+    # story's last brute-force day, a beacon day too, with dozens of toxic flows.
+    plan = StoryPlan.anchored(datetime.now(UTC))
+    day = plan.day(plan.bruteforce_days[-1])
+    link = {"range": "Custom", "from_day": day.isoformat(), "from_hour": "00:00",
+            "to_day": (day + timedelta(days=1)).isoformat(), "to_hour": "00:00"}
     got = captured_downloads
-    real = run(ALICE, "pages/4_toxic.py")
+    real = run(ALICE, "pages/4_toxic.py", **link)
     originals = {v for col in ("ip0", "ip1") for v in real.dataframe[-1].value[col]}
     assert len(originals) > 5
     got.clear()
-    run(CAROL, "pages/4_toxic.py", mask="false")
+    run(CAROL, "pages/4_toxic.py", mask="false", **link)
     csv = next(f for n, f in got.items() if n.endswith(".csv"))()
     assert csv.count("\n") > 5 and not [o for o in originals if o in csv]
-    run(CAROL, "pages/1_overview.py", mask="false")
+    assert csv.count("\n") == len(real.dataframe[-1].value) + 1  # header + the rows shown
+    run(CAROL, "pages/1_overview.py", mask="false", **link)
     pack = next(f for n, f in got.items() if n.endswith(".zip"))
     z = zipfile.ZipFile(io.BytesIO(pack()))
     for member in z.namelist():
