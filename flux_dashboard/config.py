@@ -38,6 +38,26 @@ def demo_day() -> date:
     return datetime.now(ZoneInfo(DEMO_TZ)).date()
 
 
+DEFAULT_MEMORY_MB = 1024  # the in-memory caches of one process, together (FLUX_MEMORY_MB)
+# How that budget is shared: derived results (prepared frames, aggregates), the
+# loader's hot frames (whole windows, reused for five minutes), and the cached-only
+# (partial) windows a rerun would otherwise read again.
+MEMORY_SHARES = {"derived": 0.5, "hot": 0.4, "partial": 0.1}
+
+
+def memory_budget(part: str, total_mb: int | None = None) -> int:
+    """Bytes of the memory budget (``total_mb``, else ``FLUX_MEMORY_MB``, else 1024)
+    given to one in-memory cache; an invalid setting counts as the default here
+    (``load_settings`` reports it)."""
+    if total_mb is None:
+        try:
+            total_mb = _int("FLUX_MEMORY_MB", os.environ.get("FLUX_MEMORY_MB", "").strip()
+                            or None, DEFAULT_MEMORY_MB, minimum=64)
+        except ConfigError:
+            total_mb = DEFAULT_MEMORY_MB
+    return int(total_mb * MEMORY_SHARES[part] * 2**20)
+
+
 DEFAULT_CARBON_G_PER_GB = 18.0  # cybercarbon: gCO2e per GB on a fixed network (mobile: 50)
 
 
@@ -96,6 +116,7 @@ class Settings:
     # The embedded demo's story day (day 0): its data differs from one day to the next.
     demo_day: date | None = None
     carbon_g_per_gb: float = DEFAULT_CARBON_G_PER_GB
+    memory_mb: int = DEFAULT_MEMORY_MB  # the in-memory caches together (MEMORY_SHARES)
 
     @property
     def source_id(self) -> str:
@@ -243,6 +264,7 @@ def load_settings(
         recheck_hours=_int("FLUX_RECHECK_HOURS", get("FLUX_RECHECK_HOURS"),
                            DEFAULT_RECHECK_HOURS, minimum=0),
         redis_url=_redis_url(get("FLUX_REDIS_URL")),
+        memory_mb=_int("FLUX_MEMORY_MB", get("FLUX_MEMORY_MB"), DEFAULT_MEMORY_MB, minimum=64),
         demo_day=demo_day() if embedded else None,
         carbon_g_per_gb=_positive("FLUX_CARBON_G_PER_GB", get("FLUX_CARBON_G_PER_GB"),
                                   DEFAULT_CARBON_G_PER_GB),

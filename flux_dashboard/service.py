@@ -10,7 +10,7 @@ from datetime import date
 from functools import cache
 
 from flux_dashboard.client import Client
-from flux_dashboard.config import Settings, demo_day
+from flux_dashboard.config import Settings, demo_day, memory_budget
 from flux_dashboard.loader import Loader
 from flux_dashboard.store import Store
 
@@ -64,7 +64,10 @@ def build_service(settings: Settings, *, transport=None, background: bool = Fals
     client = Client(settings, transport=transport, limiter=limiter)
     store = Store(settings.cache_dir)
     loader = Loader(client, store, per_page=settings.per_page,
-                    max_concurrency=settings.max_concurrency, locks=locks)
+                    max_concurrency=settings.max_concurrency, locks=locks,
+                    # The worker never reuses a window: it keeps none in memory.
+                    memory_max_bytes=1 if background else
+                    memory_budget("hot", settings.memory_mb))
     return Service(settings, client, loader)
 
 

@@ -177,3 +177,25 @@ def test_cybercarbon_factor_setting():
     assert load_settings(env={}, secrets={"FLUX_CARBON_G_PER_GB": "42.5"}).carbon_g_per_gb == 42.5
     both = load_settings(env={"FLUX_CARBON_G_PER_GB": "50"}, secrets={"FLUX_CARBON_G_PER_GB": 7})
     assert both.carbon_g_per_gb == 50.0  # the environment wins
+
+
+def test_memory_budget_is_one_setting_shared_by_the_caches():
+    from flux_dashboard.config import MEMORY_SHARES, memory_budget
+
+    assert sum(MEMORY_SHARES.values()) == pytest.approx(1.0)
+    assert load_settings(env={}, secrets={}).memory_mb == 1024
+    s = load_settings(env={"FLUX_MEMORY_MB": "2048"}, secrets={})
+    assert s.memory_mb == 2048
+    assert memory_budget("derived", 2048) == 1024 * 2**20
+    assert memory_budget("hot", 2048) + memory_budget("partial", 2048) == pytest.approx(
+        1024 * 2**20, abs=2)
+    for bad in ("lots", "10", "-5"):
+        with pytest.raises(ConfigError, match="FLUX_MEMORY_MB"):
+            load_settings(env={"FLUX_MEMORY_MB": bad}, secrets={})
+    from flux_dashboard.service import build_service
+
+    svc = build_service(load_settings(env={"FLUX_MEMORY_MB": "100"}, secrets={}))
+    try:
+        assert svc.loader._memory.maxsize == int(0.4 * 100 * 2**20)  # hot windows: 40%
+    finally:
+        svc.close()

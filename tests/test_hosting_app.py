@@ -308,6 +308,22 @@ def test_spent_budget_refuses_the_load_but_shows_cached_hours(api, monkeypatch, 
     assert flux_requests(api) - before <= 8  # the estimate, no load
     assert any(e["event"] == "budget_refused" for e in audit_lines(env))
 
+    # Reruns of that cached-only view reuse one result (one token): no new copy of the
+    # frame, prepared or not, per rerun.
+    from flux_dashboard.ui import loading, state
+
+    loading._PARTIAL.clear()
+    at.run()
+    assert len(loading._PARTIAL) == 1
+    (first, *_), = loading._PARTIAL.values()
+    derived = state._derived.currsize
+    at.run()
+    at.run()
+    assert not at.exception and at.metric
+    (again, *_), = loading._PARTIAL.values()
+    assert again is first and len(loading._PARTIAL) == 1
+    assert state._derived.currsize == derived, (state._derived.currsize, derived)
+
 
 # ------------------------------------------------------------------ shared state (Redis)
 def test_with_redis_the_app_counts_in_redis_and_a_dead_redis_is_a_plain_message(

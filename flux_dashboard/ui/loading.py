@@ -18,13 +18,15 @@ from typing import Any
 
 import polars as pl
 import streamlit as st
+from cachetools import TTLCache
 
 from flux_dashboard import errors as E
-from flux_dashboard.config import Settings
+from flux_dashboard.config import Settings, memory_budget
 from flux_dashboard.filters import Filters
 from flux_dashboard.geo import with_country, with_owner
 from flux_dashboard.loader import Loader, LoadResult, Progress, ceil_hour, floor_hour
 from flux_dashboard.masking import Masker
+from flux_dashboard.store import filters_key
 from flux_dashboard.ui.state import Keyed, View, data_key, loader_for, masker, memo
 from flux_dashboard.ui.text import text
 
@@ -275,22 +277,50 @@ def _wait(entry: _Running) -> None:
         _detach(entry)
 
 
+# Cached-only windows (a spent budget, a cancelled load, a window being loaded by
+# another session): the loader never keeps them in memory, so every rerun would
+# read the cache again into a new frame, with a new token, hence new prepared
+# copies in the derived cache. One result per window and cache coverage instead,
+# bounded by bytes (FLUX_MEMORY_MB's "partial" share), kept two minutes.
+_PARTIAL: TTLCache = TTLCache(maxsize=memory_budget("partial"), ttl=120,
+                              getsizeof=lambda v: max(1, v[0].frame.estimated_size()))
+_PARTIAL_LOCK = threading.Lock()
+
+
 def _cached_only(loader: Any, session: Any, sensor_id: int, start: datetime, end: datetime,
                  server: dict, note: str) -> tuple[LoadResult, str, bool] | None:
     """The cached hours of the window, without a single request."""
+    key = (loader.source_id, int(sensor_id), filters_key(server), start, end)
     try:
-        return loader.load(sensor_id, start, end, server_filters=server,
-                           max_requests=0), note, True
-    except E.IncompleteDataError as exc:
-        if exc.partial is None:
+        coverage = loader.cached_coverage(sensor_id, start, end, server)  # metadata only
+    except E.FluxError:
+        coverage = None
+    with _PARTIAL_LOCK:
+        hit = _PARTIAL.get(key)
+    if hit is not None and coverage is not None and hit[1] == coverage:
+        result, missing = hit[0], hit[2]
+    else:
+        try:
+            result, missing = loader.load(sensor_id, start, end, server_filters=server,
+                                          max_requests=0), 0
+        except E.IncompleteDataError as exc:
+            if exc.partial is None:
+                return None
+            result = LoadResult(frame=exc.partial, start=floor_hour(start),
+                                end=ceil_hour(end), server_filters=server,
+                                loaded_at=datetime.now(UTC))
+            missing = len(exc.hours)
+        except E.FluxError as exc:
+            st.error(text(exc), icon=":material/cloud_off:")
             return None
-        result = LoadResult(frame=exc.partial, start=floor_hour(start), end=ceil_hour(end),
-                            server_filters=server, loaded_at=datetime.now(UTC))
-        return result, (f"{note} {len(exc.hours)} hour(s) are not cached and are left out."
-                        if exc.hours else note), True
-    except E.FluxError as exc:
-        st.error(text(exc), icon=":material/cloud_off:")
-        return None
+        if coverage is not None:
+            with _PARTIAL_LOCK:
+                try:
+                    _PARTIAL[key] = (result, coverage, missing)
+                except ValueError:  # larger than its share: serve it, don't keep it
+                    pass
+    return result, (f"{note} {missing} hour(s) are not cached and are left out."
+                    if missing else note), True
 
 
 def count_requests(session: Any, requests: int) -> None:

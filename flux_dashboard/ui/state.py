@@ -25,7 +25,7 @@ import streamlit as st
 from cachetools import TTLCache
 
 from flux_dashboard.access import Grant, GuardedLoader
-from flux_dashboard.config import Settings, load_settings
+from flux_dashboard.config import Settings, load_settings, memory_budget
 from flux_dashboard.filters import Filters
 from flux_dashboard.loader import LoadResult
 from flux_dashboard.masking import Masker, load_secret
@@ -94,8 +94,7 @@ def _size(value: Any, depth: int = 0) -> int:
 
 
 def _derived_budget() -> int:
-    raw = os.environ.get("FLUX_DERIVED_CACHE_MB", "")
-    return (int(raw) if raw.isascii() and raw.isdigit() and int(raw) > 0 else 512) * 2**20
+    return memory_budget("derived")  # FLUX_MEMORY_MB: half of it
 
 
 # Bounded by bytes, not entries: one entry can be a whole prepared month.
