@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import polars as pl
 import pytest
+from app_env import SCRUBBED
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
@@ -133,12 +134,7 @@ def hermetic_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """
     cache_dir = tmp_path_factory.mktemp("flux-cache")
     with pytest.MonkeyPatch.context() as mp:
-        for name in ("SERENICITY_API_KEY", "SERENICITY_API_URL", "FLUX_RATE_LIMIT",
-                     "FLUX_PER_PAGE", "FLUX_MAX_CONCURRENCY", "FLUX_MAX_RANGE_DAYS",
-                     "FLUX_DEMO_DENSE", "FLUX_ACCESS_FILE", "FLUX_ALLOW_ANONYMOUS",
-                     "FLUX_AUDIT_FILE", "FLUX_CONFIRM_REQUESTS", "FLUX_FORCE_MASK",
-                     "FLUX_GLOBAL_DAILY_BUDGET", "FLUX_MONTHLY_QUOTA", "FLUX_USER_DAILY_BUDGET",
-                     "FLUX_CARBON_G_PER_GB"):
+        for name in SCRUBBED:
             mp.delenv(name, raising=False)
         mp.setenv("FLUX_CACHE_DIR", str(cache_dir))
         mp.setenv("FLUX_MASK_SECRET", "apptest-fixed-mask-secret")

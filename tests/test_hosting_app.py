@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from app_env import SCRUBBED
 from streamlit.testing.v1 import AppTest
 
 from flux_dashboard.service import embedded_simulator
@@ -48,8 +49,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("hosting")
     (root / "access.toml").write_text(POLICY)
     with pytest.MonkeyPatch.context() as mp:
-        for name in ("SERENICITY_API_KEY", "SERENICITY_API_URL", "FLUX_FORCE_MASK",
-                     "FLUX_ALLOW_ANONYMOUS", "FLUX_USER_DAILY_BUDGET"):
+        for name in SCRUBBED:
             mp.delenv(name, raising=False)
         mp.setenv("FLUX_CACHE_DIR", str(root / "cache"))
         mp.setenv("FLUX_ACCESS_FILE", str(root / "access.toml"))
