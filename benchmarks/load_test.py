@@ -1,0 +1,677 @@
+"""Concurrent-session load test: N analysts clicking at once on one app server.
+
+``python -m benchmarks.load_test [--sessions 10] [--minutes 3] [--baseline-sessions 1]``
+
+1. Starts ``streamlit run app.py`` once (demo mode, ``FLUX_DEMO_DENSE=1``: sensor 54
+   is the dense simulator, sensor 77 the normal small one, both in one process) on a
+   free loopback port, with its own cache directory (kept between runs, so the dense
+   month is loaded from the embedded simulator only once).
+2. Warm-up: one browser session opens a fixed month (custom dates, ending two days
+   ago so that no hour is due for a late-data recheck) for each sensor and visits
+   every page, so that the measured sessions render from the cache, not load.
+3. Baseline: ``--baseline-sessions`` (1) session(s) for the same duration, same
+   script, then the load run with ``--sessions`` (10) sessions, spread over the two
+   sensors. All sessions are Playwright contexts in ONE Debian Chromium
+   (/usr/bin/chromium), driven from one asyncio loop.
+4. Each session loops over analyst actions chosen by a seeded RNG: switch page in
+   the sidebar navigation, direction OUT/all, "Toxic flows only" on/off, add or
+   remove a threat category, switch sensor (54 <-> 77); a pause of ``--think``
+   seconds between actions.
+
+Time to settled = from the decisive input event (pointerdown/keydown, recorded in
+the page) to the ``stApp`` script state going back to ``notRunning`` after the run
+it caused (both taken from the page's own clock by a MutationObserver), with the
+page's main heading visible. The server's RSS (process + children, from
+/proc/<pid>/status VmRSS) is sampled every second.
+
+Errors: an action that fails or times out, an exception box (``stException``) on
+the page after an action, a lost connection; tracebacks: the count of "Traceback"
+in the server log during each phase. Targets (issue 10): p95 <= 3 s per action,
+peak RSS <= 2.5 GB, zero errors, zero tracebacks. Exit status 1 when one is missed.
+
+The browser runs on the same machine as the server, so its rendering competes for
+the same cores: the figures are what analysts on this machine would see, a bit
+pessimistic for analysts on their own computers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+SENSORS = (54, 77)  # dense demo sensor, normal demo sensor
+# (url path, main heading, sidebar nav label): flux_dashboard/ui/frame.py PAGES
+PAGES = [
+    ("overview", "Overview"),
+    ("devices", "Devices"),
+    ("protocols", "Protocols & ports"),
+    ("toxic", "Toxic flows"),
+    ("remotes", "Remote hosts"),
+    ("hunting", "Threat hunting"),
+]
+THREAT_LABELS = ["Command center (C2)", "Trojan horse", "Known attacker", "Bruteforce",
+                 "Tor node"]
+ACTIONS = [("page", 0.40), ("direction", 0.15), ("toxic", 0.15), ("threat", 0.15),
+           ("sensor", 0.15)]
+TARGET_P95_S = 3.0
+TARGET_RSS_MB = 2.5 * 1024
+ACTION_TIMEOUT_MS = 120_000
+OPEN_TIMEOUT_MS = 900_000  # a cold dense month from the embedded simulator: minutes
+
+# Records the script state's transitions and the input events with the page's clock.
+INIT_JS = """
+(() => {
+  if (window.__flux) return;
+  const f = window.__flux = {log: [], input: []};
+  const mark = () => f.input.push(performance.now());
+  document.addEventListener('pointerdown', mark, true);
+  document.addEventListener('keydown', mark, true);
+  new MutationObserver(ms => {
+    for (const m of ms) {
+      const s = m.target.getAttribute('data-test-script-state');
+      if (m.target.getAttribute('data-testid') === 'stApp' && s !== null) {
+        const last = f.log[f.log.length - 1];
+        if (!last || last[1] !== s) f.log.push([performance.now(), s]);
+      }
+    }
+  }).observe(document, {subtree: true, attributes: true,
+                        attributeFilter: ['data-test-script-state']});
+})();
+"""
+
+# True once a run started after t0 and the app is idle again with its heading shown;
+# returns the page-clock times of the input, the run's start and its end.
+SETTLED_JS = """
+([t0, heading]) => {
+  const f = window.__flux;
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!f || !app) return false;
+  if (app.getAttribute('data-test-connection-state') !== 'CONNECTED') return false;
+  if (app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  const i = f.log.findIndex(e => e[0] >= t0 && e[1] === 'running');
+  if (i < 0) return false;
+  let end = null;
+  for (let k = i + 1; k < f.log.length; k++) if (f.log[k][1] === 'notRunning') end = f.log[k][0];
+  if (end === null) return false;
+  const h = document.querySelector('[data-testid="stMain"] h1');
+  if (!h || h.offsetParent === null || (heading && !h.textContent.includes(heading)))
+    return false;
+  const inputs = f.input.filter(t => t >= t0 && t <= f.log[i][0]);
+  const input = inputs.length ? inputs[inputs.length - 1] : t0;
+  return {input: input, ran: f.log[i][0], end: end, now: performance.now()};
+}
+"""
+
+# A freshly opened page: connected, idle, with its heading (no run before it to wait for).
+OPENED_JS = """
+(heading) => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning'
+      || app.getAttribute('data-test-connection-state') !== 'CONNECTED') return false;
+  const h = document.querySelector('[data-testid="stMain"] h1');
+  return !!h && h.offsetParent !== null && h.textContent.includes(heading);
+}
+"""
+
+
+# --------------------------------------------------------------------------- server
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen
+    log_path: Path
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(cache_dir: Path, log_path: Path) -> Server:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SERENICITY_API_KEY", "SERENICITY_API_URL", "FLUX_RATE_LIMIT",
+                        "FLUX_REDIS_URL")}
+    env.update({"FLUX_CACHE_DIR": str(cache_dir), "FLUX_DEMO_DENSE": "1",
+                "PYTHONUNBUFFERED": "1"})
+    port = _free_port()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1",
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", proc, log_path)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            r = httpx.get(f"{server.url}/_stcore/health", timeout=2)
+            if r.status_code == 200 and r.text.strip() == "ok":
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    tail = server.log_text()[-3000:]
+    server.stop()
+    raise RuntimeError(f"streamlit did not become healthy; log tail:\n{tail}")
+
+
+# --------------------------------------------------------------------------- RSS
+def _children(pid: int) -> list[int]:
+    out = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/children") as fh:
+                    out += [int(c) for c in fh.read().split()]
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return out
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_mb(pid: int) -> float:
+    """RSS of the process and all its descendants, MB."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        total += _rss_kb(p)
+        todo += _children(p)
+    return total / 1024
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int, every_s: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every_s = pid, every_s
+        self.samples: list[tuple[float, str, float]] = []  # (t, phase, MB)
+        self.phase = "start"
+        self.t0 = time.monotonic()
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.samples.append((time.monotonic() - self.t0, self.phase, tree_rss_mb(self.pid)))
+            self._halt.wait(self.every_s)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+
+    def of(self, phase: str) -> list[float]:
+        return [mb for _, p, mb in self.samples if p == phase]
+
+
+# --------------------------------------------------------------------------- sessions
+@dataclass
+class Sample:
+    session: int
+    action: str
+    seconds: float | None  # None: failed
+    error: str = ""
+
+
+@dataclass
+class Phase:
+    name: str
+    sessions: int
+    samples: list[Sample] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    exception_boxes: int = 0
+    tracebacks: int = 0
+    wall_s: float = 0.0
+
+
+def session_url(base: str, page: str, sensor: int, days: tuple[date, date]) -> str:
+    q = {"sensor": sensor, "range": "Custom", "from_day": days[0].isoformat(),
+         "from_hour": "00:00", "to_day": days[1].isoformat(), "to_hour": "00:00"}
+    return f"{base}/{'' if page == 'overview' else page}?{urlencode(q)}"
+
+
+class Analyst:
+    """One browser context = one Streamlit session, clicking like an analyst."""
+
+    def __init__(self, idx: int, browser, base: str, days: tuple[date, date], seed: int,
+                 phase: Phase, think: tuple[float, float], sensor: int | None = None) -> None:
+        self.idx, self.browser, self.base, self.days = idx, browser, base, days
+        self.rng = random.Random(f"{seed}:{phase.name}:{idx}")
+        self.phase, self.think = phase, think
+        self.sensor = SENSORS[idx % 2] if sensor is None else sensor
+        self.page_id = self.rng.choice(PAGES)[0]
+        self.toxic = False
+        self.direction = "all"
+        self.threats = 0
+        self.ctx = self.page = None
+
+    def heading(self) -> str:
+        return dict(PAGES)[self.page_id]
+
+    async def start(self) -> None:
+        self.ctx = await self.browser.new_context(viewport={"width": 1400, "height": 900})
+        await self.ctx.add_init_script(INIT_JS)
+        self.page = await self.ctx.new_page()
+
+    async def close(self) -> None:
+        if self.ctx is not None:
+            await self.ctx.close()
+
+    async def _now(self) -> float:
+        return await self.page.evaluate("performance.now()")
+
+    async def _settled(self, t0: float, timeout: int = ACTION_TIMEOUT_MS) -> float:
+        handle = await self.page.wait_for_function(SETTLED_JS, arg=[t0, self.heading()],
+                                                   polling=50, timeout=timeout)
+        r = await handle.json_value()
+        return (r["end"] - r["input"]) / 1000
+
+    async def open(self, timeout: int = OPEN_TIMEOUT_MS) -> float:
+        """Open the session's link; time from navigation start to the first settled run."""
+        t_wall = time.perf_counter()
+        await self.page.goto(session_url(self.base, self.page_id, self.sensor, self.days),
+                             timeout=timeout)
+        await self.page.wait_for_function(OPENED_JS, arg=self.heading(), polling=100,
+                                          timeout=timeout)
+        self.toxic, self.direction, self.threats = False, "all", 0
+        return time.perf_counter() - t_wall
+
+    # ---- actions: each returns the settle time of the run it caused
+    async def act_page(self) -> float:
+        target = self.rng.choice([p for p in PAGES if p[0] != self.page_id])
+        link = self.page.get_by_test_id("stSidebarNavLink").filter(has_text=target[1])
+        t0 = await self._now()
+        await link.click()
+        self.page_id = target[0]
+        return await self._settled(t0)
+
+    async def act_direction(self) -> float:
+        want = "OUT" if self.direction == "all" else "all"
+        button = self.page.locator(".st-key-dir").get_by_role("radio", name=want, exact=True)
+        t0 = await self._now()
+        await button.click()
+        s = await self._settled(t0)
+        if await button.get_attribute("aria-checked") != "true":
+            raise RuntimeError(f"direction {want} not selected after the run")
+        self.direction = want
+        return s
+
+    async def act_toxic(self) -> float:
+        switch = self.page.locator(".st-key-toxic").get_by_role("switch")
+        want = not self.toxic
+        t0 = await self._now()
+        await switch.click(force=True)
+        s = await self._settled(t0)
+        if await switch.is_checked() != want:
+            raise RuntimeError(f"toxic toggle not {want} after the run")
+        self.toxic = want
+        return s
+
+    async def act_threat(self) -> float:
+        box = self.page.locator(".st-key-threat .react-aria-ComboBox")
+        tags = box.locator("[data-tag]")
+        if self.threats:  # remove the chosen category with its tag's x
+            remove = box.get_by_role("button", name=re.compile(r"^Remove ")).first
+            t0 = await self._now()
+            await remove.click()
+            s = await self._settled(t0)
+            self.threats -= 1
+        else:
+            label = self.rng.choice(THREAT_LABELS)
+            combo = box.get_by_role("combobox")
+            await combo.click()
+            await combo.fill(label)  # type to filter, as an analyst would
+            option = self.page.get_by_role("option").filter(has_text=label).first
+            await option.wait_for(state="visible", timeout=30_000)
+            t0 = await self._now()
+            await option.click()
+            s = await self._settled(t0)
+            self.threats += 1
+            await self.page.keyboard.press("Escape")
+        shown = await tags.count()
+        if shown != self.threats:
+            raise RuntimeError(f"{shown} threat tag(s) shown, {self.threats} expected")
+        return s
+
+    async def act_sensor(self) -> float:
+        other = SENSORS[1] if self.sensor == SENSORS[0] else SENSORS[0]
+        combo = self.page.locator(".st-key-sensor_id").get_by_role("combobox")
+        await combo.click()
+        await combo.fill(f"#{other}")
+        option = self.page.get_by_role("option").filter(has_text=f"#{other}").first
+        await option.wait_for(state="visible", timeout=30_000)
+        t0 = await self._now()
+        await option.click()
+        s = await self._settled(t0)
+        if f"#{other}" not in await combo.input_value():
+            raise RuntimeError(f"sensor #{other} not shown in the picker after the run")
+        self.sensor = other
+        return s
+
+    async def check_page(self) -> str:
+        n = await self.page.get_by_test_id("stException").count()
+        if n:
+            self.phase.exception_boxes += n
+            text = await self.page.get_by_test_id("stException").first.inner_text()
+            return f"{n} exception box(es): {text[:300]!r}"
+        return ""
+
+    async def run(self, deadline: float) -> None:
+        try:
+            await self.start()
+            await self._record("open", self.open(timeout=ACTION_TIMEOUT_MS))
+            names, weights = zip(*ACTIONS, strict=True)
+            while time.monotonic() < deadline:
+                await asyncio.sleep(self.rng.uniform(*self.think))
+                if time.monotonic() >= deadline:
+                    break
+                action = self.rng.choices(names, weights)[0]
+                ok = await self._record(action, getattr(self, f"act_{action}")())
+                if not ok:  # start again from the link (the session state is unknown)
+                    await self._record("open", self.open(timeout=ACTION_TIMEOUT_MS))
+        finally:
+            await self.close()
+
+    async def _record(self, action: str, coro) -> bool:
+        try:
+            seconds = await coro
+        except Exception as exc:  # a failed action is a result
+            msg = f"session {self.idx} {action} on {self.page_id}/#{self.sensor}: " \
+                  f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}"
+            self.phase.samples.append(Sample(self.idx, action, None, msg))
+            self.phase.errors.append(msg)
+            return False
+        problem = await self.check_page()
+        if problem:
+            msg = f"session {self.idx} {action} on {self.page_id}/#{self.sensor}: {problem}"
+            self.phase.errors.append(msg)
+            self.phase.samples.append(Sample(self.idx, action, seconds, msg))
+            return True
+        self.phase.samples.append(Sample(self.idx, action, seconds))
+        return True
+
+
+async def warm_up(browser, base: str, days: tuple[date, date]) -> list[str]:
+    """Open each sensor's month and visit every page once, so the cache is filled."""
+    lines = []
+    dummy = Phase("warmup", 1)
+    for sensor in SENSORS:
+        a = Analyst(0, browser, base, days, 0, dummy, (0, 0), sensor=sensor)
+        a.page_id = "overview"
+        await a.start()
+        try:
+            t = await a.open()
+            lines.append(f"sensor {sensor}: first open {t:.1f} s")
+            print(f"  warm-up sensor {sensor}: opened in {t:.1f} s", flush=True)
+            for page_id, heading in PAGES[1:]:
+                link = a.page.get_by_test_id("stSidebarNavLink").filter(has_text=heading)
+                t0 = await a._now()
+                await link.click()
+                a.page_id = page_id
+                s = await a._settled(t0, timeout=OPEN_TIMEOUT_MS)
+                print(f"    {page_id}: {s:.1f} s", flush=True)
+        finally:
+            await a.close()
+    if dummy.errors:
+        raise RuntimeError("warm-up failed: " + "; ".join(dummy.errors))
+    return lines
+
+
+async def run_phase(browser, base: str, days, phase: Phase, seconds: float, seed: int,
+                    think: tuple[float, float], server: Server, rss: RssSampler) -> None:
+    log_before = server.log_text().count("Traceback")
+    rss.phase = phase.name
+    t0 = time.perf_counter()
+    deadline = time.monotonic() + seconds
+    analysts = [Analyst(i, browser, base, days, seed, phase, think)
+                for i in range(phase.sessions)]
+    results = await asyncio.gather(*(a.run(deadline) for a in analysts),
+                                   return_exceptions=True)
+    for i, r in enumerate(results):
+        if isinstance(r, BaseException):
+            phase.errors.append(f"session {i} crashed: {r.__class__.__name__}: {r}")
+    phase.wall_s = time.perf_counter() - t0
+    rss.phase = f"after {phase.name}"
+    phase.tracebacks = server.log_text().count("Traceback") - log_before
+
+
+# --------------------------------------------------------------------------- report
+def percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    v = sorted(values)
+    if not v:
+        return math.nan
+    pos = (len(v) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+
+
+def stats(phase: Phase, action: str | None) -> dict:
+    xs = [s.seconds for s in phase.samples
+          if s.seconds is not None and (action is None or s.action == action)
+          and (action is not None or s.action != "open")]
+    failed = sum(1 for s in phase.samples if s.seconds is None
+                 and (action is None or s.action == action))
+    return {"n": len(xs), "failed": failed, "p50": percentile(xs, 0.5),
+            "p95": percentile(xs, 0.95), "max": max(xs) if xs else math.nan}
+
+
+def _f(x: float) -> str:
+    return "–" if math.isnan(x) else f"{x:.2f}"
+
+
+def _ratio(a: float, b: float) -> str:
+    return "–" if math.isnan(a) or math.isnan(b) or b <= 0 else f"{a / b:.1f}×"
+
+
+def report(base: Phase, load: Phase, rss: RssSampler, args, warm: list[str],
+           days: tuple[date, date], rss_warm: float) -> tuple[list[str], list[str], dict]:
+    actions = ["open", *(a for a, _ in ACTIONS)]
+    rows = [
+        f"| action | n ({base.sessions} / {load.sessions}) | p50 {base.sessions} s | "
+        f"p95 {base.sessions} s | p50 {load.sessions} s | p95 {load.sessions} s | "
+        f"max {load.sessions} s | p50 ratio | p95 ratio |",
+        "|---|---|---|---|---|---|---|---|---|"]
+    table = {}
+    for action in [*actions, None]:
+        b, ld = stats(base, action), stats(load, action)
+        table[action or "all actions"] = {"baseline": b, "load": ld}
+        name = action or "**all but open**"
+        fails = f" (+{ld['failed']} failed)" if ld["failed"] else ""
+        rows.append(f"| {name} | {b['n']} / {ld['n']}{fails} | {_f(b['p50'])} | {_f(b['p95'])} "
+                    f"| {_f(ld['p50'])} | {_f(ld['p95'])} | {_f(ld['max'])} | "
+                    f"{_ratio(ld['p50'], b['p50'])} | {_ratio(ld['p95'], b['p95'])} |")
+    peak_base = max(rss.of(base.name), default=math.nan)
+    peak_load = max(rss.of(load.name), default=math.nan)
+    peak = max(peak_base, peak_load)
+    series = [(round(t), p, round(mb)) for t, p, mb in rss.samples]
+    over_time = _rss_over_time(rss, load.name, args.minutes * 60)
+
+    verdicts = []
+    # The target is on what analysts do in a session: page switches and filter
+    # changes; opening the link (full page load) is reported, not checked.
+    checked = [(k, table[k]["load"]["p95"]) for k, _ in ACTIONS
+               if not math.isnan(table[k]["load"]["p95"])]
+    worst_name, worst = max(checked, key=lambda kv: kv[1], default=("–", math.nan))
+    errors = len(load.errors) + len(base.errors)
+    tracebacks = load.tracebacks + base.tracebacks
+    checks = [
+        (f"p95 ≤ {TARGET_P95_S:.0f} s for every action type, {load.sessions} sessions",
+         not math.isnan(worst) and worst <= TARGET_P95_S,
+         f"worst p95 {_f(worst)} s ({worst_name})"),
+        (f"peak RSS ≤ {TARGET_RSS_MB / 1024:.1f} GB", not math.isnan(peak)
+         and peak <= TARGET_RSS_MB, f"peak {peak:,.0f} MB"),
+        ("zero errors", errors == 0, f"{errors} (baseline {len(base.errors)}, load "
+         f"{len(load.errors)}; exception boxes {base.exception_boxes + load.exception_boxes})"),
+        ("zero tracebacks in the server log", tracebacks == 0,
+         f"{tracebacks} (baseline {base.tracebacks}, load {load.tracebacks})"),
+    ]
+    for name, ok, got in checks:
+        verdicts.append(f"- {'PASS' if ok else 'FAIL'} {name}: {got}")
+    lines = [
+        f"### Concurrent sessions: {load.sessions} vs {base.sessions} "
+        f"(sensors 54 dense + 77, {days[0]} → {days[1]}, {args.minutes:g} min each)", "",
+        *rows, "",
+        f"- Time to settled: input event → script state back to `notRunning` with the "
+        f"heading shown, page clock. Think time {args.think_min:g}–{args.think_max:g} s "
+        f"between actions; seed {args.seed}; sessions alternate between sensors 54 and 77. "
+        "`open` = loading the session's link (the whole page, with the browser's start "
+        "of the app), reported but not checked against the p95 target.",
+        f"- Server RSS: after warm-up {rss_warm:,.0f} MB; peak baseline {peak_base:,.0f} MB, "
+        f"peak with {load.sessions} sessions {peak_load:,.0f} MB. Over the load run "
+        f"(max per {over_time[0]} s): {over_time[1]}.",
+        f"- Errors: baseline {len(base.errors)}, load {len(load.errors)}; tracebacks in the "
+        f"server log: baseline {base.tracebacks}, load {load.tracebacks}.",
+        f"- Warm-up (not measured): {'; '.join(warm)}.",
+        *verdicts]
+    data = {"days": [d.isoformat() for d in days], "sessions": load.sessions,
+            "baseline_sessions": base.sessions, "minutes": args.minutes,
+            "think_s": [args.think_min, args.think_max], "seed": args.seed,
+            "table": table, "rss_warm_mb": rss_warm, "peak_rss_baseline_mb": peak_base,
+            "peak_rss_load_mb": peak_load, "rss_series": series,
+            "errors": {"baseline": base.errors, "load": load.errors},
+            "tracebacks": {"baseline": base.tracebacks, "load": load.tracebacks},
+            "samples": {ph.name: [s.__dict__ for s in ph.samples] for ph in (base, load)},
+            "verdicts": [{"target": n, "pass": ok, "got": g} for n, ok, g in checks]}
+    failed = [n for n, ok, _ in checks if not ok]
+    return lines, failed, data
+
+
+def _rss_over_time(rss: RssSampler, phase: str, seconds: float) -> tuple[int, str]:
+    samples = [(t, mb) for t, p, mb in rss.samples if p == phase]
+    if not samples:
+        return 0, "no samples"
+    step = max(10, int(seconds / 12) // 10 * 10 or 10)
+    t0 = samples[0][0]
+    buckets: dict[int, float] = {}
+    for t, mb in samples:
+        k = int((t - t0) // step)
+        buckets[k] = max(buckets.get(k, 0.0), mb)
+    return step, ", ".join(f"{mb:,.0f}" for _, mb in sorted(buckets.items())) + " MB"
+
+
+# --------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.load_test", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sessions", type=int, default=10)
+    p.add_argument("--minutes", type=float, default=3.0)
+    p.add_argument("--baseline-sessions", type=int, default=1)
+    p.add_argument("--seed", type=int, default=10)
+    p.add_argument("--think-min", type=float, default=1.0, help="pause between actions, s")
+    p.add_argument("--think-max", type=float, default=3.0)
+    p.add_argument("--days", type=int, default=30, help="length of the month opened")
+    p.add_argument("--out", default=str(ROOT / "bench-output" / "load"))
+    p.add_argument("--cache-dir", default=str(ROOT / "bench-output" / "load-cache"),
+                   help="the server's cache (kept: the dense month loads once)")
+    return p.parse_args(argv)
+
+
+async def _main(args, server: Server, rss: RssSampler, days) -> tuple[Phase, Phase, list, float]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            print("warm-up: filling the cache (a cold dense month takes minutes)…", flush=True)
+            rss.phase = "warmup"
+            warm = await warm_up(browser, server.url, days)
+            rss_warm = tree_rss_mb(server.proc.pid)
+            seconds = args.minutes * 60
+            base = Phase("baseline", args.baseline_sessions)
+            print(f"baseline: {base.sessions} session(s) for {args.minutes:g} min…", flush=True)
+            await run_phase(browser, server.url, days, base, seconds, args.seed,
+                            (args.think_min, args.think_max), server, rss)
+            load = Phase("load", args.sessions)
+            print(f"load: {load.sessions} sessions for {args.minutes:g} min…", flush=True)
+            await run_phase(browser, server.url, days, load, seconds, args.seed,
+                            (args.think_min, args.think_max), server, rss)
+        finally:
+            await browser.close()
+    return base, load, warm, rss_warm
+
+
+def run(argv: list[str] | None = None) -> tuple[list[str], list[str], dict]:
+    """Run the load test; returns (report lines, failed targets, data)."""
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # A fixed month that ends two days ago: every hour closed and past the 48 h recheck.
+    end = datetime.now(UTC).date() - timedelta(days=2)
+    days = (end - timedelta(days=args.days), end)
+    print(f"load test · {args.sessions} sessions vs {args.baseline_sessions} · "
+          f"{args.minutes:g} min · {days[0]} → {days[1]} · {os.cpu_count()} CPUs", flush=True)
+    server = start_server(Path(args.cache_dir), out / "server.log")
+    rss = RssSampler(server.proc.pid)
+    rss.start()
+    try:
+        base, load, warm, rss_warm = asyncio.run(_main(args, server, rss, days))
+    finally:
+        rss.stop()
+        server.stop()
+    lines, failed, data = report(base, load, rss, args, warm, days, rss_warm)
+    lines.append(f"_Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} CPUs "
+                 f"(browser and server on the same machine)._")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    (out / "results.json").write_text(json.dumps(data, indent=1, default=str))
+    return lines, failed, data
+
+
+def main(argv: list[str] | None = None) -> int:
+    lines, failed, data = run(argv)
+    print("\n" + "\n".join(lines))
+    errors = data["errors"]["baseline"] + data["errors"]["load"]
+    if errors:
+        print("\nErrors:\n" + "\n".join(f"- {e}" for e in errors[:30]))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
