@@ -17,6 +17,8 @@
    including the filter itself). Target: under 2 s per page.
 3. **Owners**: the owner (ASN) look-up of the dense month's remote IPs, once
    per distinct IP as the app does it, cold and warm, against a look-up per row.
+   (4. is the replicas + sync worker run; 5. the concurrent-session load test,
+   ``benchmarks/load_test.py``: 10 browser sessions against a 1-session baseline.)
 4. A Markdown summary, printed and written to ``bench-output/results.md``.
 
 Machines are shared and noisy, so figures come as ratios against a baseline
@@ -95,7 +97,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fresh-cache", action="store_true",
                    help="delete the dense cache first (measures the cold dense load)")
     p.add_argument("--skip", action="append", default=[],
-                   choices=["http", "cold", "render", "owners", "replicas"],
+                   choices=["http", "cold", "render", "owners", "replicas", "load"],
                    help="leave a part out (repeatable)")
     p.add_argument("--phase", help=argparse.SUPPRESS)  # internal: run one phase
     p.add_argument("--result-file", help=argparse.SUPPRESS)
@@ -373,6 +375,24 @@ def main(argv: list[str] | None = None) -> int:
                    f"(simulator over HTTP, rate limit {rate}/min, 429s injected)", "",
                    *table, "", *(f"- worker: {ln.split(' INFO ', 1)[-1]}"
                                  for ln in rep["worker_log"]), ""]
+
+    if "load" not in args.skip:
+        from . import load_test
+
+        sessions, minutes = (2, 0.5) if args.quick else (10, 3)
+        print(f"\n## 5. Concurrent sessions: {sessions} browser sessions vs 1, {minutes:g} min "
+              "each (one app server, Debian Chromium)", flush=True)
+        lines, _failed, data = load_test.run(
+            ["--sessions", str(sessions), "--minutes", str(minutes),
+             "--out", str(out_dir / "load"), "--cache-dir", str(out_dir / "load-cache")])
+        results["load"] = {k: v for k, v in data.items() if k not in ("samples", "rss_series")}
+        report += [*lines, ""]
+        # Timings and memory are reported (PASS/FAIL lines); errors fail the bench.
+        errors = data["errors"]["baseline"] + data["errors"]["load"]
+        problems += [f"load test: {e}" for e in errors[:20]]
+        if sum(data["tracebacks"].values()):
+            problems.append(f"load test: {sum(data['tracebacks'].values())} traceback(s) in "
+                            f"the server logs ({out_dir / 'load'}/server-*.log)")
 
     report.append(f"_Measured {datetime.now(UTC):%Y-%m-%d} on {os.cpu_count()} CPUs, "
                   f"Python {sys.version.split()[0]}; simulated clock "

@@ -247,8 +247,6 @@ class RssSampler(threading.Thread):
         self._halt.set()
         self.join(5)
 
-    def of(self, phase: str) -> list[float]:
-        return [mb for _, p, mb in self.samples if p == phase]
 
 
 # --------------------------------------------------------------------------- sessions
@@ -269,6 +267,12 @@ class Phase:
     exception_boxes: int = 0
     tracebacks: int = 0
     wall_s: float = 0.0
+    warm: list[str] = field(default_factory=list)  # warm-up notes
+    rss_warm_mb: float = math.nan  # after the warm-up
+    rss: list[tuple[float, float]] = field(default_factory=list)  # (s since start, MB)
+
+    def peak_rss_mb(self) -> float:
+        return max((mb for _, mb in self.rss), default=math.nan)
 
 
 def session_url(base: str, page: str, sensor: int, days: tuple[date, date]) -> str:
@@ -464,22 +468,38 @@ async def warm_up(browser, base: str, days: tuple[date, date]) -> list[str]:
     return lines
 
 
-async def run_phase(browser, base: str, days, phase: Phase, seconds: float, seed: int,
-                    think: tuple[float, float], server: Server, rss: RssSampler) -> None:
-    log_before = server.log_text().count("Traceback")
-    rss.phase = phase.name
-    t0 = time.perf_counter()
-    deadline = time.monotonic() + seconds
-    analysts = [Analyst(i, browser, base, days, seed, phase, think)
-                for i in range(phase.sessions)]
-    results = await asyncio.gather(*(a.run(deadline) for a in analysts),
-                                   return_exceptions=True)
-    for i, r in enumerate(results):
-        if isinstance(r, BaseException):
-            phase.errors.append(f"session {i} crashed: {r.__class__.__name__}: {r}")
-    phase.wall_s = time.perf_counter() - t0
-    rss.phase = f"after {phase.name}"
-    phase.tracebacks = server.log_text().count("Traceback") - log_before
+async def run_phase(browser, args, days, phase: Phase, out: Path) -> None:
+    """A fresh server on the shared disk cache, the warm-up, then the sessions."""
+    server = start_server(Path(args.cache_dir), out / f"server-{phase.name}.log")
+    rss = RssSampler(server.proc.pid)
+    rss.start()
+    try:
+        print(f"[{phase.name}] warm-up on a fresh server (a cold dense month takes "
+              "minutes)…", flush=True)
+        rss.phase = "warmup"
+        phase.warm = await warm_up(browser, server.url, days)
+        phase.rss_warm_mb = tree_rss_mb(server.proc.pid)
+        print(f"[{phase.name}] {phase.sessions} session(s) for {args.minutes:g} min…",
+              flush=True)
+        rss.phase = phase.name
+        t0 = time.perf_counter()
+        deadline = time.monotonic() + args.minutes * 60
+        analysts = [Analyst(i, browser, server.url, days, args.seed, phase,
+                            (args.think_min, args.think_max))
+                    for i in range(phase.sessions)]
+        results = await asyncio.gather(*(a.run(deadline) for a in analysts),
+                                       return_exceptions=True)
+        for i, r in enumerate(results):
+            if isinstance(r, BaseException):
+                phase.errors.append(f"session {i} crashed: {r.__class__.__name__}: {r}")
+        phase.wall_s = time.perf_counter() - t0
+        rss.phase = "after"
+    finally:
+        rss.stop()
+        server.stop()
+    t_start = next((t for t, p, _ in rss.samples if p == phase.name), 0.0)
+    phase.rss = [(t - t_start, mb) for t, p, mb in rss.samples if p == phase.name]
+    phase.tracebacks = server.log_text().count("Traceback")
 
 
 # --------------------------------------------------------------------------- report
@@ -511,8 +531,8 @@ def _ratio(a: float, b: float) -> str:
     return "–" if math.isnan(a) or math.isnan(b) or b <= 0 else f"{a / b:.1f}×"
 
 
-def report(base: Phase, load: Phase, rss: RssSampler, args, warm: list[str],
-           days: tuple[date, date], rss_warm: float) -> tuple[list[str], list[str], dict]:
+def report(base: Phase, load: Phase, args,
+           days: tuple[date, date]) -> tuple[list[str], list[str], dict]:
     actions = ["open", *(a for a, _ in ACTIONS)]
     rows = [
         f"| action | n ({base.sessions} / {load.sessions}) | p50 {base.sessions} s | "
@@ -528,11 +548,9 @@ def report(base: Phase, load: Phase, rss: RssSampler, args, warm: list[str],
         rows.append(f"| {name} | {b['n']} / {ld['n']}{fails} | {_f(b['p50'])} | {_f(b['p95'])} "
                     f"| {_f(ld['p50'])} | {_f(ld['p95'])} | {_f(ld['max'])} | "
                     f"{_ratio(ld['p50'], b['p50'])} | {_ratio(ld['p95'], b['p95'])} |")
-    peak_base = max(rss.of(base.name), default=math.nan)
-    peak_load = max(rss.of(load.name), default=math.nan)
+    peak_base, peak_load = base.peak_rss_mb(), load.peak_rss_mb()
     peak = max(peak_base, peak_load)
-    series = [(round(t), p, round(mb)) for t, p, mb in rss.samples]
-    over_time = _rss_over_time(rss, load.name, args.minutes * 60)
+    over_time = _rss_over_time(load.rss, args.minutes * 60)
 
     verdicts = []
     # The target is on what analysts do in a session: page switches and filter
@@ -564,18 +582,24 @@ def report(base: Phase, load: Phase, rss: RssSampler, args, warm: list[str],
         f"between actions; seed {args.seed}; sessions alternate between sensors 54 and 77. "
         "`open` = loading the session's link (the whole page, with the browser's start "
         "of the app), reported but not checked against the p95 target.",
-        f"- Server RSS: after warm-up {rss_warm:,.0f} MB; peak baseline {peak_base:,.0f} MB, "
-        f"peak with {load.sessions} sessions {peak_load:,.0f} MB. Over the load run "
-        f"(max per {over_time[0]} s): {over_time[1]}.",
+        f"- Server RSS (process and children, every second): after the warm-up "
+        f"{base.rss_warm_mb:,.0f} / {load.rss_warm_mb:,.0f} MB; peak {peak_base:,.0f} MB "
+        f"with {base.sessions}, {peak_load:,.0f} MB with {load.sessions} sessions. Over "
+        f"the {load.sessions}-session run (max per {over_time[0]} s): {over_time[1]}.",
         f"- Errors: baseline {len(base.errors)}, load {len(load.errors)}; tracebacks in the "
         f"server log: baseline {base.tracebacks}, load {load.tracebacks}.",
-        f"- Warm-up (not measured): {'; '.join(warm)}.",
+        f"- Each phase: a fresh server on the same disk cache, a warm-up session opening "
+        f"each sensor's month and every page (not measured: {'; '.join(load.warm)}), then "
+        f"the sessions. A failed action is followed by reopening the link.",
         *verdicts]
     data = {"days": [d.isoformat() for d in days], "sessions": load.sessions,
             "baseline_sessions": base.sessions, "minutes": args.minutes,
             "think_s": [args.think_min, args.think_max], "seed": args.seed,
-            "table": table, "rss_warm_mb": rss_warm, "peak_rss_baseline_mb": peak_base,
-            "peak_rss_load_mb": peak_load, "rss_series": series,
+            "table": table, "rss_warm_mb": {"baseline": base.rss_warm_mb,
+                                            "load": load.rss_warm_mb},
+            "peak_rss_baseline_mb": peak_base, "peak_rss_load_mb": peak_load,
+            "rss_series": {ph.name: [(round(t, 1), round(mb)) for t, mb in ph.rss]
+                           for ph in (base, load)},
             "errors": {"baseline": base.errors, "load": load.errors},
             "tracebacks": {"baseline": base.tracebacks, "load": load.tracebacks},
             "samples": {ph.name: [s.__dict__ for s in ph.samples] for ph in (base, load)},
@@ -584,15 +608,13 @@ def report(base: Phase, load: Phase, rss: RssSampler, args, warm: list[str],
     return lines, failed, data
 
 
-def _rss_over_time(rss: RssSampler, phase: str, seconds: float) -> tuple[int, str]:
-    samples = [(t, mb) for t, p, mb in rss.samples if p == phase]
+def _rss_over_time(samples: list[tuple[float, float]], seconds: float) -> tuple[int, str]:
     if not samples:
         return 0, "no samples"
-    step = max(10, int(seconds / 12) // 10 * 10 or 10)
-    t0 = samples[0][0]
+    step = max(10, int(seconds / 12) // 10 * 10)
     buckets: dict[int, float] = {}
     for t, mb in samples:
-        k = int((t - t0) // step)
+        k = int(t // step)
         buckets[k] = max(buckets.get(k, 0.0), mb)
     return step, ", ".join(f"{mb:,.0f}" for _, mb in sorted(buckets.items())) + " MB"
 
@@ -614,28 +636,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def _main(args, server: Server, rss: RssSampler, days) -> tuple[Phase, Phase, list, float]:
+async def _main(args, days, out: Path) -> tuple[Phase, Phase]:
     from playwright.async_api import async_playwright
 
+    base = Phase("baseline", args.baseline_sessions)
+    load = Phase("load", args.sessions)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
-            print("warm-up: filling the cache (a cold dense month takes minutes)…", flush=True)
-            rss.phase = "warmup"
-            warm = await warm_up(browser, server.url, days)
-            rss_warm = tree_rss_mb(server.proc.pid)
-            seconds = args.minutes * 60
-            base = Phase("baseline", args.baseline_sessions)
-            print(f"baseline: {base.sessions} session(s) for {args.minutes:g} min…", flush=True)
-            await run_phase(browser, server.url, days, base, seconds, args.seed,
-                            (args.think_min, args.think_max), server, rss)
-            load = Phase("load", args.sessions)
-            print(f"load: {load.sessions} sessions for {args.minutes:g} min…", flush=True)
-            await run_phase(browser, server.url, days, load, seconds, args.seed,
-                            (args.think_min, args.think_max), server, rss)
+            for phase in (base, load):
+                await run_phase(browser, args, days, phase, out)
         finally:
             await browser.close()
-    return base, load, warm, rss_warm
+    return base, load
 
 
 def run(argv: list[str] | None = None) -> tuple[list[str], list[str], dict]:
@@ -648,25 +661,19 @@ def run(argv: list[str] | None = None) -> tuple[list[str], list[str], dict]:
     days = (end - timedelta(days=args.days), end)
     print(f"load test · {args.sessions} sessions vs {args.baseline_sessions} · "
           f"{args.minutes:g} min · {days[0]} → {days[1]} · {os.cpu_count()} CPUs", flush=True)
-    server = start_server(Path(args.cache_dir), out / "server.log")
-    rss = RssSampler(server.proc.pid)
-    rss.start()
-    try:
-        base, load, warm, rss_warm = asyncio.run(_main(args, server, rss, days))
-    finally:
-        rss.stop()
-        server.stop()
-    lines, failed, data = report(base, load, rss, args, warm, days, rss_warm)
-    lines.append(f"_Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} CPUs "
-                 f"(browser and server on the same machine)._")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    base, load = asyncio.run(_main(args, days, out))
+    lines, failed, data = report(base, load, args, days)
+    stamp = (f"_Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} CPUs "
+             "(browser and server on the same machine)._")
+    data["measured"] = stamp
+    (out / "results.md").write_text("\n".join([*lines, stamp]) + "\n")
     (out / "results.json").write_text(json.dumps(data, indent=1, default=str))
     return lines, failed, data
 
 
 def main(argv: list[str] | None = None) -> int:
     lines, failed, data = run(argv)
-    print("\n" + "\n".join(lines))
+    print("\n" + "\n".join([*lines, data["measured"]]))
     errors = data["errors"]["baseline"] + data["errors"]["load"]
     if errors:
         print("\nErrors:\n" + "\n".join(f"- {e}" for e in errors[:30]))
