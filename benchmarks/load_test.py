@@ -120,6 +120,28 @@ SETTLED_JS = """
 }
 """
 
+IDLE_JS = """
+() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  return !!app && app.getAttribute('data-test-script-state') === 'notRunning'
+    && app.getAttribute('data-test-connection-state') === 'CONNECTED';
+}
+"""
+
+# What the page shows after a failed action (for the error message).
+STATE_JS = """
+() => {
+  const f = window.__flux || {log: [], input: []};
+  const app = document.querySelector('[data-testid="stApp"]');
+  const h = document.querySelector('[data-testid="stMain"] h1');
+  return {now: Math.round(performance.now()),
+          script: app && app.getAttribute('data-test-script-state'),
+          connection: app && app.getAttribute('data-test-connection-state'),
+          heading: h && h.textContent, log: f.log.slice(-4).map(e => [Math.round(e[0]), e[1]]),
+          input: f.input.slice(-3).map(Math.round)};
+}
+"""
+
 # A freshly opened page: connected, idle, with its heading (no run before it to wait for).
 OPENED_JS = """
 (heading) => {
@@ -267,6 +289,7 @@ class Phase:
     exception_boxes: int = 0
     tracebacks: int = 0
     wall_s: float = 0.0
+    diag_dir: Path | None = None  # screenshots of failed actions
     warm: list[str] = field(default_factory=list)  # warm-up notes
     rss_warm_mb: float = math.nan  # after the warm-up
     rss: list[tuple[float, float]] = field(default_factory=list)  # (s since start, MB)
@@ -309,6 +332,8 @@ class Analyst:
             await self.ctx.close()
 
     async def _now(self) -> float:
+        """The page clock, once the app is idle (never click into a run in progress)."""
+        await self.page.wait_for_function(IDLE_JS, polling=100, timeout=ACTION_TIMEOUT_MS)
         return await self.page.evaluate("performance.now()")
 
     async def _settled(self, t0: float, timeout: int = ACTION_TIMEOUT_MS) -> float:
@@ -429,6 +454,15 @@ class Analyst:
         except Exception as exc:  # a failed action is a result
             msg = f"session {self.idx} {action} on {self.page_id}/#{self.sensor}: " \
                   f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}"
+            try:
+                msg += f" · page state {await self.page.evaluate(STATE_JS)}"
+                if self.phase.diag_dir is not None:
+                    shot = self.phase.diag_dir / (f"fail-{self.phase.name}-s{self.idx}-"
+                                                  f"{len(self.phase.errors)}.png")
+                    await self.page.screenshot(path=shot, timeout=10_000)
+                    msg += f" · {shot.name}"
+            except Exception:
+                pass
             self.phase.samples.append(Sample(self.idx, action, None, msg))
             self.phase.errors.append(msg)
             return False
@@ -470,6 +504,9 @@ async def warm_up(browser, base: str, days: tuple[date, date]) -> list[str]:
 
 async def run_phase(browser, args, days, phase: Phase, out: Path) -> None:
     """A fresh server on the shared disk cache, the warm-up, then the sessions."""
+    phase.diag_dir = out
+    for old in out.glob(f"fail-{phase.name}-*.png"):
+        old.unlink()
     server = start_server(Path(args.cache_dir), out / f"server-{phase.name}.log")
     rss = RssSampler(server.proc.pid)
     rss.start()
