@@ -74,6 +74,7 @@ ACTIONS = [("page", 0.40), ("direction", 0.15), ("toxic", 0.15), ("threat", 0.15
 TARGET_P95_S = 3.0
 TARGET_RSS_MB = 2.5 * 1024
 ACTION_TIMEOUT_MS = 120_000
+NO_RUN_MS = 15_000  # a click that started no run in this time (the app idle) was lost
 OPEN_TIMEOUT_MS = 900_000  # a cold dense month from the embedded simulator: minutes
 
 # Records the script state's transitions and the input events with the page's clock.
@@ -117,6 +118,18 @@ SETTLED_JS = """
   const inputs = f.input.filter(t => t >= t0 && t <= f.log[i][0]);
   const input = inputs.length ? inputs[inputs.length - 1] : t0;
   return {input: input, ran: f.log[i][0], end: end, now: performance.now()};
+}
+"""
+
+# 'ran' once a run started after t0; 'none' when none did within `wait` ms (app idle).
+STARTED_JS = """
+([t0, wait]) => {
+  const f = window.__flux;
+  if (f && f.log.some(e => e[0] >= t0 && e[1] === 'running')) return 'ran';
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (performance.now() - t0 > wait && app
+      && app.getAttribute('data-test-script-state') === 'notRunning') return 'none';
+  return false;
 }
 """
 
@@ -272,6 +285,10 @@ class RssSampler(threading.Thread):
 
 
 # --------------------------------------------------------------------------- sessions
+class LostClick(RuntimeError):
+    """The click started no script run (the control kept its state)."""
+
+
 @dataclass
 class Sample:
     session: int
@@ -287,6 +304,7 @@ class Phase:
     samples: list[Sample] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     exception_boxes: int = 0
+    lost_clicks: int = 0  # toggle/segment clicks that started no run, clicked again
     tracebacks: int = 0
     wall_s: float = 0.0
     diag_dir: Path | None = None  # screenshots of failed actions
@@ -337,6 +355,10 @@ class Analyst:
         return await self.page.evaluate("performance.now()")
 
     async def _settled(self, t0: float, timeout: int = ACTION_TIMEOUT_MS) -> float:
+        started = await self.page.wait_for_function(STARTED_JS, arg=[t0, NO_RUN_MS],
+                                                    polling=100, timeout=timeout)
+        if await started.json_value() == "none":
+            raise LostClick(f"no script run started within {NO_RUN_MS / 1000:.0f} s")
         handle = await self.page.wait_for_function(SETTLED_JS, arg=[t0, self.heading()],
                                                    polling=50, timeout=timeout)
         r = await handle.json_value()
@@ -361,24 +383,44 @@ class Analyst:
         self.page_id = target[0]
         return await self._settled(t0)
 
+    async def _click_settled(self, target, is_done) -> float:
+        """Click ``target`` and wait for the run; a click that started no run while the
+        control still shows the old state is counted and clicked once more (the time is
+        then from the second click)."""
+        for attempt in range(2):
+            t0 = await self._now()
+            await target.click()
+            try:
+                return await self._settled(t0)
+            except LostClick:
+                if attempt or await is_done():
+                    raise
+                self.phase.lost_clicks += 1
+        raise AssertionError("unreachable")
+
     async def act_direction(self) -> float:
         want = "OUT" if self.direction == "all" else "all"
         button = self.page.locator(".st-key-dir").get_by_role("radio", name=want, exact=True)
-        t0 = await self._now()
-        await button.click()
-        s = await self._settled(t0)
-        if await button.get_attribute("aria-checked") != "true":
+
+        async def selected() -> bool:
+            return await button.get_attribute("aria-checked") == "true"
+
+        s = await self._click_settled(button, selected)
+        if not await selected():
             raise RuntimeError(f"direction {want} not selected after the run")
         self.direction = want
         return s
 
     async def act_toxic(self) -> float:
-        switch = self.page.locator(".st-key-toxic").get_by_role("switch")
+        box = self.page.locator(".st-key-toxic")
+        switch = box.get_by_role("switch")
         want = not self.toxic
-        t0 = await self._now()
-        await switch.click(force=True)
-        s = await self._settled(t0)
-        if await switch.is_checked() != want:
+
+        async def done() -> bool:
+            return await switch.is_checked() == want
+
+        s = await self._click_settled(box.get_by_text("Toxic flows only"), done)
+        if not await done():
             raise RuntimeError(f"toxic toggle not {want} after the run")
         self.toxic = want
         return s
@@ -624,7 +666,9 @@ def report(base: Phase, load: Phase, args,
         f"with {base.sessions}, {peak_load:,.0f} MB with {load.sessions} sessions. Over "
         f"the {load.sessions}-session run (max per {over_time[0]} s): {over_time[1]}.",
         f"- Errors: baseline {len(base.errors)}, load {len(load.errors)}; tracebacks in the "
-        f"server log: baseline {base.tracebacks}, load {load.tracebacks}.",
+        f"server log: baseline {base.tracebacks}, load {load.tracebacks}. Lost clicks (a "
+        f"toggle or direction click that started no run in {NO_RUN_MS / 1000:.0f} s, "
+        f"clicked again): baseline {base.lost_clicks}, load {load.lost_clicks}.",
         f"- Each phase: a fresh server on the same disk cache, a warm-up session opening "
         f"each sensor's month and every page (not measured: {'; '.join(load.warm)}), then "
         f"the sessions. A failed action is followed by reopening the link.",
@@ -639,6 +683,7 @@ def report(base: Phase, load: Phase, args,
                            for ph in (base, load)},
             "errors": {"baseline": base.errors, "load": load.errors},
             "tracebacks": {"baseline": base.tracebacks, "load": load.tracebacks},
+            "lost_clicks": {"baseline": base.lost_clicks, "load": load.lost_clicks},
             "samples": {ph.name: [s.__dict__ for s in ph.samples] for ph in (base, load)},
             "verdicts": [{"target": n, "pass": ok, "got": g} for n, ok, g in checks]}
     failed = [n for n, ok, _ in checks if not ok]
