@@ -209,11 +209,14 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
                 with _running_lock:
                     entry.finished_at = time.monotonic()
 
-        with _running_lock:
-            _running[key] = entry
         record(session, "load_started", sensor=int(sensor_id), range=[start, end])
         entry.thread = threading.Thread(target=work, name="flux-load", daemon=True)
-        entry.thread.start()
+        # Published with its thread already started: another session that finds the
+        # entry joins that thread at once ("cannot join thread before it is started"
+        # was seen when it was published first).
+        with _running_lock:
+            _running[key] = entry
+            entry.thread.start()
     _wait(entry)
     box = entry.box
     err = box.get("error")
