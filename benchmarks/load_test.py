@@ -375,28 +375,51 @@ class Analyst:
         return time.perf_counter() - t_wall
 
     # ---- actions: each returns the settle time of the run it caused
-    async def act_page(self) -> float:
-        target = self.rng.choice([p for p in PAGES if p[0] != self.page_id])
-        link = self.page.get_by_test_id("stSidebarNavLink").filter(has_text=target[1])
-        t0 = await self._now()
-        await link.click()
-        self.page_id = target[0]
-        return await self._settled(t0)
-
-    async def _click_settled(self, target, is_done) -> float:
-        """Click ``target`` and wait for the run; a click that started no run while the
-        control still shows the old state is counted and clicked once more (the time is
+    async def _attempt(self, perform, is_done) -> float:
+        """``perform()`` does the interaction and returns the page clock just before its
+        decisive click. A click that started no run while the control still shows the
+        old state is counted as lost and the interaction done once more (the time is
         then from the second click)."""
         for attempt in range(2):
-            t0 = await self._now()
-            await target.click()
+            t0 = await perform()
             try:
                 return await self._settled(t0)
             except LostClick:
                 if attempt or await is_done():
                     raise
                 self.phase.lost_clicks += 1
+                await self.page.keyboard.press("Escape")
         raise AssertionError("unreachable")
+
+    async def go_to(self, page_id: str, timeout: int = ACTION_TIMEOUT_MS) -> float:
+        heading = dict(PAGES)[page_id]
+        link = self.page.get_by_test_id("stSidebarNavLink").filter(has_text=heading)
+        h1 = self.page.get_by_test_id("stMain").locator("h1")
+
+        async def perform() -> float:
+            t0 = await self._now()
+            await link.click()
+            return t0
+
+        async def done() -> bool:
+            return heading in (await h1.first.text_content() or "")
+
+        self.page_id = page_id
+        started = time.monotonic()
+        while True:  # a long first computation (warm-up): _settled's own timeout
+            try:
+                return await self._attempt(perform, done)
+            except LostClick:
+                if time.monotonic() - started > timeout / 1000:
+                    raise
+
+    async def act_page(self) -> float:
+        return await self.go_to(self.rng.choice([p for p in PAGES if p[0] != self.page_id])[0])
+
+    async def _click(self, target) -> float:
+        t0 = await self._now()
+        await target.click()
+        return t0
 
     async def act_direction(self) -> float:
         want = "OUT" if self.direction == "all" else "all"
@@ -405,7 +428,7 @@ class Analyst:
         async def selected() -> bool:
             return await button.get_attribute("aria-checked") == "true"
 
-        s = await self._click_settled(button, selected)
+        s = await self._attempt(lambda: self._click(button), selected)
         if not await selected():
             raise RuntimeError(f"direction {want} not selected after the run")
         self.direction = want
@@ -419,7 +442,7 @@ class Analyst:
         async def done() -> bool:
             return await switch.is_checked() == want
 
-        s = await self._click_settled(box.get_by_text("Toxic flows only"), done)
+        s = await self._attempt(lambda: self._click(box.get_by_text("Toxic flows only")), done)
         if not await done():
             raise RuntimeError(f"toxic toggle not {want} after the run")
         self.toxic = want
@@ -428,24 +451,28 @@ class Analyst:
     async def act_threat(self) -> float:
         box = self.page.locator(".st-key-threat .react-aria-ComboBox")
         tags = box.locator("[data-tag]")
-        if self.threats:  # remove the chosen category with its tag's x
-            remove = box.get_by_role("button", name=re.compile(r"^Remove ")).first
-            t0 = await self._now()
-            await remove.click()
-            s = await self._settled(t0)
-            self.threats -= 1
-        else:
-            label = self.rng.choice(THREAT_LABELS)
+        want = self.threats - 1 if self.threats else self.threats + 1
+        label = self.rng.choice(THREAT_LABELS)
+
+        async def perform() -> float:
+            if self.threats:  # remove the chosen category with its tag's x
+                remove = box.get_by_role("button", name=re.compile(r"^Remove ")).first
+                return await self._click(remove)
             combo = box.get_by_role("combobox")
+            await self._now()
             await combo.click()
             await combo.fill(label)  # type to filter, as an analyst would
             option = self.page.get_by_role("option").filter(has_text=label).first
             await option.wait_for(state="visible", timeout=30_000)
-            t0 = await self._now()
-            await option.click()
-            s = await self._settled(t0)
-            self.threats += 1
+            return await self._click(option)
+
+        async def done() -> bool:
+            return await tags.count() == want
+
+        s = await self._attempt(perform, done)
+        if self.threats == 0:
             await self.page.keyboard.press("Escape")
+        self.threats = want
         shown = await tags.count()
         if shown != self.threats:
             raise RuntimeError(f"{shown} threat tag(s) shown, {self.threats} expected")
@@ -454,14 +481,20 @@ class Analyst:
     async def act_sensor(self) -> float:
         other = SENSORS[1] if self.sensor == SENSORS[0] else SENSORS[0]
         combo = self.page.locator(".st-key-sensor_id").get_by_role("combobox")
-        await combo.click()
-        await combo.fill(f"#{other}")
-        option = self.page.get_by_role("option").filter(has_text=f"#{other}").first
-        await option.wait_for(state="visible", timeout=30_000)
-        t0 = await self._now()
-        await option.click()
-        s = await self._settled(t0)
-        if f"#{other}" not in await combo.input_value():
+
+        async def perform() -> float:
+            await self._now()
+            await combo.click()
+            await combo.fill(f"#{other}")
+            option = self.page.get_by_role("option").filter(has_text=f"#{other}").first
+            await option.wait_for(state="visible", timeout=30_000)
+            return await self._click(option)
+
+        async def done() -> bool:
+            return f"#{other}" in await combo.input_value()
+
+        s = await self._attempt(perform, done)
+        if not await done():
             raise RuntimeError(f"sensor #{other} not shown in the picker after the run")
         self.sensor = other
         return s
@@ -530,12 +563,8 @@ async def warm_up(browser, base: str, days: tuple[date, date]) -> list[str]:
             t = await a.open()
             lines.append(f"sensor {sensor}: first open {t:.1f} s")
             print(f"  warm-up sensor {sensor}: opened in {t:.1f} s", flush=True)
-            for page_id, heading in PAGES[1:]:
-                link = a.page.get_by_test_id("stSidebarNavLink").filter(has_text=heading)
-                t0 = await a._now()
-                await link.click()
-                a.page_id = page_id
-                s = await a._settled(t0, timeout=OPEN_TIMEOUT_MS)
+            for page_id, _ in PAGES[1:]:
+                s = await a.go_to(page_id, timeout=OPEN_TIMEOUT_MS)
                 print(f"    {page_id}: {s:.1f} s", flush=True)
         finally:
             await a.close()
@@ -666,8 +695,8 @@ def report(base: Phase, load: Phase, args,
         f"with {base.sessions}, {peak_load:,.0f} MB with {load.sessions} sessions. Over "
         f"the {load.sessions}-session run (max per {over_time[0]} s): {over_time[1]}.",
         f"- Errors: baseline {len(base.errors)}, load {len(load.errors)}; tracebacks in the "
-        f"server log: baseline {base.tracebacks}, load {load.tracebacks}. Lost clicks (a "
-        f"toggle or direction click that started no run in {NO_RUN_MS / 1000:.0f} s, "
+        f"server log: baseline {base.tracebacks}, load {load.tracebacks}. Lost clicks (a click "
+        f"that started no run in {NO_RUN_MS / 1000:.0f} s, "
         f"clicked again): baseline {base.lost_clicks}, load {load.lost_clicks}.",
         f"- Each phase: a fresh server on the same disk cache, a warm-up session opening "
         f"each sensor's month and every page (not measured: {'; '.join(load.warm)}), then "
