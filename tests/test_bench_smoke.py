@@ -1,4 +1,4 @@
-"""``make bench`` still runs: ``python -m benchmarks.bench --quick`` in a subprocess (~15 s).
+"""``make bench`` still runs: ``python -m benchmarks.bench --quick`` in a subprocess (~1 min).
 
 Checks the Markdown tables come out, the loader's rows match the ground truth
 under the hazards (while the naive page-through visibly does not) and the
@@ -33,7 +33,7 @@ def test_quick_bench_prints_the_tables(tmp_path):
     out = tmp_path / "bench"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench", "--quick", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+        cwd=ROOT, capture_output=True, text=True, timeout=600)  # five parts now, on a busy 2-core machine
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = proc.stdout
 
