@@ -33,7 +33,7 @@ def test_quick_bench_prints_the_tables(tmp_path):
     out = tmp_path / "bench"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench", "--quick", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)  # five parts now, on a busy 2-core machine
+        cwd=ROOT, capture_output=True, text=True, timeout=600)  # five parts, a busy machine
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = proc.stdout
 
