@@ -304,7 +304,8 @@ class Phase:
     samples: list[Sample] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     exception_boxes: int = 0
-    lost_clicks: int = 0  # toggle/segment clicks that started no run, clicked again
+    lost_clicks: int = 0  # clicks that started no run and left the control unchanged
+    late_starts: int = 0  # runs that started more than NO_RUN_MS after the click
     tracebacks: int = 0
     wall_s: float = 0.0
     diag_dir: Path | None = None  # screenshots of failed actions
@@ -354,15 +355,19 @@ class Analyst:
         await self.page.wait_for_function(IDLE_JS, polling=100, timeout=ACTION_TIMEOUT_MS)
         return await self.page.evaluate("performance.now()")
 
-    async def _settled(self, t0: float, timeout: int = ACTION_TIMEOUT_MS) -> float:
-        started = await self.page.wait_for_function(STARTED_JS, arg=[t0, NO_RUN_MS],
-                                                    polling=100, timeout=timeout)
-        if await started.json_value() == "none":
-            raise LostClick(f"no script run started within {NO_RUN_MS / 1000:.0f} s")
+    async def _settled(self, t0: float, timeout: int = ACTION_TIMEOUT_MS,
+                       first: float | None = None, no_run_ms: int | None = NO_RUN_MS) -> float:
+        """Seconds from the click (after t0; or from ``first``, an earlier attempt's
+        t0) to the end of the run it caused."""
+        if no_run_ms is not None:
+            started = await self.page.wait_for_function(STARTED_JS, arg=[t0, no_run_ms],
+                                                        polling=100, timeout=timeout)
+            if await started.json_value() == "none":
+                raise LostClick(f"no script run started within {no_run_ms / 1000:.0f} s")
         handle = await self.page.wait_for_function(SETTLED_JS, arg=[t0, self.heading()],
                                                    polling=50, timeout=timeout)
         r = await handle.json_value()
-        return (r["end"] - r["input"]) / 1000
+        return (r["end"] - (r["input"] if first is None else first)) / 1000
 
     async def open(self, timeout: int = OPEN_TIMEOUT_MS) -> float:
         """Open the session's link; time from navigation start to the first settled run."""
@@ -377,15 +382,21 @@ class Analyst:
     # ---- actions: each returns the settle time of the run it caused
     async def _attempt(self, perform, is_done) -> float:
         """``perform()`` does the interaction and returns the page clock just before its
-        decisive click. A click that started no run while the control still shows the
-        old state is counted as lost and the interaction done once more (the time is
-        then from the second click)."""
+        decisive click. No run after NO_RUN_MS: when the control shows the new state the
+        click was taken and the run is late (a busy server): keep waiting; otherwise the
+        click was lost, counted, and the interaction done once more. The time is always
+        from the first click."""
+        first = None
         for attempt in range(2):
             t0 = await perform()
+            first = t0 if first is None else first
             try:
-                return await self._settled(t0)
+                return await self._settled(t0, first=first if attempt else None)
             except LostClick:
-                if attempt or await is_done():
+                if await is_done():
+                    self.phase.late_starts += 1
+                    return await self._settled(t0, first=first, no_run_ms=None)
+                if attempt:
                     raise
                 self.phase.lost_clicks += 1
                 await self.page.keyboard.press("Escape")
@@ -401,8 +412,10 @@ class Analyst:
             await link.click()
             return t0
 
-        async def done() -> bool:
-            return heading in (await h1.first.text_content() or "")
+        async def done() -> bool:  # the page shows it, or the browser already went there
+            path = self.page.url.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+            return (path == page_id or (page_id == "overview" and path.count(":") == 1)
+                    or heading in (await h1.first.text_content() or ""))
 
         self.page_id = page_id
         started = time.monotonic()
@@ -697,7 +710,9 @@ def report(base: Phase, load: Phase, args,
         f"- Errors: baseline {len(base.errors)}, load {len(load.errors)}; tracebacks in the "
         f"server log: baseline {base.tracebacks}, load {load.tracebacks}. Lost clicks (a click "
         f"that started no run in {NO_RUN_MS / 1000:.0f} s, "
-        f"clicked again): baseline {base.lost_clicks}, load {load.lost_clicks}.",
+        f"clicked again): baseline {base.lost_clicks}, load {load.lost_clicks}; runs that "
+        f"started more than {NO_RUN_MS / 1000:.0f} s after their click (waited for, counted "
+        f"in the times): baseline {base.late_starts}, load {load.late_starts}.",
         f"- Each phase: a fresh server on the same disk cache, a warm-up session opening "
         f"each sensor's month and every page (not measured: {'; '.join(load.warm)}), then "
         f"the sessions. A failed action is followed by reopening the link.",
@@ -713,6 +728,7 @@ def report(base: Phase, load: Phase, args,
             "errors": {"baseline": base.errors, "load": load.errors},
             "tracebacks": {"baseline": base.tracebacks, "load": load.tracebacks},
             "lost_clicks": {"baseline": base.lost_clicks, "load": load.lost_clicks},
+            "late_starts": {"baseline": base.late_starts, "load": load.late_starts},
             "samples": {ph.name: [s.__dict__ for s in ph.samples] for ph in (base, load)},
             "verdicts": [{"target": n, "pass": ok, "got": g} for n, ok, g in checks]}
     failed = [n for n, ok, _ in checks if not ok]
