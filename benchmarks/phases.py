@@ -31,7 +31,7 @@ from flux_dashboard import simulator as simulator_module
 from flux_dashboard.client import Client
 from flux_dashboard.config import Secret, Settings
 from flux_dashboard.filters import Filters
-from flux_dashboard.geo import with_country, with_owner
+from flux_dashboard.geo import enrich, with_country, with_owner
 from flux_dashboard.loader import Loader, iso
 from flux_dashboard.schema import NATURAL_KEY, to_frame
 from flux_dashboard.simulator import Simulator, SimulatorConfig
@@ -249,8 +249,9 @@ def _dense_loader(plan: Plan, sim: Simulator) -> Loader:
                         api_key=Secret(f"bench-{plan.dense}-{code.hexdigest()}"),
                         rate_limit_per_min=BENCH_RATE, cache_dir=plan.cache_dir)
     client = Client(settings, transport=sim.transport())
+    # compact=True: the dashboard's loader (ui.state._service), categoricals in memory.
     return Loader(client, Store(plan.cache_dir), per_page=OUR_PAGE, max_concurrency=8,
-                  clock=_clock(plan))
+                  clock=_clock(plan), compact=True)
 
 
 def _sensor_tz(loader: Loader) -> tuple[str, tuple[int, ...]]:
@@ -307,7 +308,7 @@ def render_phase(plan: Plan) -> dict:
         raise RuntimeError("the dense month is not in the disk cache: run the dense_load phase")
     t0 = time.perf_counter()
     # ui.loading.prepare, once per load
-    base = with_owner(with_country(result.frame, "ip1"), "ip1")
+    base = enrich(result.frame, "ip1")
     prepare_s = time.perf_counter() - t0
     rss_loaded = peak_rss_mb()
 
@@ -336,8 +337,10 @@ def render_phase(plan: Plan) -> dict:
             med = sorted(samples, key=lambda s: s[1] + s[2])[len(samples) // 2]
             pages[name][state] = {"filter_s": med[0], "compute_s": med[1],
                                   "serialize_s": med[2], "bytes": med[3], "rows": med[4],
-                                  "max_s": max(s[0] + s[1] + s[2] for s in samples)}
-            print(f"  {name:<18} {state:<10} {med[1] + med[2]:6.2f} s", flush=True)
+                                  "max_s": max(s[0] + s[1] + s[2] for s in samples),
+                                  "peak_rss_mb": peak_rss_mb()}
+            print(f"  {name:<18} {state:<10} {med[1] + med[2]:6.2f} s  "
+                  f"(peak RSS so far {peak_rss_mb():,.0f} MB)", flush=True)
     out = {"label": label, "rows": base.height, "tz": tz, "read_s": read_s,
            "prepare_s": prepare_s, "baseline_s": baseline_s, "pages": pages,
            "repeats": plan.repeats, "rss_loaded_mb": rss_loaded,

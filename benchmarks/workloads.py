@@ -27,7 +27,7 @@ from flux_dashboard import analytics as A
 from flux_dashboard import charts as C
 from flux_dashboard import hunting as Hn
 from flux_dashboard.filters import Filters
-from flux_dashboard.geo import with_country
+from flux_dashboard.geo import enrich
 from flux_dashboard.loader import Loader
 
 
@@ -73,7 +73,7 @@ def _lookback(ctx: Ctx, start: datetime, end: datetime) -> pl.DataFrame:
     if result.flux_requests:
         raise RuntimeError(f"a lookback made {result.flux_requests} flux requests: the cache "
                            "should hold it")
-    return ctx.filters.apply(with_country(result.frame, "ip1"), ctx.tz, ctx.hno)
+    return ctx.filters.apply(enrich(result.frame, "ip1"), ctx.tz, ctx.hno)
 
 
 def overview(ctx: Ctx) -> Output:

@@ -774,14 +774,14 @@ def port_device_matrix(
     )
     dev_bucket = (
         pl.when(pl.col("ip0").is_in(kept_dev["ip0"].implode()))
-        .then(pl.col("ip0")).otherwise(pl.lit(OTHERS)).alias("ip0")
+        .then(pl.col("ip0").cast(pl.String)).otherwise(pl.lit(OTHERS)).alias("ip0")
     )
     cells = df.group_by(port_bucket, dev_bucket).agg(metric)
 
     port_axis = kept_ports.to_frame()
     if others and ports.height > top_ports:
         port_axis = pl.concat([port_axis, pl.DataFrame({"port_label": [OTHERS]})])
-    dev_axis = kept_dev.select("ip0", "device")
+    dev_axis = kept_dev.select(pl.col("ip0", "device").cast(pl.String))  # categoricals too
     if others and devices.height > top_devices:
         dev_axis = pl.concat(
             [dev_axis, pl.DataFrame({"ip0": [OTHERS], "device": [OTHERS]})]

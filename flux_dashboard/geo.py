@@ -88,7 +88,9 @@ def with_country(df: pl.DataFrame, ip_col: str = "ip1", prefix: str = "",
     if source is not None and set(cols) <= set(source.columns):
         geo = source.select(pl.col(ip_col).alias("ip"), *cols).unique("ip")
     else:
-        geo = countries(df.get_column(ip_col).unique().to_list())
+        ips = df.get_column(ip_col)
+        geo = countries(ips.unique().cast(pl.String).to_list()).with_columns(
+            pl.col("ip").cast(ips.dtype))  # a compact frame's IPs are categoricals
     geo = geo.rename({c: f"{prefix}{c}" for c in cols})
     return df.join(geo, left_on=ip_col, right_on="ip", how="left", maintain_order="left")
 
@@ -142,6 +144,27 @@ def with_owner(df: pl.DataFrame, ip_col: str = "ip1", source: pl.DataFrame | Non
     if source is not None and set(OWNER_COLUMNS) <= set(source.columns):
         table = source.select(pl.col(ip_col).alias("ip"), *OWNER_COLUMNS).unique("ip")
     else:
-        table = owners(df.get_column(ip_col).unique().to_list())
+        ips = df.get_column(ip_col)
+        table = owners(ips.unique().cast(pl.String).to_list()).with_columns(
+            pl.col("ip").cast(ips.dtype))
     return df.drop(OWNER_COLUMNS, strict=False).join(
         table, left_on=ip_col, right_on="ip", how="left", maintain_order="left")
+
+
+def enrich(df: pl.DataFrame, ip_col: str = "ip1") -> pl.DataFrame:
+    """``with_owner(with_country(df, ip_col), ip_col)``, compact and without a copy.
+
+    The flows' own columns are shared with ``df``, not copied (a join would
+    rebuild every one of them): the distinct IPs are looked up once, and only
+    the five added columns are built, as categoricals, by one lookup per row
+    of the small table. What the dashboard does to each loaded frame.
+    """
+    from flux_dashboard.schema import compact
+
+    ips = df.get_column(ip_col)
+    distinct = ips.unique().drop_nulls().cast(pl.String).to_list()
+    table = countries(distinct).join(owners(distinct), on="ip", how="left")
+    table = compact(table.with_columns(pl.col("ip").cast(ips.dtype)))
+    added = (ips.alias("ip").to_frame()
+             .join(table, on="ip", how="left", maintain_order="left").drop("ip"))
+    return df.drop(*added.columns, strict=False).hstack(added)

@@ -173,6 +173,7 @@ from cachetools import TTLCache
 from flux_dashboard import errors as E
 from flux_dashboard.client import Client, FluxPage, _parse_meta
 from flux_dashboard.schema import NATURAL_KEY, empty_frame, to_frame
+from flux_dashboard.schema import compact as compact_frame
 from flux_dashboard.shared import LOCAL_LOCKS
 from flux_dashboard.shared import LockWaitCancelled as _LockWaitCancelled
 from flux_dashboard.store import Store, filters_key
@@ -393,8 +394,14 @@ class Loader:
                  max_concurrency: int = 8, clock: Callable[[], datetime] | None = None,
                  memory_ttl_s: float = 300.0, memory_max_bytes: int = 2_000_000_000,
                  recheck_hours: int | None = None,
-                 recheck_every: timedelta = RECHECK_EVERY, locks=None) -> None:
+                 recheck_every: timedelta = RECHECK_EVERY, locks=None,
+                 compact: bool = False) -> None:
         self.client = client
+        # The dashboard's loader returns compact frames (``schema.compact``: repeated
+        # strings as categoricals, each cached day cast as it is read); the CLI and
+        # the tests keep FLOW_SCHEMA's Strings.
+        self._form: Callable[[pl.DataFrame], pl.DataFrame] = (
+            compact_frame if compact else (lambda df: df))
         # Single-flight per sensor-day (point 11): shared.LocalLocks or RedisLocks.
         self.locks = locks or LOCAL_LOCKS
         self.store = store
@@ -463,9 +470,15 @@ class Loader:
                 # (waking up now and then to notice a cancellation).
                 self._memory_cond.wait(0.2 if cancel is not None else None)
         try:
-            result = self._load(int(sensor_id), start, end, params, progress,
-                                whole_range=refresh == "range",
-                                gate=_Gate(cancel, max_requests), cache_only=cache_only)
+            try:
+                result = self._load(int(sensor_id), start, end, params, progress,
+                                    whole_range=refresh == "range",
+                                    gate=_Gate(cancel, max_requests), cache_only=cache_only)
+            except E.FluxError as exc:
+                if getattr(exc, "partial", None) is not None:
+                    exc.partial = self._form(exc.partial)
+                raise
+            result = replace(result, frame=self._form(result.frame))
             # A cache-only result skipped the open hours and the recheck: never
             # let it stand in for a full load.
             if not cache_only:
@@ -690,7 +703,8 @@ class Loader:
         cached = empty_frame()
         covered: set[datetime] = set()
         if self.store is not None and settled and not whole_range:
-            cached, covered = self.store.read(self.source_id, sensor_id, fkey, settled)
+            cached, covered = self.store.read(self.source_id, sensor_id, fkey, settled,
+                                              transform=self._form)
 
         store = self.store
         unwritable: list[str] = []
@@ -746,9 +760,10 @@ class Loader:
             raise E.IncompleteDataError(f"{dup} rows came back twice; the load was discarded. "
                                         "Try again.", hours=[], partial=None)
 
-        frames = [cached, *acc.frames]
-        frame = pl.concat([f for f in frames if f.height] or [empty_frame()], rechunk=True)
-        frame = frame.sort("start_of_hour", maintain_order=True)
+        frames = [self._form(f) for f in (cached, *acc.frames) if f.height]
+        frame = pl.concat(frames or [self._form(empty_frame())], rechunk=True)
+        if not frame.get_column("start_of_hour").is_sorted():  # cached days come sorted
+            frame = frame.sort("start_of_hour", maintain_order=True)
         incomplete = sorted(set(missing) - acc.hours)
         if cache_only and all(h >= open_from for h in incomplete):
             incomplete = []  # only the open hours: not refreshed, listed in open_hours

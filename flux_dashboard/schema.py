@@ -107,6 +107,30 @@ def empty_frame() -> pl.DataFrame:
     return pl.DataFrame(schema=FLOW_SCHEMA)
 
 
+# Columns whose values repeat from row to row: a month of a busy sensor has about
+# 1.2 M rows but a few hundred devices, a few thousand remotes, two directions and a
+# handful of protocols, vendors and countries. As ``String`` each costs at least
+# 16 bytes a row (a string view) plus the text; as ``Categorical`` 4 bytes a row and
+# the text once, in polars' process-wide string pool (which keeps each distinct
+# value for the life of the process: bounded by the distinct values, not the rows).
+COMPACT_COLUMNS: tuple[str, ...] = (
+    "ip0", "ip1", "dir", "protocol", "device_name", "custom_name", "netbios",
+    "mac_address", "vendor", "device_category",
+    # added by geo.with_country / with_owner when a frame is prepared for the pages
+    "country_code", "country", "iso3", "owner", "owner_net")
+
+
+def compact(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with its repeated-string columns as ``pl.Categorical`` (same values).
+
+    What the dashboard holds in memory; the disk cache, the API contract
+    (``FLOW_SCHEMA``) and exports keep ``String``. Every analysis gives the same
+    results on either (``tests/test_compact.py`` checks this function by function).
+    """
+    cols = [c for c in COMPACT_COLUMNS if df.schema.get(c) == pl.String]
+    return df.with_columns(pl.col(cols).cast(pl.Categorical)) if cols else df
+
+
 def _bool(col: str) -> pl.Expr:
     s = pl.col(col).str.to_lowercase()
     return (

@@ -43,9 +43,10 @@ class Service:
 
 
 def build_service(settings: Settings, *, transport=None, background: bool = False,
-                  share: float = 1.0) -> Service:
+                  share: float = 1.0, compact: bool = False) -> Service:
     """``background``: the sync worker's service, which books at most ``share`` of
-    the key's request slots and lets interactive requests go first (shared.py)."""
+    the key's request slots and lets interactive requests go first (shared.py).
+    ``compact``: the loader returns compact frames (the dashboard's, for memory)."""
     if transport is None and settings.demo:
         transport = embedded_simulator(settings.dense_demo, settings.demo_day).transport()
     limiter, locks = None, None
@@ -64,7 +65,7 @@ def build_service(settings: Settings, *, transport=None, background: bool = Fals
     client = Client(settings, transport=transport, limiter=limiter)
     store = Store(settings.cache_dir)
     loader = Loader(client, store, per_page=settings.per_page,
-                    max_concurrency=settings.max_concurrency, locks=locks,
+                    max_concurrency=settings.max_concurrency, locks=locks, compact=compact,
                     # The worker never reuses a window: it keeps none in memory.
                     memory_max_bytes=1 if background else
                     memory_budget("hot", settings.memory_mb))

@@ -36,7 +36,7 @@ import os
 import tempfile
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -150,9 +150,14 @@ class Store:
             return None
         return got
 
-    def read(self, source_id: str, sensor_id: int, fkey: str, hours: Iterable[datetime]
+    def read(self, source_id: str, sensor_id: int, fkey: str, hours: Iterable[datetime],
+             transform: Callable[[pl.DataFrame], pl.DataFrame] | None = None
              ) -> tuple[pl.DataFrame, set[datetime]]:
-        """Cached rows of the requested hours and the set of hours that were cached."""
+        """Cached rows of the requested hours and the set of hours that were cached.
+
+        ``transform`` is applied to each day as it is read (e.g. ``schema.compact``,
+        so that a month never exists as Strings in memory at once).
+        """
         base = self._dir(source_id, sensor_id, fkey)
         by_day = _hours_by_day(hours)
         frames, covered = [], set()
@@ -168,7 +173,7 @@ class Store:
             covered |= {start + timedelta(hours=h) for h in use}
             if use != have:
                 df = df.filter(pl.col("start_of_hour").dt.hour().is_in(sorted(use)))
-            frames.append(df)
+            frames.append(transform(df) if transform is not None else df)
         frame = pl.concat(frames, rechunk=False) if frames else empty_frame()
         return frame, covered
 

@@ -1012,3 +1012,30 @@ def test_sum_runs_resolve_from_positions():
     frame, need = loader_mod._resolve_sums(got, 8, 3)
     assert need == [] and frame is not None
     assert sorted((frame["in_bytes"] + frame["out_bytes"]).to_list()) == [1, 2, 5, 5, 6, 7, 8, 9]
+
+
+def test_compact_loader_returns_the_same_rows_as_categoricals(tmp_path):
+    """The dashboard's loader (``compact=True``): cold, warm from disk, partial."""
+    from flux_dashboard.schema import COMPACT_COLUMNS, FLOW_SCHEMA
+
+    sim, plain = make(tmp_path)
+    loader = Loader(plain.client, Store(tmp_path / "cache"), clock=lambda: NOW, compact=True)
+    want = truth(sim, *WEEK)
+    strings = pl.col(pl.Categorical).cast(pl.String)
+    cold = loader.load(54, *WEEK)
+    cats = {c for c, t in cold.frame.schema.items() if t == pl.Categorical}
+    assert cats == {c for c in COMPACT_COLUMNS if c in FLOW_SCHEMA}
+    same_rows(cold.frame.with_columns(strings), want)
+    assert cold.frame.estimated_size() < 0.75 * want.estimated_size()
+    # Warm: every day read back from disk, each cast as it is read.
+    warm = Loader(plain.client, Store(tmp_path / "cache"), clock=lambda: NOW,
+                  compact=True).load(54, *WEEK)
+    assert warm.flux_requests == 0 and warm.frame.schema == cold.frame.schema
+    same_rows(warm.frame.with_columns(strings), want)
+    assert warm.frame.get_column("start_of_hour").is_sorted()
+    # A partial load (cache only, with hours missing) hands over a compact frame too.
+    later = (WEEK[0], WEEK[1] + timedelta(hours=6))
+    with pytest.raises(E.BudgetExceededError) as info:
+        loader.load(54, *later, max_requests=0)
+    assert info.value.partial.schema == cold.frame.schema
+    same_rows(info.value.partial.with_columns(strings), want)

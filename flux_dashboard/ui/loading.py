@@ -23,9 +23,10 @@ from cachetools import TTLCache
 from flux_dashboard import errors as E
 from flux_dashboard.config import Settings, memory_budget
 from flux_dashboard.filters import Filters
-from flux_dashboard.geo import with_country, with_owner
+from flux_dashboard.geo import enrich
 from flux_dashboard.loader import Loader, LoadResult, Progress, ceil_hour, floor_hour
 from flux_dashboard.masking import Masker
+from flux_dashboard.schema import compact
 from flux_dashboard.store import filters_key
 from flux_dashboard.ui.state import Keyed, View, data_key, loader_for, masker, memo
 from flux_dashboard.ui.text import text
@@ -348,11 +349,13 @@ def progress_text(p: Progress) -> str:
 def prepare(cfg: Settings, sensor_id: int, result: LoadResult, masked: bool,
             mask: Masker | None = None) -> pl.DataFrame:
     """Countries and owners looked up on the real IPs (once per distinct IP), then
-    masking: one copy per load, shared."""
+    masking: one frame per load, shared by every session. Its flow columns are the
+    loaded frame's own (``geo.enrich`` adds columns without copying them); a
+    masked frame is compacted again after masking."""
     def build() -> pl.DataFrame:
-        df = with_owner(with_country(result.frame, "ip1"), "ip1")
+        df = enrich(result.frame, "ip1")
         if masked:
-            df = (mask or masker(cfg)).mask_frame(df)
+            df = compact((mask or masker(cfg)).mask_frame(df))
         return df
 
     return memo(("prepared", data_key(cfg, sensor_id, result, masked)), build)

@@ -47,7 +47,7 @@ def settings() -> Settings:
 @st.cache_resource(show_spinner=False)
 def _service(source_id: str, cache_dir: str, shared_id: str) -> Service:
     # Keyed by the source id (URL + key fingerprint), never by the key itself.
-    return build_service(settings())
+    return build_service(settings(), compact=True)  # categoricals: a third of the memory
 
 
 def service() -> Service:
