@@ -11,17 +11,22 @@
    every page, so that the measured sessions render from the cache, not load.
 3. Baseline: ``--baseline-sessions`` (1) session(s) for the same duration, same
    script, then the load run with ``--sessions`` (10) sessions, spread over the two
-   sensors. All sessions are Playwright contexts in ONE Debian Chromium
-   (/usr/bin/chromium), driven from one asyncio loop.
+   sensors, all driven from one asyncio loop. ``--driver ws`` (default): each session
+   is a websocket speaking Streamlit's own protocol (``ws_session.py``: the requests a
+   browser sends, the server's whole run, without the browser's rendering, which
+   happens on each analyst's own computer); ``--driver browser``: Playwright contexts
+   in ONE Debian Chromium (/usr/bin/chromium) on the server's machine, whose
+   rendering of every page competes with the server for the same 2 cores.
 4. Each session loops over analyst actions chosen by a seeded RNG: switch page in
    the sidebar navigation, direction OUT/all, "Toxic flows only" on/off, add or
    remove a threat category, switch sensor (54 <-> 77); a pause of ``--think``
    seconds between actions.
 
-Time to settled = from the decisive input event (pointerdown/keydown, recorded in
-the page) to the ``stApp`` script state going back to ``notRunning`` after the run
-it caused (both taken from the page's own clock by a MutationObserver), with the
-page's main heading visible. The server's RSS (process + children, from
+Time to settled (browser) = from the decisive input event (pointerdown/keydown,
+recorded in the page) to the ``stApp`` script state going back to ``notRunning``
+after the run it caused (both taken from the page's own clock by a
+MutationObserver), with the page's main heading visible; (ws) from the request
+sent to the end of the run it caused, with the page's title in it. The server's RSS (process + children, from
 /proc/<pid>/status VmRSS) is sampled every second.
 
 Errors: an action that fails or times out, an exception box (``stException``) on
@@ -29,9 +34,9 @@ the page after an action, a lost connection; tracebacks: the count of "Traceback
 in the server log during each phase. Targets (issue 10): p95 <= 3 s per action,
 peak RSS <= 2.5 GB, zero errors, zero tracebacks. Exit status 1 when one is missed.
 
-The browser runs on the same machine as the server, so its rendering competes for
-the same cores: the figures are what analysts on this machine would see, a bit
-pessimistic for analysts on their own computers.
+With ``--driver browser`` the browser runs on the same machine as the server, so
+its rendering competes for the same cores: the figures are what analysts on this
+machine would see, pessimistic for analysts on their own computers.
 """
 
 from __future__ import annotations
@@ -317,9 +322,13 @@ class Phase:
         return max((mb for _, mb in self.rss), default=math.nan)
 
 
+def session_query(sensor: int, days: tuple[date, date]) -> dict[str, str]:
+    return {"sensor": str(sensor), "range": "Custom", "from_day": days[0].isoformat(),
+            "from_hour": "00:00", "to_day": days[1].isoformat(), "to_hour": "00:00"}
+
+
 def session_url(base: str, page: str, sensor: int, days: tuple[date, date]) -> str:
-    q = {"sensor": sensor, "range": "Custom", "from_day": days[0].isoformat(),
-         "from_hour": "00:00", "to_day": days[1].isoformat(), "to_hour": "00:00"}
+    q = session_query(sensor, days)
     return f"{base}/{'' if page == 'overview' else page}?{urlencode(q)}"
 
 
@@ -564,12 +573,20 @@ class Analyst:
         return True
 
 
-async def warm_up(browser, base: str, days: tuple[date, date]) -> list[str]:
+def analyst_class(driver: str) -> type[Analyst]:
+    if driver == "browser":
+        return Analyst
+    from benchmarks.ws_session import ws_analyst_class
+
+    return ws_analyst_class(Analyst)
+
+
+async def warm_up(browser, base: str, days: tuple[date, date], driver: str) -> list[str]:
     """Open each sensor's month and visit every page once, so the cache is filled."""
     lines = []
     dummy = Phase("warmup", 1)
     for sensor in SENSORS:
-        a = Analyst(0, browser, base, days, 0, dummy, (0, 0), sensor=sensor)
+        a = analyst_class(driver)(0, browser, base, days, 0, dummy, (0, 0), sensor=sensor)
         a.page_id = "overview"
         await a.start()
         try:
@@ -598,15 +615,15 @@ async def run_phase(browser, args, days, phase: Phase, out: Path) -> None:
         print(f"[{phase.name}] warm-up on a fresh server (a cold dense month takes "
               "minutes)…", flush=True)
         rss.phase = "warmup"
-        phase.warm = await warm_up(browser, server.url, days)
+        phase.warm = await warm_up(browser, server.url, days, args.driver)
         phase.rss_warm_mb = tree_rss_mb(server.proc.pid)
         print(f"[{phase.name}] {phase.sessions} session(s) for {args.minutes:g} min…",
               flush=True)
         rss.phase = phase.name
         t0 = time.perf_counter()
         deadline = time.monotonic() + args.minutes * 60
-        analysts = [Analyst(i, browser, server.url, days, args.seed, phase,
-                            (args.think_min, args.think_max))
+        analysts = [analyst_class(args.driver)(i, browser, server.url, days, args.seed, phase,
+                                               (args.think_min, args.think_max))
                     for i in range(phase.sessions)]
         results = await asyncio.gather(*(a.run(deadline) for a in analysts),
                                        return_exceptions=True)
@@ -698,11 +715,20 @@ def report(base: Phase, load: Phase, args,
         f"### Concurrent sessions: {load.sessions} vs {base.sessions} "
         f"(sensors 54 dense + 77, {days[0]} → {days[1]}, {args.minutes:g} min each)", "",
         *rows, "",
-        f"- Time to settled: input event → script state back to `notRunning` with the "
-        f"heading shown, page clock. Think time {args.think_min:g}–{args.think_max:g} s "
+        ("- Driver: one websocket per session speaking Streamlit's protocol "
+         "(`benchmarks/ws_session.py`): time to settled = the rerun request sent → the "
+         "`script_finished` of the run it caused, with the page's title among its "
+         "elements; the server runs the script and sends every element as for a "
+         "browser, the browser's own rendering (on the analyst's computer) is not on "
+         "the server's cores. " if args.driver == "ws" else
+         "- Driver: Playwright pages in one Debian Chromium on the server's machine: "
+         "time to settled = input event → script state back to `notRunning` with the "
+         "heading shown, page clock; the browsers' rendering shares the server's "
+         "cores. ") +
+        f"Think time {args.think_min:g}–{args.think_max:g} s "
         f"between actions; seed {args.seed}; sessions alternate between sensors 54 and 77. "
-        "`open` = loading the session's link (the whole page, with the browser's start "
-        "of the app), reported but not checked against the p95 target.",
+        "`open` = opening the session's link (the first run, then the session's start "
+        "page), reported but not checked against the p95 target.",
         f"- Server RSS (process and children, every second): after the warm-up "
         f"{base.rss_warm_mb:,.0f} / {load.rss_warm_mb:,.0f} MB; peak {peak_base:,.0f} MB "
         f"with {base.sessions}, {peak_load:,.0f} MB with {load.sessions} sessions. Over "
@@ -718,6 +744,7 @@ def report(base: Phase, load: Phase, args,
         f"the sessions. A failed action is followed by reopening the link.",
         *verdicts]
     data = {"days": [d.isoformat() for d in days], "sessions": load.sessions,
+            "driver": args.driver,
             "baseline_sessions": base.sessions, "minutes": args.minutes,
             "think_s": [args.think_min, args.think_max], "seed": args.seed,
             "table": table, "rss_warm_mb": {"baseline": base.rss_warm_mb,
@@ -757,6 +784,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--think-min", type=float, default=1.0, help="pause between actions, s")
     p.add_argument("--think-max", type=float, default=3.0)
     p.add_argument("--days", type=int, default=30, help="length of the month opened")
+    p.add_argument("--driver", choices=["ws", "browser"], default="ws",
+                   help="ws: each session is a websocket speaking Streamlit's protocol "
+                        "(benchmarks/ws_session.py); browser: a Chromium page each, "
+                        "rendering on the server's own cores")
     p.add_argument("--out", default=str(ROOT / "bench-output" / "load"))
     p.add_argument("--cache-dir", default=str(ROOT / "bench-output" / "load-cache"),
                    help="the server's cache (kept: the dense month loads once)")
@@ -768,6 +799,10 @@ async def _main(args, days, out: Path) -> tuple[Phase, Phase]:
 
     base = Phase("baseline", args.baseline_sessions)
     load = Phase("load", args.sessions)
+    if args.driver == "ws":
+        for phase in (base, load):
+            await run_phase(None, args, days, phase, out)
+        return base, load
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
@@ -790,8 +825,8 @@ def run(argv: list[str] | None = None) -> tuple[list[str], list[str], dict]:
           f"{args.minutes:g} min · {days[0]} → {days[1]} · {os.cpu_count()} CPUs", flush=True)
     base, load = asyncio.run(_main(args, days, out))
     lines, failed, data = report(base, load, args, days)
-    stamp = (f"_Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} CPUs "
-             "(browser and server on the same machine)._")
+    stamp = (f"_Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} CPUs, "
+             f"driver {args.driver} (sessions and server on the same machine)._")
     data["measured"] = stamp
     (out / "results.md").write_text("\n".join([*lines, stamp]) + "\n")
     (out / "results.json").write_text(json.dumps(data, indent=1, default=str))
