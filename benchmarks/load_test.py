@@ -26,8 +26,8 @@ Time to settled (browser) = from the decisive input event (pointerdown/keydown,
 recorded in the page) to the ``stApp`` script state going back to ``notRunning``
 after the run it caused (both taken from the page's own clock by a
 MutationObserver), with the page's main heading visible; (ws) from the request
-sent to the end of the run it caused, with the page's title in it. The server's RSS (process + children, from
-/proc/<pid>/status VmRSS) is sampled every second.
+sent to the end of the run it caused, with the page's title in it. The server's
+RSS (process + children, from /proc/<pid>/status VmRSS) is sampled every second.
 
 Errors: an action that fails or times out, an exception box (``stException``) on
 the page after an action, a lost connection; tracebacks: the count of "Traceback"

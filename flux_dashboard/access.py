@@ -311,6 +311,14 @@ class GuardedLoader:
         self._check(sensor_id)
         return self._loader.estimate(sensor_id, *args, **kw)
 
+    def holds(self, sensor_id: int, *args: Any, **kw: Any) -> bool:
+        self._check(sensor_id)
+        return self._loader.holds(sensor_id, *args, **kw)
+
+    def expected_rows(self, sensor_id: int, *args: Any, **kw: Any) -> int | None:
+        self._check(sensor_id)
+        return self._loader.expected_rows(sensor_id, *args, **kw)
+
     def __getattr__(self, name: str) -> Any:
         # Only what takes no sensor passes through; anything else must be listed above
         # with its check, so a new loader method is refused until it is guarded.

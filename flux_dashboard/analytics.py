@@ -120,6 +120,25 @@ def _local(tz: str) -> pl.Expr:
     return pl.col("start_of_hour").dt.convert_time_zone(tz)
 
 
+def _per_hour(df: pl.DataFrame, parts: dict[str, pl.Expr]) -> pl.DataFrame:
+    """``parts`` (sums and counts, as Int64) per ``start_of_hour``.
+
+    Flows are hourly: a month of a busy sensor has 1.2 M rows but 744 distinct
+    hours. Aggregating per UTC hour first, then converting those few hours to
+    local time and summing them into local buckets, gives the same sums as
+    converting every row, for a fraction of the time and memory. Only additive
+    parts belong here (a sum of sums is the sum; a maximum or a distinct count is
+    not).
+    """
+    return df.group_by("start_of_hour").agg(
+        expr.cast(pl.Int64).alias(name) for name, expr in parts.items())
+
+
+def _sum_by(hourly: pl.DataFrame, *keys: pl.Expr) -> pl.DataFrame:
+    cols = [c for c in hourly.columns if c != "start_of_hour"]
+    return hourly.group_by(*keys).agg(pl.col(cols).sum())
+
+
 def _volume_aggs() -> list[pl.Expr]:
     return [
         pl.col("in_bytes").sum().alias("bytes_in"),
@@ -366,15 +385,20 @@ def traffic_over_time(df: pl.DataFrame, tz: str, every: str = "1h") -> pl.DataFr
     """
     if every == "auto":
         every = auto_every(df)
-    agg = df.group_by(_local(tz).dt.truncate(every).alias("bucket")).agg(
-        pl.col("in_bytes").sum().alias("bytes_in"),
-        pl.col("out_bytes").sum().alias("bytes_out"),
-        (pl.col("in_bytes") + pl.col("out_bytes")).filter(_toxic()).sum().alias("toxic_bytes"),
-        pl.len().cast(pl.Int64).alias("flows"),
-        _count(_toxic()).alias("toxic_flows"),
-    )
+    hourly = _per_hour(df, {
+        "bytes_in": pl.col("in_bytes").sum(),
+        "bytes_out": pl.col("out_bytes").sum(),
+        "toxic_bytes": (pl.col("in_bytes") + pl.col("out_bytes")).filter(_toxic()).sum(),
+        "flows": pl.len(),
+        "toxic_flows": _count(_toxic()),
+    })
+    agg = _sum_by(hourly, _local(tz).dt.truncate(every).alias("bucket"))
     cols = ["bytes_in", "bytes_out", "toxic_bytes", "flows", "toxic_flows"]
     return _fill_buckets(agg, every, cols)
+
+
+_CYT_PARTS = {"toxic_in": _count(_toxic() & _is_in()), "toxic_out": _count(_toxic() & _is_out()),
+              "flows": pl.len()}
 
 
 def cyberweather(df: pl.DataFrame, tz: str, every: str = "1d") -> pl.DataFrame:
@@ -382,11 +406,7 @@ def cyberweather(df: pl.DataFrame, tz: str, every: str = "1d") -> pl.DataFrame:
 
     Buckets with flows but no toxic flow, and gaps between buckets, are level 0.
     """
-    agg = df.group_by(_local(tz).dt.truncate(every).alias("bucket")).agg(
-        _count(_toxic() & _is_in()).alias("toxic_in"),
-        _count(_toxic() & _is_out()).alias("toxic_out"),
-        pl.len().cast(pl.Int64).alias("flows"),
-    )
+    agg = _sum_by(_per_hour(df, _CYT_PARTS), _local(tz).dt.truncate(every).alias("bucket"))
     agg = _fill_buckets(agg, every, ["toxic_in", "toxic_out", "flows"])
     return _with_levels(agg).select(
         "bucket", "toxic_in", "toxic_out", "cyt", "level", "level_name", "flows"
@@ -400,15 +420,8 @@ def cyberweather_hours(df: pl.DataFrame, tz: str, day: date) -> pl.DataFrame:
     autumn DST day both 02:00 hours are summed; on the spring day 02:00 is 0.
     """
     local = _local(tz)
-    agg = (
-        df.filter(local.dt.date() == day)
-        .group_by(local.dt.hour().cast(pl.Int64).alias("hour"))
-        .agg(
-            _count(_toxic() & _is_in()).alias("toxic_in"),
-            _count(_toxic() & _is_out()).alias("toxic_out"),
-            pl.len().cast(pl.Int64).alias("flows"),
-        )
-    )
+    hourly = _per_hour(df, _CYT_PARTS).filter(local.dt.date() == day)
+    agg = _sum_by(hourly, local.dt.hour().cast(pl.Int64).alias("hour"))
     if not agg.is_empty():
         hours = pl.DataFrame({"hour": pl.int_range(0, 24, dtype=pl.Int64, eager=True)})
         agg = hours.join(agg, on="hour", how="left").with_columns(
@@ -575,12 +588,14 @@ def top_ports(df: pl.DataFrame, top: int = 10, by: str = "bytes") -> pl.DataFram
     ``label`` reads "443 (HTTPS)" when the service is well known.
     """
     _check("by", by, _BY_VOLUME)
+    volumes = ["bytes_in", "bytes_out", "flows", "toxic_flows"]
     agg = (
-        df.group_by(port_label_expr())
+        df.group_by("port", "protocol").agg(*_volume_aggs())  # then one label per port
+        .group_by(port_label_expr())
         .agg(
             pl.col("port").first(),
             pl.col("protocol").unique().sort().str.join(", ").alias("protocols"),
-            *_volume_aggs(),
+            pl.col(volumes).sum(),
         )
         .with_columns(_bytes_total())
     )
@@ -677,10 +692,9 @@ def hour_weekday_heatmap(df: pl.DataFrame, tz: str, value: str = "bytes") -> pl.
         "sessions": pl.col("occurrences").sum(),
     }[value]
     local = _local(tz)
-    agg = df.group_by(
-        (local.dt.weekday().cast(pl.Int64) - 1).alias("weekday"),
-        local.dt.hour().cast(pl.Int64).alias("hour"),
-    ).agg(metric.cast(pl.Int64).alias("value"))
+    agg = _sum_by(_per_hour(df, {"value": metric}),
+                  (local.dt.weekday().cast(pl.Int64) - 1).alias("weekday"),
+                  local.dt.hour().cast(pl.Int64).alias("hour"))
     schema = {"weekday": pl.Int64, "weekday_name": pl.String, "hour": pl.Int64,
               "value": pl.Int64}
     if agg.is_empty():
@@ -713,11 +727,12 @@ def protocol_port_tree(
     Sorted by protocol total (desc), then port (desc, Others last).
     """
     _check("value", value, ("bytes", "flows", "toxic_flows"))
-    agg = df.group_by("protocol", port_label_expr()).agg(
+    # Per (protocol, port) first, then labelled: one label per port, not per flow.
+    agg = df.group_by("protocol", "port").agg(
         (pl.col("in_bytes") + pl.col("out_bytes")).sum().alias("bytes"),
         pl.len().cast(pl.Int64).alias("flows"),
         _count(_toxic()).alias("toxic_flows"),
-    )
+    ).group_by("protocol", port_label_expr()).agg(pl.col("bytes", "flows", "toxic_flows").sum())
     rank = pl.col(value).rank("ordinal", descending=True).over(
         "protocol", order_by="port_label"
     )
@@ -758,11 +773,16 @@ def port_device_matrix(
               "value": pl.Int64}
     if df.is_empty():
         return pl.DataFrame(schema=schema)
-    ports = df.group_by(port_label_expr()).agg(metric).sort(
+    # The value per (device, protocol, port) first: a few thousand rows, on which
+    # the port labels are built (never one label string per flow).
+    pairs = df.group_by("ip0", "protocol", "port").agg(metric)
+    total = pl.col("value").sum()
+    ports = pairs.group_by(port_label_expr()).agg(total).sort(
         ["value", "port_label"], descending=[True, False]
     )
     devices = (
-        df.group_by("ip0").agg(_latest("device_name"), metric)
+        df.group_by("ip0").agg(_latest("device_name"))
+        .join(pairs.group_by("ip0").agg(total), on="ip0", nulls_equal=True)
         .sort(["value", "ip0"], descending=[True, False])
         .with_columns(device_label_expr().alias("device"))
     )
@@ -776,7 +796,7 @@ def port_device_matrix(
         pl.when(pl.col("ip0").is_in(kept_dev["ip0"].implode()))
         .then(pl.col("ip0").cast(pl.String)).otherwise(pl.lit(OTHERS)).alias("ip0")
     )
-    cells = df.group_by(port_bucket, dev_bucket).agg(metric)
+    cells = pairs.group_by(port_bucket, dev_bucket).agg(total)
 
     port_axis = kept_ports.to_frame()
     if others and ports.height > top_ports:

@@ -506,6 +506,29 @@ class Loader:
             raise E.ConfigError("The end of the range must be after its start.")
         return start, end, dict(server_filters or {})
 
+    def holds(self, sensor_id: int, start: datetime, end: datetime,
+              server_filters: Mapping[str, object] | None = None) -> bool:
+        """Whether this window's last load is in memory (``load`` returns it at once)."""
+        start, end, params = self._window(start, end, server_filters)
+        with self._memory_cond:
+            return (self.source_id, int(sensor_id), filters_key(params), start,
+                    end) in self._memory
+
+    def expected_rows(self, sensor_id: int, start: datetime, end: datetime,
+                      server_filters: Mapping[str, object] | None = None) -> int | None:
+        """About how many rows the window holds, from the disk cache's metadata: the
+        cached hours as written, the others at the cached hours' average. None when
+        no hour of it is cached (nothing to go by). No request, no row read."""
+        if self.store is None:
+            return None
+        start, end, params = self._window(start, end, server_filters)
+        past = [h for h in hours_between(start, end) if h <= floor_hour(self.clock())]
+        rows, covered = self.store.rows_in(self.source_id, sensor_id, filters_key(params),
+                                           past)
+        if not covered:
+            return None
+        return round(rows + rows / covered * (len(past) - covered))
+
     def cached_coverage(self, sensor_id: int, start: datetime, end: datetime,
                         server_filters: Mapping[str, object] | None = None) -> float:
         """Share of the settled hours of ``[start, end)`` already on disk (0..1)."""

@@ -197,6 +197,28 @@ class Store:
             out |= {h for h in wanted if h.hour in have}
         return out
 
+    def rows_in(self, source_id: str, sensor_id: int, fkey: str, hours: Iterable[datetime]
+                ) -> tuple[float, int]:
+        """(rows, hours): the rows the cached ``hours`` hold, as far as the files'
+        metadata says (each day's rows spread evenly over its covered hours), and
+        how many of ``hours`` are cached. Metadata only, for estimates."""
+        base = self._dir(source_id, sensor_id, fkey)
+        by_day: dict[date, list[datetime]] = defaultdict(list)
+        for h in hours:
+            by_day[h.date()].append(h)
+        rows, covered = 0.0, 0
+        for day, wanted in by_day.items():
+            try:
+                meta = pl.read_parquet_metadata(self._path(base, day))
+                have = {int(h) for h in json.loads(meta["flux_hours"])}
+                day_rows = int(meta["flux_rows"])
+            except Exception:  # absent or damaged: not cached
+                continue
+            hit = sum(1 for h in wanted if h.hour in have)
+            covered += hit
+            rows += day_rows * hit / max(1, len(have))
+        return rows, covered
+
     def checked(self, source_id: str, sensor_id: int, fkey: str, hours: Iterable[datetime]
                 ) -> dict[datetime, datetime]:
         """When each of the covered ``hours`` was last checked (metadata only)."""

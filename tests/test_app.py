@@ -1227,6 +1227,40 @@ def test_custom_range_over_92_days_is_an_error() -> None:
     assert flux_requests(sim, mark) == []
 
 
+def test_a_range_larger_than_the_memory_budget_says_what_to_narrow_and_loads_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 10: a window the server could not keep in memory is refused up front,
+    judged from the disk cache's metadata, with the number of days that would fit."""
+    from flux_dashboard.schema import COMPACT_ROW_BYTES
+
+    monkeypatch.setenv("FLUX_MEMORY_MB", "64")  # 25.6 MB for one range: ~200k flows
+    sim = embedded_simulator(False)
+    week = new_app({"range": "Last 7 days"})
+    week.run()  # fills the cache: a week of the demo sensor fits
+    assert not week.exception and not week.error, said(week.error)
+    assert week.metric
+    first = datetime.now(PARIS).date() - timedelta(days=61)
+    mark = len(sim.requests)
+    at = new_app(fixed_link(first, days=60))
+    at.run()
+    assert not at.exception
+    refusal = [e for e in said(at.error) if "more than this server keeps" in e]
+    assert refusal, said(at.error)
+    got = re.search(r"about ([\d.]+) million flows, about ([\d,]+) MB.*choose at most "
+                    r"(\d+) days", refusal[0])
+    assert got, refusal[0]
+    rows = float(got.group(1)) * 1e6
+    assert rows * COMPACT_ROW_BYTES > 64 * 0.4 * 2**20  # really over the budget
+    assert 10 <= int(got.group(3)) < 60
+    assert not at.metric and flux_requests(sim, mark) == []
+    # The days it names do fit: the last of them are loaded and shown.
+    fit = int(got.group(3))
+    ok = new_app(fixed_link(first + timedelta(days=60 - fit), days=fit))
+    ok.run()
+    assert not ok.exception and not [e for e in said(ok.error) if "server keeps" in e]
+    assert ok.metric
+
+
 def test_unknown_device_in_a_link_warns_and_is_ignored() -> None:
     at = new_app({"device": "10.99.99.99"})
     at.run()

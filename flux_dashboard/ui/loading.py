@@ -26,7 +26,7 @@ from flux_dashboard.filters import Filters
 from flux_dashboard.geo import enrich
 from flux_dashboard.loader import Loader, LoadResult, Progress, ceil_hour, floor_hour
 from flux_dashboard.masking import Masker
-from flux_dashboard.schema import compact
+from flux_dashboard.schema import COMPACT_ROW_BYTES, compact
 from flux_dashboard.store import filters_key
 from flux_dashboard.ui.state import Keyed, View, data_key, loader_for, masker, memo
 from flux_dashboard.ui.text import text
@@ -148,6 +148,11 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
         _cancelled_panel(key)
         return _cached_only(loader, session, sensor_id, start, end, server,
                             "Showing the cached hours of this range only.")
+    if entry is None and not loader.holds(sensor_id, start, end, server):
+        too_big = _too_big(loader, cfg, sensor_id, start, end, server)
+        if too_big:
+            st.error(too_big, icon=":material/memory:")
+            return None
     if entry is None and cfg.demo:  # the embedded simulator costs nothing: no questions
         spendable = None
     elif entry is None:
@@ -247,6 +252,30 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
                      "persists, the server log has the details.", icon=":material/bug_report:")
         return None
     return box["result"], "", False
+
+
+def _too_big(loader: Any, cfg: Settings, sensor_id: int, start: datetime, end: datetime,
+             server: dict) -> str | None:
+    """Why this window must not be loaded into memory, or None.
+
+    A window is held whole in the loader's memory (its share of ``FLUX_MEMORY_MB``);
+    one larger than that could not be kept, so every click would read it from
+    disk again, with one more full copy each time. Judged from the disk cache's
+    metadata before anything is read (no estimate without cached hours).
+    """
+    rows = loader.expected_rows(sensor_id, start, end, server)
+    limit = memory_budget("hot", cfg.memory_mb)
+    if rows is None or rows * COMPACT_ROW_BYTES <= limit:
+        return None
+    days = max((end - start).total_seconds() / 86400, 1 / 24)
+    fit = int(days * limit / (rows * COMPACT_ROW_BYTES))
+    narrower = (f"choose at most {fit} days" if fit >= 1 else "choose a shorter range "
+                "(less than a day)")
+    return (f"This range holds about {rows / 1e6:,.1f} million flows, about "
+            f"{rows * COMPACT_ROW_BYTES / 2**20:,.0f} MB in memory: more than this server keeps "
+            f"for one range ({limit / 2**20:,.0f} MB of its {cfg.memory_mb:,} MB memory "
+            f"budget). To see it, {narrower} in the sidebar, or ask an administrator to "
+            "raise FLUX_MEMORY_MB.")
 
 
 def _spendable(host: Any, usage: Any) -> int | None:
