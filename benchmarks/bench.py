@@ -315,8 +315,8 @@ def growth_table(fill: dict, rows: list[dict]) -> list[str]:
             f"{fill['requests']:,} flux requests, {_s(fill['wall_s'])} this run), prepared as "
             "the dashboard does, then every page with all flows and with dir = OUT (the "
             "faster of two passes; lookbacks included). Peak RSS includes the process "
-            f"itself (Python, polars, plotly, the geo database: "
-            f"{first['rss_start_mb']:,.0f} MB before any data).",
+            f"itself: {first['rss_start_mb']:,.0f} MB before any data (Python, polars; the "
+            "geo database, about 110 MB, loads with the first range).",
             f"- The {longest['days']}-day range {verdict}: FLUX_MEMORY_MB (default 1024) "
             "sets it; a range over it gets a plain message naming how many days fit."]
 

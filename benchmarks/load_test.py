@@ -269,6 +269,50 @@ def tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (its threads included)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def tree_cpu_s(pid: int) -> float:
+    total, todo, seen = 0.0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p not in seen:
+            seen.add(p)
+            total += _cpu_s(p)
+            todo += _children(p)
+    return total
+
+
+def chromium_cpu_s() -> float:
+    """CPU seconds of every Chromium process on the machine (the browser driver's)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as fh:
+                    if not fh.read().startswith(("chromium", "chrome")):
+                        continue
+            except OSError:
+                continue
+            total += _cpu_s(int(entry))
+    return total
+
+
+def cpu_snapshot(server_pid: int) -> dict[str, float]:
+    import resource
+
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    return {"server": tree_cpu_s(server_pid), "browser": chromium_cpu_s(),
+            "driver": me.ru_utime + me.ru_stime, "wall": time.monotonic()}
+
+
 class RssSampler(threading.Thread):
     def __init__(self, pid: int, every_s: float = 1.0) -> None:
         super().__init__(daemon=True)
@@ -310,6 +354,7 @@ class Phase:
     errors: list[str] = field(default_factory=list)
     exception_boxes: int = 0
     lost_clicks: int = 0  # clicks that started no run and left the control unchanged
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds during the sessions
     late_starts: int = 0  # runs that started more than NO_RUN_MS after the click
     tracebacks: int = 0
     wall_s: float = 0.0
@@ -620,6 +665,7 @@ async def run_phase(browser, args, days, phase: Phase, out: Path) -> None:
         print(f"[{phase.name}] {phase.sessions} session(s) for {args.minutes:g} min…",
               flush=True)
         rss.phase = phase.name
+        cpu0 = cpu_snapshot(server.proc.pid)
         t0 = time.perf_counter()
         deadline = time.monotonic() + args.minutes * 60
         analysts = [analyst_class(args.driver)(i, browser, server.url, days, args.seed, phase,
@@ -631,6 +677,8 @@ async def run_phase(browser, args, days, phase: Phase, out: Path) -> None:
             if isinstance(r, BaseException):
                 phase.errors.append(f"session {i} crashed: {r.__class__.__name__}: {r}")
         phase.wall_s = time.perf_counter() - t0
+        cpu1 = cpu_snapshot(server.proc.pid)
+        phase.cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
         rss.phase = "after"
     finally:
         rss.stop()
@@ -733,6 +781,12 @@ def report(base: Phase, load: Phase, args,
         f"{base.rss_warm_mb:,.0f} / {load.rss_warm_mb:,.0f} MB; peak {peak_base:,.0f} MB "
         f"with {base.sessions}, {peak_load:,.0f} MB with {load.sessions} sessions. Over "
         f"the {load.sessions}-session run (max per {over_time[0]} s): {over_time[1]}.",
+        *(f"- CPU during the {ph.sessions}-session run ({ph.cpu['wall']:.0f} s, "
+          f"{os.cpu_count()} cores = {os.cpu_count() * ph.cpu['wall']:.0f} CPU-s): server "
+          f"{ph.cpu['server']:.0f} s "
+          f"({ph.cpu['server'] / ph.cpu['wall']:.2f} cores), browser "
+          f"{ph.cpu['browser']:.0f} s, load driver {ph.cpu['driver']:.0f} s."
+          for ph in (base, load) if ph.cpu.get("wall")),
         f"- Errors: baseline {len(base.errors)}, load {len(load.errors)}; tracebacks in the "
         f"server log: baseline {base.tracebacks}, load {load.tracebacks}. Lost clicks (a click "
         f"that started no run in {NO_RUN_MS / 1000:.0f} s, "
@@ -756,6 +810,7 @@ def report(base: Phase, load: Phase, args,
             "tracebacks": {"baseline": base.tracebacks, "load": load.tracebacks},
             "lost_clicks": {"baseline": base.lost_clicks, "load": load.lost_clicks},
             "late_starts": {"baseline": base.late_starts, "load": load.late_starts},
+            "cpu_s": {"baseline": base.cpu, "load": load.cpu},
             "samples": {ph.name: [s.__dict__ for s in ph.samples] for ph in (base, load)},
             "verdicts": [{"target": n, "pass": ok, "got": g} for n, ok, g in checks]}
     failed = [n for n, ok, _ in checks if not ok]

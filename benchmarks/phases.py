@@ -334,6 +334,9 @@ def render_phase(plan: Plan) -> dict:
                 t3 = time.perf_counter()
                 if i:
                     samples.append((t1 - t0, t2 - t1, t3 - t2, size, frame.height))
+                # The app holds one filtered frame per filter state (memoised); this
+                # loop's previous one must not stay alive while the next is built.
+                del frame, ctx, outputs
             med = sorted(samples, key=lambda s: s[1] + s[2])[len(samples) // 2]
             pages[name][state] = {"filter_s": med[0], "compute_s": med[1],
                                   "serialize_s": med[2], "bytes": med[3], "rows": med[4],
