@@ -91,8 +91,9 @@ def csv_safe(df: pl.DataFrame) -> pl.DataFrame:
         if isinstance(dtype, pl.List):
             exprs.append(neutral(pl.col(name).cast(pl.List(pl.String)).list.join(", "))
                          .alias(name))
-        elif dtype == pl.String:
-            exprs.append(neutral(pl.col(name)).alias(name))
+        elif dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum):
+            # The dashboard's frames hold names as categoricals (schema.compact): text.
+            exprs.append(neutral(pl.col(name).cast(pl.String)).alias(name))
     return df.with_columns(exprs) if exprs else df
 
 

@@ -205,6 +205,12 @@ def test_csv_safe_neutralises_formulas_and_flattens_lists():
     assert got.columns == df.columns
     pl.read_csv(got.write_csv().encode())  # and it is writable as CSV
     assert csv_safe(pl.DataFrame({"n": [1]})).equals(pl.DataFrame({"n": [1]}))
+    # The dashboard's frames are compact: names as categoricals are text too.
+    cats = df.with_columns(pl.col("name").cast(pl.Categorical),
+                           pl.col("tags").cast(pl.List(pl.Categorical)))
+    assert csv_safe(cats)["name"].to_list() == got["name"].to_list()
+    assert csv_safe(cats)["tags"].to_list() == got["tags"].to_list()
+    assert "'=1+1" in csv_safe(cats).write_csv()
 
 
 # -- in process, through the simulator's transport with a fault injected in its answers
