@@ -90,15 +90,20 @@ INIT_JS = """
   const mark = () => f.input.push(performance.now());
   document.addEventListener('pointerdown', mark, true);
   document.addEventListener('keydown', mark, true);
+  // A fast run flips running -> notRunning within one batch of mutations: the value
+  // each mutation set is the next one's old value (the attribute itself only shows
+  // the last), so no run goes unseen on a busy page.
   new MutationObserver(ms => {
-    for (const m of ms) {
-      const s = m.target.getAttribute('data-test-script-state');
-      if (m.target.getAttribute('data-testid') === 'stApp' && s !== null) {
-        const last = f.log[f.log.length - 1];
-        if (!last || last[1] !== s) f.log.push([performance.now(), s]);
-      }
+    const now = performance.now();
+    const app = ms.filter(m => m.target.getAttribute('data-testid') === 'stApp');
+    for (let k = 0; k < app.length; k++) {
+      const s = k + 1 < app.length ? app[k + 1].oldValue
+                                   : app[k].target.getAttribute('data-test-script-state');
+      if (s === null) continue;
+      const last = f.log[f.log.length - 1];
+      if (!last || last[1] !== s) f.log.push([now, s]);
     }
-  }).observe(document, {subtree: true, attributes: true,
+  }).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
                         attributeFilter: ['data-test-script-state']});
 })();
 """

@@ -111,8 +111,8 @@ def empty_frame() -> pl.DataFrame:
 # 1.2 M rows but a few hundred devices, a few thousand remotes, two directions and a
 # handful of protocols, vendors and countries. As ``String`` each costs at least
 # 16 bytes a row (a string view) plus the text; as ``Categorical`` 4 bytes a row and
-# the text once, in polars' process-wide string pool (which keeps each distinct
-# value for the life of the process: bounded by the distinct values, not the rows).
+# the text once, in polars' shared category mapping (which grows with the distinct
+# values seen, not with the rows).
 COMPACT_COLUMNS: tuple[str, ...] = (
     "ip0", "ip1", "dir", "protocol", "device_name", "custom_name", "netbios",
     "mac_address", "vendor", "device_category",

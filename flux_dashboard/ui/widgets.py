@@ -71,7 +71,8 @@ def downloads(source: View | Session, df: pl.DataFrame, name: str, key: str) -> 
     def parquet() -> bytes:
         audited("parquet")
         buf = io.BytesIO()
-        df.write_parquet(buf)
+        # Text as text: the page's categoricals (schema.compact) are an in-memory form.
+        df.with_columns(pl.col(pl.Categorical).cast(pl.String)).write_parquet(buf)
         return buf.getvalue()
 
     c1, c2, _ = st.columns([1, 1, 4])
