@@ -310,9 +310,10 @@ def growth_table(fill: dict, rows: list[dict]) -> list[str]:
                f"{limit / 2**20:,.0f} MB)" if need <= limit else
                f"is refused before loading with what to narrow ({need / 2**20:,.0f} MB > "
                f"{limit / 2**20:,.0f} MB)")
+    filled = (f"filled in this run: {fill['requests']:,} flux requests in "
+              f"{_s(fill['wall_s'])}" if fill["requests"] else "filled by an earlier run")
     return [*lines, "",
-            f"- Each range in a fresh process, read from the disk cache (filled once: "
-            f"{fill['requests']:,} flux requests, {_s(fill['wall_s'])} this run), prepared as "
+            f"- Each range in a fresh process, read from the disk cache ({filled}), prepared as "
             "the dashboard does, then every page with all flows and with dir = OUT (the "
             "faster of two passes; lookbacks included). Peak RSS includes the process "
             f"itself: {first['rss_start_mb']:,.0f} MB before any data (Python, polars; the "
