@@ -143,16 +143,16 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
     if again:
         st.session_state.pop("_flux_cancelled", None)
     cancelled_here = st.session_state.get("_flux_cancelled") == key
-    if entry is None and cancelled_here:
-        # Cancelled by this user: show what is cached, offer to resume.
-        _cancelled_panel(key)
-        return _cached_only(loader, session, sensor_id, start, end, server,
-                            "Showing the cached hours of this range only.")
     if entry is None and not loader.holds(sensor_id, start, end, server):
         too_big = _too_big(loader, cfg, sensor_id, start, end, server)
         if too_big:
             st.error(too_big, icon=":material/memory:")
             return None
+    if entry is None and cancelled_here:
+        # Cancelled by this user: show what is cached, offer to resume.
+        _cancelled_panel(key)
+        return _cached_only(loader, session, sensor_id, start, end, server,
+                            "Showing the cached hours of this range only.")
     if entry is None and cfg.demo:  # the embedded simulator costs nothing: no questions
         spendable = None
     elif entry is None:
