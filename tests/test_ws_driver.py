@@ -11,6 +11,7 @@ the page's title), and no traceback in the server log.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -58,7 +59,10 @@ def test_ws_session_drives_every_load_test_action(tmp_path) -> None:
                 await analyst.close()
             assert phase.errors == []
 
-        asyncio.run(session())
+        # Its own thread and event loop: the browser tests' sync Playwright keeps a
+        # loop running in this thread for the rest of the session.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, session()).result()
     finally:
         server.stop()
     assert "Traceback" not in server.log_text()

@@ -117,6 +117,26 @@ def rendered_text(page: Page) -> str:
     return "\n".join(parts)
 
 
+def settled_text(page: Page, find: Callable[[str], list], timeout_s: float = 10.0
+                 ) -> tuple[str, list]:
+    """``rendered_text`` once ``find(text)`` comes back empty, or after ``timeout_s``.
+
+    After a run the browser may still draw a table or chart of the previous run for
+    a moment (seen once, on a loaded CI machine: a device name read from the old
+    table just after masking was switched on). What the server sent stays on the
+    page, so a real leak is still found; a redraw in progress is waited out.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = rendered_text(page)
+        found = find(text)
+        if not found or time.monotonic() >= deadline:
+            return text, found
+        page.wait_for_timeout(250)
+
+
 # ------------------------------------------------------------------ widgets by key
 def widget(page: Page, key: str) -> Locator:
     return page.locator(f".st-key-{key}")
