@@ -12,10 +12,11 @@ which happens on each analyst's computer, not on the server; with 10 headless
 Chromium pages on the server's own 2 cores (``--driver browser``), that
 rendering competes with the server and is most of what is measured.
 
-Two differences from a browser, both pessimistic for the server: the driver does
-not list the messages it has cached (``cached_message_hashes``), so every element
-is sent in full every run; and it sends only the changed widget's value (the
-server keeps the others from the previous run, as it does for a browser).
+Two differences from a browser: the driver does not list the messages it has
+cached (``cached_message_hashes``), so every element is sent in full every run
+(more work for the server, not less); and it sends only the changed widget's
+value, not all of them (the server keeps the others from the previous run; a
+few dozen values less to read per request).
 
 Time to settled = from sending the rerun request to the ``script_finished``
 (``FINISHED_SUCCESSFULLY``) of the run it caused, with the expected page's
