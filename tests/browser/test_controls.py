@@ -367,7 +367,9 @@ def test_nav_links_keep_the_filters(page: Page, server):
 
 # ------------------------------------------------------------------ Overview selects
 def test_overview_day_selects(page: Page, server):
-    open_page(page, f"{server.url}/", "Overview")
+    # Seven days: "Last 24 hours" holds a single local day when it starts at the
+    # sensor's midnight (23:00-00:00 Paris), and the selects then offer one day.
+    open_page(page, f"{server.url}/?range=Last+7+days", "Overview")
     wait_for_charts(page)
     heading = page.get_by_test_id("stMain").locator("h3").filter(has_text="What changed on")
     expect(heading).to_be_visible()
