@@ -435,6 +435,7 @@ def growth_phase(plan: Plan, days: int) -> dict:
                             plan.baseline_days)
                 W.serialize(page(ctx))
                 best = min(best, time.perf_counter() - t1)
+                del frame, ctx  # as in the render phase: one filtered frame at a time
             pages.setdefault(name, {})[state] = best
     out = {"days": days, "rows": base.height, "frame_mb": base.estimated_size() / 2**20,
            "read_s": read_s, "pages": pages, "rss_start_mb": rss_start,
