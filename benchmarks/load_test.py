@@ -493,6 +493,13 @@ class Analyst:
         await target.click()
         return t0
 
+    async def _set_control(self, target, done, what: str) -> float:
+        """Click ``target``; the run must leave the control as ``done()`` says."""
+        s = await self._attempt(lambda: self._click(target), done)
+        if not await done():
+            raise RuntimeError(f"{what} after the run")
+        return s
+
     async def act_direction(self) -> float:
         want = "OUT" if self.direction == "all" else "all"
         button = self.page.locator(".st-key-dir").get_by_role("radio", name=want, exact=True)
@@ -500,9 +507,7 @@ class Analyst:
         async def selected() -> bool:
             return await button.get_attribute("aria-checked") == "true"
 
-        s = await self._attempt(lambda: self._click(button), selected)
-        if not await selected():
-            raise RuntimeError(f"direction {want} not selected after the run")
+        s = await self._set_control(button, selected, f"direction {want} not selected")
         self.direction = want
         return s
 
@@ -514,9 +519,8 @@ class Analyst:
         async def done() -> bool:
             return await switch.is_checked() == want
 
-        s = await self._attempt(lambda: self._click(box.get_by_text("Toxic flows only")), done)
-        if not await done():
-            raise RuntimeError(f"toxic toggle not {want} after the run")
+        s = await self._set_control(box.get_by_text("Toxic flows only"), done,
+                                    f"toxic toggle not {want}")
         self.toxic = want
         return s
 

@@ -26,6 +26,8 @@ from importlib import resources
 import polars as pl
 from cachetools import LRUCache, cached
 
+from flux_dashboard.schema import compact
+
 GEO_SCHEMA = pl.Schema(
     {"ip": pl.String, "country_code": pl.String, "country": pl.String, "iso3": pl.String}
 )
@@ -159,8 +161,6 @@ def enrich(df: pl.DataFrame, ip_col: str = "ip1") -> pl.DataFrame:
     the five added columns are built, as categoricals, by one lookup per row
     of the small table. What the dashboard does to each loaded frame.
     """
-    from flux_dashboard.schema import compact
-
     ips = df.get_column(ip_col)
     distinct = ips.unique().drop_nulls().cast(pl.String).to_list()
     table = countries(distinct).join(owners(distinct), on="ip", how="left")
