@@ -193,6 +193,23 @@ def _redis_url(raw: str | None) -> str | None:
     return validate_url(raw)
 
 
+def _demo_day(raw: str | None) -> date:
+    """The demo story's day 0: FLUX_DEMO_DAY pins it (a rehearsed demo, reproducible
+    screenshots, a test suite that crosses midnight); otherwise today."""
+    today = demo_day()
+    if raw in (None, ""):
+        return today
+    try:
+        day = date.fromisoformat(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"FLUX_DEMO_DAY must be a date like {today.isoformat()}, "
+                          f"got {str(raw)[:40]!r}.") from None
+    if not date(2000, 1, 1) <= day <= today:
+        raise ConfigError(f"FLUX_DEMO_DAY must be a day between 2000-01-01 and today, "
+                          f"got {day.isoformat()}.")
+    return day
+
+
 def _positive(name: str, raw: str | None, default: float) -> float:
     if raw in (None, ""):
         return default
@@ -265,7 +282,7 @@ def load_settings(
                            DEFAULT_RECHECK_HOURS, minimum=0),
         redis_url=_redis_url(get("FLUX_REDIS_URL")),
         memory_mb=_int("FLUX_MEMORY_MB", get("FLUX_MEMORY_MB"), DEFAULT_MEMORY_MB, minimum=64),
-        demo_day=demo_day() if embedded else None,
+        demo_day=_demo_day(get("FLUX_DEMO_DAY")) if embedded else None,
         carbon_g_per_gb=_positive("FLUX_CARBON_G_PER_GB", get("FLUX_CARBON_G_PER_GB"),
                                   DEFAULT_CARBON_G_PER_GB),
     )

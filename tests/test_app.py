@@ -137,6 +137,8 @@ def hermetic_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         for name in SCRUBBED:
             mp.delenv(name, raising=False)
         mp.setenv("FLUX_CACHE_DIR", str(cache_dir))
+        # The app's story is PLAN's, even when the suite crosses the sensor's midnight.
+        mp.setenv("FLUX_DEMO_DAY", PLAN.today.isoformat())
         mp.setenv("FLUX_MASK_SECRET", "apptest-fixed-mask-secret")
         yield cache_dir
 

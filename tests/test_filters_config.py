@@ -199,3 +199,26 @@ def test_memory_budget_is_one_setting_shared_by_the_caches():
         assert svc.loader._memory.maxsize == int(0.4 * 100 * 2**20)  # hot windows: 40%
     finally:
         svc.close()
+
+
+def test_demo_day_can_be_pinned_and_bad_values_are_refused():
+    """FLUX_DEMO_DAY pins the demo story's day 0 (a suite or a demo that crosses the
+    sensor's midnight keeps one story); only a real, past-or-today date is taken."""
+    from datetime import timedelta
+
+    from flux_dashboard.config import demo_day
+
+    today = demo_day()
+    assert load_settings(env={}, secrets={}).demo_day == today
+    past = today - timedelta(days=30)
+    pinned = load_settings(env={"FLUX_DEMO_DAY": past.isoformat()}, secrets={})
+    assert pinned.demo_day == past and past.year >= 2000
+    assert pinned.source_id != load_settings(env={}, secrets={}).source_id
+    # an API source has no demo day, pinned or not
+    api = load_settings(env={"FLUX_DEMO_DAY": "2026-03-29", "SERENICITY_API_KEY": "k"},
+                        secrets={})
+    assert api.demo_day is None
+    tomorrow = (today + timedelta(days=1)).isoformat()
+    for bad in ("yesterday", "2026-02-30", "1999-12-31", tomorrow, "9999-12-31"):
+        with pytest.raises(ConfigError, match="FLUX_DEMO_DAY"):
+            load_settings(env={"FLUX_DEMO_DAY": bad}, secrets={})

@@ -17,12 +17,14 @@ import pytest
 from app_env import SCRUBBED
 from streamlit.testing.v1 import AppTest
 
+from flux_dashboard.config import demo_day
 from flux_dashboard.service import embedded_simulator
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "c" * 40,
         "client_id": "flux", "client_secret": "s" * 20,
         "server_metadata_url": "http://localhost:9/.well-known/openid-configuration"}
+DEMO_DAY = demo_day()  # the demo story of the whole module (FLUX_DEMO_DAY below)
 POLICY = """
 [[rule]]
 email = "alice@corp.example"
@@ -55,6 +57,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("FLUX_ACCESS_FILE", str(root / "access.toml"))
         mp.setenv("FLUX_AUDIT_FILE", str(root / "audit.jsonl"))
         mp.setenv("FLUX_MASK_SECRET", "hosting-test-mask-secret")
+        # One story day for the module, even when it crosses the sensor's midnight.
+        mp.setenv("FLUX_DEMO_DAY", DEMO_DAY.isoformat())
         yield root
 
 
@@ -207,13 +211,13 @@ def test_viewer_cannot_unmask_through_link_or_switch():
 def test_viewer_downloads_and_evidence_pack_are_masked(env, captured_downloads):
     import io
     import zipfile
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     from flux_dashboard.simulator.story import StoryPlan
 
     # Ordinary days are quiet (the last 24 h may hold a handful of toxic flows): open the
     # story's last brute-force day, a beacon day too, with dozens of toxic flows.
-    plan = StoryPlan.anchored(datetime.now(UTC))
+    plan = StoryPlan(today=DEMO_DAY)
     day = plan.day(plan.bruteforce_days[-1])
     link = {"range": "Custom", "from_day": day.isoformat(), "from_hour": "00:00",
             "to_day": (day + timedelta(days=1)).isoformat(), "to_hour": "00:00"}
@@ -258,7 +262,7 @@ def test_requests_are_metered_and_shown(env):
     shown = " ".join(c.value for c in at.sidebar.caption)
     assert f"{usage.today:,} today" in shown
     # Data requests: rows (/flux) and the loader's hourly counts (/flux-hour-sensor).
-    simulator_requests = sum(1 for path, _ in embedded_simulator(False).requests
+    simulator_requests = sum(1 for path, _ in embedded_simulator(False, DEMO_DAY).requests
                              if "/flux" in path)
     assert usage.today <= simulator_requests
 
