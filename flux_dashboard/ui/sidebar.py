@@ -135,7 +135,7 @@ def sidebar_and_load(session: Session) -> View | None:
                        icon=":material/link_off:")
         st.session_state[wkey] = chosen
     sensor_id = sb.selectbox("Sensor", list(by_id), key=wkey, format_func=sensor_label)
-    st.query_params["sensor"] = str(sensor_id)
+    _set_query("sensor", [str(sensor_id)])
     sensor = by_id[sensor_id]
     tz = sensor.get("timezone") or "UTC"
     try:
@@ -170,7 +170,7 @@ def sidebar_and_load(session: Session) -> View | None:
         to_hour = c4.selectbox("at ", HOURS, key="to_hour")
         for k, v in (("from_day", from_day), ("from_hour", from_hour), ("to_day", to_day),
                      ("to_hour", to_hour)):
-            st.query_params[k] = str(v)
+            _set_query(k, [str(v)])
         start = _local_dt(from_day, HOURS.index(from_hour), zone)
         end = _local_dt(to_day, HOURS.index(to_hour), zone)
     else:
@@ -376,8 +376,13 @@ def _seed_multi(key: str, options: list[str], raw: dict[str, list[str]]) -> None
 
 
 def _set_query(key: str, values: list[str]) -> None:
+    """Write a link parameter only when it changes. Each write sends the whole query
+    string this run knows; an unchanged value rewritten on every run could put back
+    an older URL over a bound switch the browser had just changed (the suspected
+    cause of a CI run where masking was on but ``mask=true`` was not in the URL)."""
     if values:
-        st.query_params[key] = list(values)
+        if st.query_params.get_all(key) != list(values):
+            st.query_params[key] = list(values)
     elif key in st.query_params:
         del st.query_params[key]
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from flux_dashboard.config import demo_day
+
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0
 
@@ -58,6 +60,8 @@ class Server:
                 self.proc.wait(5)
 
 
+SESSION_DEMO_DAY = demo_day()
+
 # Every server started in this session, shared or fresh (for the log check).
 STARTED: list[Server] = []
 
@@ -75,7 +79,9 @@ def start_server(workdir: Path, mode: str, extra_env: dict[str, str] | None = No
     cache.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items()
            if k not in ("SERENICITY_API_KEY", "SERENICITY_API_URL", "FLUX_RATE_LIMIT")}
-    env.update({"FLUX_CACHE_DIR": str(cache), "PYTHONUNBUFFERED": "1"})
+    # One demo story for the whole session, even when it crosses the sensor's midnight.
+    env.update({"FLUX_CACHE_DIR": str(cache), "PYTHONUNBUFFERED": "1",
+                "FLUX_DEMO_DAY": SESSION_DEMO_DAY.isoformat()})
     env.update(extra_env or {})
     log_path = workdir / "server.log"
     last_error = ""
