@@ -861,6 +861,24 @@ def test_digest_sentences_and_day_select(rows_of) -> None:
                for c in said(at.caption))
 
 
+
+def test_evidence_pack_digest_compares_the_last_day_with_a_week_before(
+        rows_of, captured_downloads) -> None:
+    """The pack's digest.txt is the digest of the range's last local day against the
+    same day a week before, both from the API's rows (not just a title with two dates)."""
+    first = FIXED_DAY - timedelta(days=2)
+    run_page(OVERVIEW, fixed_link(first, days=3))
+    packs = [n for n in captured_downloads if n.endswith(".zip")]
+    assert len(packs) == 1, list(captured_downloads)
+    with zipfile.ZipFile(io.BytesIO(captured_downloads[packs[0]]())) as z:
+        got = z.read("digest.txt").decode()
+    prev = FIXED_DAY - timedelta(days=7)
+    want = Hn.digest(frame_of(rows_of(*local_days(FIXED_DAY))),
+                     frame_of(rows_of(*local_days(prev))), "Europe/Paris", FIXED_DAY, prev)
+    assert want.sentences and not want.previous_empty
+    assert got == want.as_text()
+
+
 LEVELS = ["Clear", "Light", "Moderate", "Severe", "Critical"]
 
 
