@@ -808,6 +808,28 @@ def test_remote_hosts_direction_and_sort(day_rows: list[dict]) -> None:
         assert title == f"Top remote hosts by {sort_by}", title
 
 
+
+def test_remote_hosts_filter_box_and_its_downloads(captured_downloads) -> None:
+    """The filter box keeps the hosts whose IP, owner or country holds the text (chosen
+    here from the unfiltered table), and the downloads hold exactly them. Owner and
+    country are categoricals in the page's frame: the filter once raised on them."""
+    at = run_page(REMOTES, fixed_link())
+    columns = {"ip1", "owner", "country", "flows"}
+    every = table_with(at, columns)[["ip1", "owner", "country"]].fillna("")
+    texts = {r.ip1: f"{r.ip1}\n{r.owner}\n{r.country}".lower() for r in every.itertuples()}
+    needle, want = next(
+        (c.lower(), hits) for c in sorted(set(every["country"]) - {""})
+        if 0 < len(hits := {ip for ip, t in texts.items() if c.lower() in t}) < len(texts))
+    at.text_input(key="rh_filter").input(needle).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert set(table_with(at, columns)["ip1"]) == want
+    assert any(c.startswith(f"{len(want):,} of {len(texts):,} public IPs")
+               for c in said(at.caption)), said(at.caption)
+    csv = next(f for n, f in captured_downloads.items()
+               if n.startswith("remote-hosts-") and n.endswith(".csv"))
+    assert set(pl.read_csv(io.StringIO(csv()), infer_schema=False)["ip1"]) == want
+
+
 def test_drilldown_into_another_device(day_rows: list[dict]) -> None:
     at = run_page(DEVICES, fixed_link())
     ips = list(table_with(at, {"device_name", "ip0", "mac_address", "vendor"})["ip0"])
