@@ -46,7 +46,8 @@ with c2:
     shown = hosts.drop("iso3", strict=False)
     if needle:
         shown = shown.filter(pl.any_horizontal(
-            pl.col(c).fill_null("").str.to_lowercase().str.contains(needle, literal=True)
+            pl.col(c).cast(pl.String).fill_null("").str.to_lowercase()
+            .str.contains(needle, literal=True)
             for c in ("ip1", "owner", "country")))
     count = f"{shown.height:,} of {hosts.height:,}" if needle else f"{hosts.height:,}"
     st.caption(f"{count} public IPs · {countries.height} countries · select a row to open "

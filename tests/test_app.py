@@ -810,6 +810,28 @@ def test_remote_hosts_direction_and_sort(day_rows: list[dict]) -> None:
         assert title == f"Top remote hosts by {sort_by}", title
 
 
+
+def test_remote_hosts_filter_box_and_its_downloads(captured_downloads) -> None:
+    """The filter box keeps the hosts whose IP, owner or country holds the text (chosen
+    here from the unfiltered table), and the downloads hold exactly them. Owner and
+    country are categoricals in the page's frame: the filter once raised on them."""
+    at = run_page(REMOTES, fixed_link())
+    columns = {"ip1", "owner", "country", "flows"}
+    every = table_with(at, columns)[["ip1", "owner", "country"]].fillna("")
+    texts = {r.ip1: f"{r.ip1}\n{r.owner}\n{r.country}".lower() for r in every.itertuples()}
+    needle, want = next(
+        (c.lower(), hits) for c in sorted(set(every["country"]) - {""})
+        if 0 < len(hits := {ip for ip, t in texts.items() if c.lower() in t}) < len(texts))
+    at.text_input(key="rh_filter").input(needle).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert set(table_with(at, columns)["ip1"]) == want
+    assert any(c.startswith(f"{len(want):,} of {len(texts):,} public IPs")
+               for c in said(at.caption)), said(at.caption)
+    csv = next(f for n, f in captured_downloads.items()
+               if n.startswith("remote-hosts-") and n.endswith(".csv"))
+    assert set(pl.read_csv(io.StringIO(csv()), infer_schema=False)["ip1"]) == want
+
+
 def test_drilldown_into_another_device(day_rows: list[dict]) -> None:
     at = run_page(DEVICES, fixed_link())
     ips = list(table_with(at, {"device_name", "ip0", "mac_address", "vendor"})["ip0"])
@@ -861,6 +883,24 @@ def test_digest_sentences_and_day_select(rows_of) -> None:
     assert _digest_bullets(at) == _expected_digest(rows_of, other)
     assert any(c.startswith(f":material/history: Selected day: flows of {other:%a %d %b}")
                for c in said(at.caption))
+
+
+
+def test_evidence_pack_digest_compares_the_last_day_with_a_week_before(
+        rows_of, captured_downloads) -> None:
+    """The pack's digest.txt is the digest of the range's last local day against the
+    same day a week before, both from the API's rows (not just a title with two dates)."""
+    first = FIXED_DAY - timedelta(days=2)
+    run_page(OVERVIEW, fixed_link(first, days=3))
+    packs = [n for n in captured_downloads if n.endswith(".zip")]
+    assert len(packs) == 1, list(captured_downloads)
+    with zipfile.ZipFile(io.BytesIO(captured_downloads[packs[0]]())) as z:
+        got = z.read("digest.txt").decode()
+    prev = FIXED_DAY - timedelta(days=7)
+    want = Hn.digest(frame_of(rows_of(*local_days(FIXED_DAY))),
+                     frame_of(rows_of(*local_days(prev))), "Europe/Paris", FIXED_DAY, prev)
+    assert want.sentences and not want.previous_empty
+    assert got == want.as_text()
 
 
 LEVELS = ["Clear", "Light", "Moderate", "Severe", "Critical"]

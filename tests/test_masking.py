@@ -109,6 +109,25 @@ def test_aliases_are_a_pure_function_of_value_and_secret():
     assert one["ip0"][0] == everything["ip0"][0] and one["ip1"][0] == everything["ip1"][0]
 
 
+
+def test_every_alias_is_the_same_alone_and_in_a_crowd():
+    """Every value of crowds large enough to hold collisions of a short hash: its alias
+    among them is its alias alone. (Aliases used to be short hashes with a long fallback
+    for the values that collided within one frame, so a value's alias depended on the
+    other values of its frame and a masked digest could call a known remote new.)"""
+    m = Masker(SECRET)
+    crowds = {
+        "local_ip": [f"192.168.{i}.{j}" for i in range(256) for j in range(256)],
+        "public_ip": [f"8.{i}.{j}.1" for i in range(100) for j in range(100)],
+        "name": [f"PC-{i:05d}" for i in range(65536)],
+        "vendor": [f"Vendor {i}" for i in range(4096)],
+    }
+    for kind, values in crowds.items():
+        crowded = m.aliases(kind, values)
+        differ = [v for v in values if crowded[v] != m.mask_value(kind, v)]
+        assert not differ, (kind, len(differ), differ[:3])
+
+
 def test_local_ips_never_share_an_alias_nor_land_on_a_lan_address():
     """A keyed permutation: a whole /16 gets 65,536 distinct class-E aliases."""
     m = Masker(SECRET)

@@ -83,6 +83,23 @@ def test_compute_keys_frames_by_what_produced_them():
         view.compute(total, pl.DataFrame({"x": [5]}))
 
 
+
+def test_compute_never_serves_a_freed_frames_result_for_the_next():
+    """One device after another, each sub-frame freed before the next is made: a key
+    built from id(frame) would meet a reused address and return the previous result."""
+    from flux_dashboard.ui.state import Keyed, View
+
+    def total(df: pl.DataFrame) -> int:
+        return int(df["x"].sum())
+
+    view = View.__new__(View)  # only the fields compute() reads
+    view.data_key, view.filters, view.frame = ("test", object()), None, pl.DataFrame({"x": [0]})
+    for i in range(50):
+        one = Keyed(("device", f"10.0.0.{i}"), pl.DataFrame({"x": [i, 1000]}))
+        assert view.compute(total, frame=one) == i + 1000, i
+        del one
+
+
 # ------------------------------------------------------------------ masking decided once
 def test_forced_masking_overrules_the_link_and_the_switch(monkeypatch):
     monkeypatch.setenv("FLUX_FORCE_MASK", "1")

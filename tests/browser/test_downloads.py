@@ -4,6 +4,8 @@
   (and the table's own CSV export too), through the "critical only", "not
   blocked" and search controls, and each row satisfies them.
 - Threat storylines: CSV and Parquet rows = the rows of the table shown.
+- Remote hosts: CSV and Parquet rows = the caption's count, with and without
+  the filter box.
 - Evidence packs (sensor, device): the zip holds the three CSVs (row counts =
   the page's metrics and tables), the digest, a README and an HTML report
   that opens in an offline browser, draws its charts, asks for nothing on the
@@ -31,6 +33,7 @@ from browser_kit import (
     export_table,
     export_visible_tables,
     file_texts,
+    fill_text,
     header_caption,
     metric_int,
     nav_to,
@@ -146,6 +149,38 @@ def test_storyline_downloads_match_the_table(page: Page, server, tmp_path):
     assert_no_errors(page)
 
 
+
+# ------------------------------------------------------------------ remote hosts
+def test_remote_host_downloads_follow_the_filter(page: Page, server, tmp_path):
+    """CSV and Parquet of the Remote hosts table hold the rows its caption counts, before
+    and after the filter box; the filtered rows are those holding the text in their IP,
+    owner or country (counted here from the unfiltered file)."""
+    open_page(page, f"{server.url}/remotes", "Remote hosts")
+    count = page.get_by_text(re.compile(r"^[\d,]+ (of [\d,]+ )?public IPs · \d+ countries"))
+    expect(count).to_be_visible()
+    total = int(count.inner_text().split()[0].replace(",", ""))
+    rows = read_csv(download(page, "remote_dl_csv", tmp_path / "all"))
+    assert len(rows) == total > 0
+    assert read_parquet(download(page, "remote_dl_pq", tmp_path / "all")).height == total
+
+    def holds(row: dict, needle: str) -> bool:
+        return any(needle in (row[c] or "").lower() for c in ("ip1", "owner", "country"))
+
+    # A country some rows hold and others do not: the filter has something to remove.
+    countries = sorted({r["country"] for r in rows if r["country"]})
+    needle, want = next((c.lower(), n) for c in countries
+                        if 0 < (n := sum(holds(r, c.lower()) for r in rows)) < total)
+    fill_text(page, "rh_filter", needle)
+    expect(count).to_have_text(re.compile(rf"^{want:,} of {total:,} public IPs"))
+    expect_rows(dataframes(page).first, want)
+    got = read_csv(download(page, "remote_dl_csv", tmp_path / "filtered"))
+    assert len(got) == want and all(holds(r, needle) for r in got)
+    assert read_parquet(download(page, "remote_dl_pq", tmp_path / "filtered")).height == want
+    fill_text(page, "rh_filter", "")
+    expect(count).to_have_text(re.compile(rf"^{total:,} public IPs"))
+    assert_no_errors(page)
+
+
 # ------------------------------------------------------------------ evidence packs
 def _check_pack(path: Path, *, flows: int, toxic: int, stories: int | None) -> dict[str, bytes]:
     files = read_zip(path)
@@ -239,6 +274,7 @@ DOWNLOADS = {
     "": ["pack_sensor"],
     "devices": ["pack_device"],
     "toxic": ["toxic_dl_csv", "toxic_dl_pq"],
+    "remotes": ["remote_dl_csv", "remote_dl_pq"],
     "hunting": ["stories_dl_csv", "stories_dl_pq"],
 }
 
