@@ -412,3 +412,13 @@ def test_a_page_file_run_on_its_own_still_requires_sign_in(page):
     assert [b.label for b in direct.button] == ["Sign in"]
     assert not direct.metric and not direct.dataframe and not direct.get("plotly_chart")
     assert not direct.sidebar.selectbox and not direct.get("download_button")
+
+
+def test_the_monthly_quota_is_shown_as_used_of_quota(monkeypatch):
+    monkeypatch.setenv("FLUX_MONTHLY_QUOTA", "5000")
+    at = run(ALICE)
+    assert any(" / 5,000 this month" in c.value for c in at.sidebar.caption), [
+        c.value for c in at.sidebar.caption]
+    admin = run(ALICE, "pages/7_activity.py")
+    month = next(m for m in admin.metric if m.label == "This month")
+    assert month.value.endswith(" / 5,000")
