@@ -9,6 +9,7 @@ simulator, whose request log shows which sensors were asked for.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -225,17 +226,29 @@ def test_viewer_downloads_and_evidence_pack_are_masked(env, captured_downloads):
     real = run(ALICE, "pages/4_toxic.py", **link)
     originals = {v for col in ("ip0", "ip1") for v in real.dataframe[-1].value[col]}
     assert len(originals) > 5
+    # Every real identifier of the sensor's LAN, not only the toxic rows' (the pack's
+    # digest names devices with no toxic flow, e.g. "Télé salon (192.168.1.50)").
+    site = embedded_simulator(False).traffic.sites[54]
+    lan = [d.ip for d in site.devices]
+    names = {site.name, site.full_name} | {d.mac for d in site.devices} | {
+        n for d in site.devices for n in (d.netbios, (d.custom or {}).get("name"))
+        if n and len(n) >= 6}
+
+    def leaks(body: str) -> list[str]:
+        return [o for o in originals if o in body] + [n for n in names if n in body] + [
+            ip for ip in lan if re.search(rf"(?<![\d.]){re.escape(ip)}(?![\d])", body)]
+
     got.clear()
     run(CAROL, "pages/4_toxic.py", mask="false", **link)
     csv = next(f for n, f in got.items() if n.endswith(".csv"))()
-    assert csv.count("\n") > 5 and not [o for o in originals if o in csv]
+    assert csv.count("\n") > 5 and not leaks(csv)
     assert csv.count("\n") == len(real.dataframe[-1].value) + 1  # header + the rows shown
     run(CAROL, "pages/1_overview.py", mask="false", **link)
     pack = next(f for n, f in got.items() if n.endswith(".zip"))
     z = zipfile.ZipFile(io.BytesIO(pack()))
     for member in z.namelist():
         body = z.read(member).decode(errors="replace")
-        assert not [o for o in originals if o in body], member
+        assert not leaks(body), member
     exports = [e for e in audit_lines(env) if e["user"] == "carol@customer.example"
                and e["event"] in ("export", "evidence_pack")]
     assert {e["event"] for e in exports} == {"export", "evidence_pack"}
@@ -353,3 +366,63 @@ def test_with_redis_the_app_counts_in_redis_and_a_dead_redis_is_a_plain_message(
     assert any("counters unavailable" in m for m in shown), shown
     assert not any("pw-s3cret" in m for m in shown)
     assert flux_requests(api) == before  # no request without the shared rate limit
+
+
+# ------------------------------------------------------------------ no sign-in, real key
+def test_a_real_key_served_beyond_loopback_without_sign_in_shows_no_data(api, monkeypatch):
+    from streamlit import config
+
+    monkeypatch.setenv("SERENICITY_API_KEY", "a-real-key-0123456789")
+    assert config.get_option("server.address") is None  # Streamlit's default: every interface
+    at = run(None, auth=False)
+    refusal = " ".join(e.value for e in at.error).replace("\\", "")  # markdown escapes
+    assert "FLUX_ALLOW_ANONYMOUS=1" in refusal and "secrets.toml" in refusal
+    assert not at.metric and not at.dataframe and not at.sidebar.selectbox
+    assert not at.get("download_button")
+    assert api.requests == []  # not even the sensor list
+    assert "a-real-key" not in refusal
+
+    monkeypatch.setenv("FLUX_ALLOW_ANONYMOUS", "1")  # explicit: data, and a banner
+    at = run(None, auth=False)
+    assert at.metric
+    assert any("Anonymous access is on" in w.value for w in at.warning)
+    at.switch_page("pages/2_devices.py").run()
+    assert any("Anonymous access is on" in w.value for w in at.warning)  # on every page
+
+    monkeypatch.delenv("FLUX_ALLOW_ANONYMOUS")
+    import streamlit as st
+
+    monkeypatch.setattr(st, "get_option", lambda name, _get=st.get_option:
+                        "127.0.0.1" if name == "server.address" else _get(name))
+    at = run(None, auth=False)  # `make run`: loopback only, no sign-in, no banner
+    assert at.metric and not any("Anonymous" in w.value for w in at.warning)
+
+
+def test_session_length_is_the_setting(monkeypatch):
+    monkeypatch.setenv("FLUX_SESSION_HOURS", "2")
+    at = run(user("alice@corp.example", age_h=2.5))
+    assert "expired" in at.warning[0].value and "2 hours" in at.warning[0].value
+    assert not at.metric
+    assert run(user("alice@corp.example", age_h=1.5)).metric
+
+
+@pytest.mark.parametrize("page", ["pages/1_overview.py", "pages/2_devices.py"])
+def test_a_page_file_run_on_its_own_still_requires_sign_in(page):
+    """The pages/ trap: a fresh server runs the page URL's file without the entrypoint."""
+    direct = AppTest.from_file(str(Path(APP).parent / page), default_timeout=120)
+    direct.secrets["auth"] = AUTH
+    direct.run()
+    assert not direct.exception, [e.message for e in direct.exception]
+    assert [b.label for b in direct.button] == ["Sign in"]
+    assert not direct.metric and not direct.dataframe and not direct.get("plotly_chart")
+    assert not direct.sidebar.selectbox and not direct.get("download_button")
+
+
+def test_the_monthly_quota_is_shown_as_used_of_quota(monkeypatch):
+    monkeypatch.setenv("FLUX_MONTHLY_QUOTA", "5000")
+    at = run(ALICE)
+    assert any(" / 5,000 this month" in c.value for c in at.sidebar.caption), [
+        c.value for c in at.sidebar.caption]
+    admin = run(ALICE, "pages/7_activity.py")
+    month = next(m for m in admin.metric if m.label == "This month")
+    assert month.value.endswith(" / 5,000")

@@ -104,3 +104,18 @@ def test_serve_check_exits_with_one_plain_line(files):
                           env={**base, "FLUX_SECRETS_FILE": str(files / "secrets.toml")})
     assert good.returncode == 0, good.stderr
     assert "sign-in required, 3 access rule(s)" in good.stdout
+
+
+def test_the_commented_auth_example_is_complete_and_accepted(files):
+    """The [auth] example of .streamlit/secrets.toml.example, uncommented, passes the check."""
+    example = (ROOT / ".streamlit" / "secrets.toml.example").read_text()
+    block = example[example.index("# [auth]"):]
+    lines = [ln[2:] for ln in block.splitlines()
+             if ln.startswith("# ") and not ln.startswith("# # ")]
+    auth = "\n".join(lines)
+    assert all(f"\n{k} = " in f"\n{auth}" for k in
+               ("redirect_uri", "cookie_secret", "client_id", "client_secret",
+                "server_metadata_url"))
+    (files / "secrets.toml").write_text(auth + "\n")
+    p = plan(env(files), files / "secrets.toml")
+    assert p.auth and p.public_url == "https://flux.corp.example" and p.rules == 3

@@ -186,6 +186,29 @@ def test_viewer_sees_only_masked_identifiers(hosted, context_page, tmp_path, scr
     assert exports and all(e["masked"] for e in exports)
 
 
+def test_viewer_link_to_another_sensor_is_refused(hosted, context_page, api_simulator):
+    """The example policy gives the viewer sensor 54 only: a link to 77 is refused."""
+    page = context_page
+    sign_in(page, hosted.url, "carol")
+    asked = sum(1 for path, _ in api_simulator.requests if "/sensors/77" in path)
+    page.goto(f"{hosted.url}/devices?sensor=77")
+    wait_for_run(page)
+    expect(page.get_by_text("not allowed to see sensor")).to_be_visible(timeout=LOAD_TIMEOUT)
+    text = page.locator("body").inner_text()
+    assert "Pharmacie" not in text and "Saint-Denis" not in text  # sensor 77's name
+    assert page.get_by_test_id("stDataFrame").count() == 0
+    assert page.get_by_test_id("stMetricValue").count() == 0
+    assert sum(1 for path, _ in api_simulator.requests if "/sensors/77" in path) == asked
+    # The picker offers the viewer's own sensor only, masked.
+    combo = page.locator(".st-key-sensor_id_masked").get_by_role("combobox")
+    combo.click()
+    options = page.get_by_role("option").all_inner_texts()
+    assert len(options) == 1 and "#54" in options[0] and "Cabinet" not in options[0], options
+    page.keyboard.press("Escape")
+    assert any(e["event"] == "denied" and e.get("sensor") == 77
+               and e["user"] == "carol@customer.example" for e in hosted.audit())
+
+
 def test_unknown_user_is_refused(hosted, context_page, screenshot_dir):
     page = context_page
     sign_in(page, hosted.url, "eve")
