@@ -119,3 +119,21 @@ def test_the_commented_auth_example_is_complete_and_accepted(files):
     (files / "secrets.toml").write_text(auth + "\n")
     p = plan(env(files), files / "secrets.toml")
     assert p.auth and p.public_url == "https://flux.corp.example" and p.rules == 3
+
+
+def test_make_run_binds_to_loopback_only():
+    """`make run` (demo mode, no sign-in) listens on 127.0.0.1, not Streamlit's default of
+    every interface; the address is overridable, and the override is what is used."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("ADDRESS", "PORT", "MAKEFLAGS")}
+
+    def run_line(*args: str) -> str:
+        out = subprocess.run(["make", "-n", "run", *args], cwd=ROOT, env=env,
+                             capture_output=True, text=True, check=True).stdout
+        lines = [line for line in out.splitlines() if "streamlit run app.py" in line]
+        assert len(lines) == 1, out
+        return lines[0]
+
+    assert run_line().split("--server.address")[1].split()[0] == "127.0.0.1"
+    assert run_line("ADDRESS=0.0.0.0").split("--server.address")[1].split()[0] == "0.0.0.0"
