@@ -757,7 +757,9 @@ def test_toxic_search_finds_a_device_by_name_case_insensitively(day_rows: list[d
     expected = count(day_rows, lambda r: r["toxic"] and r["ip0"] == "192.168.1.102")
     assert expected > 0
     at = run_page(TOXIC, fixed_link())
-    at.text_input(key="toxic_search").input("pc-compta-02").run()
+    # Mixed case, matching neither the name nor its NetBIOS form as typed: both the
+    # input and the table's text must be compared in one case.
+    at.text_input(key="toxic_search").input("Pc-COMPTA-02").run()
     assert not at.exception
     table = toxic_flow_table(at)
     assert len(table) == expected
@@ -1109,6 +1111,8 @@ def test_pin_turns_a_relative_range_into_fixed_dates() -> None:
     assert at.sidebar.date_input(key="from_day").value == got["from_day"]
     assert at.sidebar.selectbox(key="from_hour").value == got["from_hour"]
     assert metrics(at) == before
+    # The point of the button: the link now holds those fixed dates, not "Last 7 days".
+    assert {k: param(at, k) for k in got} == {k: [str(v)] for k, v in got.items()}
 
 
 # ------------------------------------------------------------------ refresh
