@@ -1511,16 +1511,20 @@ def test_masking_hides_every_identifier(page_runs: dict[str, AppTest],
 
 def test_the_leak_scanner_finds_each_kind_of_identifier(page_runs: dict[str, AppTest],
                                                         originals: dict[str, set[str]]) -> None:
-    """The scanner itself: the unmasked pages and downloads show each kind."""
-    kinds = {"ips": set(), "macs": set(), "names": set(), "vendors": set()}
+    """The scanner itself: on the unmasked pages it finds each kind, in what the page
+    shows (tables included) and, separately, in what its downloads save."""
+    seen = {where: {"ips": set(), "macs": set(), "names": set(), "vendors": set()}
+            for where in ("page", "downloads")}
     for page in (DEVICES, TOXIC):
-        for _, text in masked_texts(page_runs[page]):
+        for source, text in masked_texts(page_runs[page]):
+            kinds = seen["downloads" if source.startswith("download ") else "page"]
             for leak in leaks(text, originals):
                 for kind, values in originals.items():
                     if leak in values or leak.lower() in values:
                         kinds[kind].add(leak)
-    assert all(kinds.values()), {k: len(v) for k, v in kinds.items()}
-    assert any(not re.match(r"(10|192\.168)\.", ip) for ip in kinds["ips"])  # public IPs
+    for where, kinds in seen.items():
+        assert all(kinds.values()), (where, {k: len(v) for k, v in kinds.items()})
+        assert any(not re.match(r"(10|192\.168)\.", ip) for ip in kinds["ips"]), where  # public
 
 
 def test_masked_link_first_run_hides_sensor_names() -> None:
