@@ -1511,13 +1511,15 @@ def test_masking_hides_every_identifier(page_runs: dict[str, AppTest],
 
 def test_the_leak_scanner_finds_each_kind_of_identifier(page_runs: dict[str, AppTest],
                                                         originals: dict[str, set[str]]) -> None:
-    """The scanner itself: on the unmasked pages it finds each kind, in what the page
-    shows (tables included) and, separately, in what its downloads save."""
+    """The scanner itself: on the unmasked pages it finds each kind, separately in the
+    page's tables, in its other elements (captions, selects, charts) and in what its
+    downloads save, so that a scanner skipping any of the three fails here."""
     seen = {where: {"ips": set(), "macs": set(), "names": set(), "vendors": set()}
-            for where in ("page", "downloads")}
+            for where in ("tables", "page", "downloads")}
     for page in (DEVICES, TOXIC):
         for source, text in masked_texts(page_runs[page]):
-            kinds = seen["downloads" if source.startswith("download ") else "page"]
+            kinds = seen["downloads" if source.startswith("download ") else
+                         "tables" if source == "Dataframe" else "page"]
             for leak in leaks(text, originals):
                 for kind, values in originals.items():
                     if leak in values or leak.lower() in values:
