@@ -759,7 +759,9 @@ def test_toxic_search_finds_a_device_by_name_case_insensitively(day_rows: list[d
     expected = count(day_rows, lambda r: r["toxic"] and r["ip0"] == "192.168.1.102")
     assert expected > 0
     at = run_page(TOXIC, fixed_link())
-    at.text_input(key="toxic_search").input("pc-compta-02").run()
+    # Mixed case, matching neither the name nor its NetBIOS form as typed: both the
+    # input and the table's text must be compared in one case.
+    at.text_input(key="toxic_search").input("Pc-COMPTA-02").run()
     assert not at.exception
     table = toxic_flow_table(at)
     assert len(table) == expected
@@ -1151,6 +1153,8 @@ def test_pin_turns_a_relative_range_into_fixed_dates() -> None:
     assert at.sidebar.date_input(key="from_day").value == got["from_day"]
     assert at.sidebar.selectbox(key="from_hour").value == got["from_hour"]
     assert metrics(at) == before
+    # The point of the button: the link now holds those fixed dates, not "Last 7 days".
+    assert {k: param(at, k) for k in got} == {k: [str(v)] for k, v in got.items()}
 
 
 # ------------------------------------------------------------------ refresh
@@ -1549,16 +1553,22 @@ def test_masking_hides_every_identifier(page_runs: dict[str, AppTest],
 
 def test_the_leak_scanner_finds_each_kind_of_identifier(page_runs: dict[str, AppTest],
                                                         originals: dict[str, set[str]]) -> None:
-    """The scanner itself: the unmasked pages and downloads show each kind."""
-    kinds = {"ips": set(), "macs": set(), "names": set(), "vendors": set()}
+    """The scanner itself: on the unmasked pages it finds each kind, separately in the
+    page's tables, in its other elements (captions, selects, charts) and in what its
+    downloads save, so that a scanner skipping any of the three fails here."""
+    seen = {where: {"ips": set(), "macs": set(), "names": set(), "vendors": set()}
+            for where in ("tables", "page", "downloads")}
     for page in (DEVICES, TOXIC):
-        for _, text in masked_texts(page_runs[page]):
+        for source, text in masked_texts(page_runs[page]):
+            kinds = seen["downloads" if source.startswith("download ") else
+                         "tables" if source == "Dataframe" else "page"]
             for leak in leaks(text, originals):
                 for kind, values in originals.items():
                     if leak in values or leak.lower() in values:
                         kinds[kind].add(leak)
-    assert all(kinds.values()), {k: len(v) for k, v in kinds.items()}
-    assert any(not re.match(r"(10|192\.168)\.", ip) for ip in kinds["ips"])  # public IPs
+    for where, kinds in seen.items():
+        assert all(kinds.values()), (where, {k: len(v) for k, v in kinds.items()})
+        assert any(not re.match(r"(10|192\.168)\.", ip) for ip in kinds["ips"]), where  # public
 
 
 def test_masked_link_first_run_hides_sensor_names() -> None:

@@ -167,3 +167,37 @@ def test_log_check_reads_every_server_from_where_it_stopped(tmp_path):
         assert server_log_tracebacks(only=[fake]) == []  # each line is read once
     finally:
         STARTED.remove(fake)
+
+
+def test_every_server_a_test_starts_is_checked(tmp_path, monkeypatch, request):
+    """``start_server`` registers every server, shared or fresh, and the autouse check
+    (``server_log_tracebacks()`` with no argument) reads all of them, not only the two
+    shared ones: a traceback in the third server started is found. No process is
+    started (Popen and the health check are stand-ins)."""
+    import httpx
+    import servers
+
+    class Running:  # a child that is up until stopped
+        def poll(self):
+            return None
+
+        def terminate(self):
+            pass
+
+        def wait(self, timeout=None):
+            return 0
+
+    assert "server_logs_clean" in request.fixturenames  # autouse: runs after every test
+    monkeypatch.setattr(servers.subprocess, "Popen", lambda *a, **k: Running())
+    monkeypatch.setattr(servers.httpx, "get", lambda *a, **k: httpx.Response(200, text="ok"))
+    started = [servers.start_server(tmp_path / f"s{i}", "demo") for i in range(3)]
+    try:
+        assert STARTED[-3:] == started
+        with started[2].log_path.open("a") as fh:
+            fh.write("Traceback (most recent call last):\n  third server boom\n")
+        found = [f for f in server_log_tracebacks() if "third server boom" in f]
+        assert len(found) == 1 and started[2].url in found[0]
+    finally:
+        for s in started:
+            if s in STARTED:
+                STARTED.remove(s)

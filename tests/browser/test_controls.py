@@ -389,16 +389,33 @@ def test_overview_day_selects(page: Page, server):
         .to_be_visible()
 
     before = figure(page, "cw_hours")["title"]
+    # cyT of each day, from the "cyT per day" chart (a separate analysis of the frame).
+    per_day = _cyt_by_day(figure(page, "cw_days"))
     choose_day = selected(page, "cw_day")
     widget(page, "cw_day").get_by_role("combobox").click()
     labels = [o.strip() for o in page.get_by_role("option").all_inner_texts()]
     page.keyboard.press("Escape")
-    other = next(label for label in labels if label != choose_day)
+
+    def cyt_of(label: str) -> float:
+        return per_day.get(datetime.strptime(label, "%a %d %b %Y").date().isoformat(), 0)
+
+    others = [label for label in labels if label != choose_day]
+    # A day whose cyT differs from the one shown, when there is one: then hours that
+    # ignored the choice would not add up to the chosen day's cyT.
+    other = next((lb for lb in others if cyt_of(lb) != cyt_of(choose_day)), others[0])
     choose(page, "cw_day", other)
     day = datetime.strptime(other, "%a %d %b %Y").date()
     expect_chart_title(page, "cw_hours", f"Cyberweather by hour, {day.isoformat()}")
-    assert figure(page, "cw_hours")["title"] != before
+    hours = figure(page, "cw_hours")
+    assert hours["title"] != before
+    assert sum(v for t in hours["data"] for v in t["y"] or [] if v is not None) == cyt_of(other)
     assert_no_errors(page)
+
+
+def _cyt_by_day(fig: dict) -> dict[str, float]:
+    """cyT per day (ISO date) of the "cyT per day" chart: one bar trace per level."""
+    return {str(x)[:10]: y for t in fig["data"]
+            for x, y in zip(t["x"] or [], t["y"] or [], strict=True) if y is not None}
 
 
 # ------------------------------------------------------------------ Protocols heatmap value
