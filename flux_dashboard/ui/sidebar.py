@@ -60,6 +60,8 @@ def masking_forced(session: Session) -> bool:
 
 
 def sidebar_and_load(session: Session) -> View | None:
+    """Draw the sidebar, load the chosen window and return the page's View (None:
+    nothing to show; the reason is already on the page)."""
     first_run = "_flux_seen" not in st.session_state
     raw_query = {k: st.query_params.get_all(k) for k in st.query_params} if first_run else {}
     st.session_state["_flux_seen"] = True
@@ -72,14 +74,7 @@ def sidebar_and_load(session: Session) -> View | None:
     sb = side.container()  # source, sensor, range and filters
     bottom = side.container()  # masking: created first (below), shown last
     bottom.divider()
-    forced = masking_forced(session)
-    if forced:
-        st.session_state["mask"] = True  # whatever the link or the last run said
-    masked = bottom.toggle("Demo masking", key="mask", bind="query-params", disabled=forced,
-                           help="Masking is required for your account" if forced else
-                           "Replace IPs, MACs, device names and vendors with consistent "
-                           "pseudonyms everywhere, downloads and links included")
-    masked = bool(masked) or forced
+    masked = _masking_switch(session, bottom)
     sidebar_identity(session, bottom)
     sb.markdown(f"**:material/sensors: {text(cfg.describe())}**")
     if cfg.demo:
@@ -98,132 +93,12 @@ def sidebar_and_load(session: Session) -> View | None:
     by_id = {int(s["id"]): s for s in available}
     mask = masker(cfg) if masked else None
     _mask_remote_filter(mask, (raw_query.get("remote") or [""])[-1])
-
-    def sensor_label(i: int) -> str:
-        s = by_id[i] if mask is None else mask.mask_sensor(by_id[i])
-        status = s.get("status", "")
-        mark = " · ⚠ disconnected" if status and status != "CONNECTED" else ""
-        return f"{s.get('full_name') or s.get('name')} · #{i}{mark}"
-
-    # Not bound: a bound selectbox would put the (maskable) sensor name in the URL.
-    # Seeded once from ?sensor=<id>, then written back on every run. One widget key
-    # per masking state: the browser keeps showing a picker's old label while its
-    # options stay the same, so the real sensor name stayed on screen after masking
-    # was switched on; a new key redraws the picker, the choice carried over.
-    wkey, other = ("sensor_id_masked", "sensor_id") if mask is not None else ("sensor_id",
-                                                                  "sensor_id_masked")
-    if wkey not in st.session_state and st.session_state.get(other) in by_id:
-        st.session_state[wkey] = st.session_state[other]
-    st.session_state.pop(other, None)
-    denied = False
-    if wkey not in st.session_state or st.session_state[wkey] not in by_id:
-        wanted = (raw_query.get("sensor") or [""])[-1]
-        ok = _SENSOR_ID.fullmatch(wanted) is not None and int(wanted) in by_id
-        chosen = int(wanted) if ok else next(iter(by_id))
-        if wanted and not ok and session.grant.sensors is not None:
-            # Refused, whether it exists or not (no oracle), without its name and
-            # without a request; the picker offers the user's own sensors.
-            denied = True
-            st.error(f"You are not allowed to see sensor “{text(wanted[:40])}”. Ask an "
-                     "administrator for access, or choose one of your sensors in the "
-                     "sidebar.", icon=":material/block:")
-            record(session, "denied", sensor=int(wanted) if _SENSOR_ID.fullmatch(wanted)
-                   else None, reason="sensor not allowed", asked=wanted[:40])
-        elif wanted and not ok:
-            st.warning(f"Sensor “{text(wanted[:40])}” from the link is not available with "
-                       "this key; showing the first sensor instead.",
-                       icon=":material/link_off:")
-        st.session_state[wkey] = chosen
-    sensor_id = sb.selectbox("Sensor", list(by_id), key=wkey, format_func=sensor_label)
-    _set_query("sensor", [str(sensor_id)])
+    sensor_id, denied = _sensor_picker(session, sb, by_id, mask, raw_query)
     sensor = by_id[sensor_id]
-    tz = sensor.get("timezone") or "UTC"
-    try:
-        zone = ZoneInfo(tz)
-    except Exception:
-        zone, tz = ZoneInfo("UTC"), "UTC"
-    sb.caption(f"Times in the sensor's time zone: {text(tz)}")
-    synced = sync_line(sensor_id, zone)
-    if synced:
-        sb.caption(synced, help="Kept warm by the sync worker (python -m flux_dashboard "
-                   "sync): a range within these days opens from the cache, without requests.")
-
-    preset = PRESETS[sb.selectbox("Time range", list(PRESETS), key="range",
-                                  bind="query-params")]
-    now = datetime.now(UTC)
-    problems: list[str] = []
-    if preset == "custom":
-        today = now.astimezone(zone).date()
-        # Not bound to the URL: a bound widget leaves values set from code (Pin these
-        # dates) and its defaults out of the link, and a link without its days would
-        # move with the calendar. Seeded once from the link, written back every run.
-        if "from_day" not in st.session_state:
-            st.session_state.update(
-                from_day=min(_day(raw_query, "from_day") or today - timedelta(days=1), today),
-                to_day=_day(raw_query, "to_day") or today,
-                from_hour=_hour(raw_query, "from_hour"), to_hour=_hour(raw_query, "to_hour"))
-        c1, c2 = sb.columns(2)
-        from_day = c1.date_input("From", key="from_day", max_value=today)
-        from_hour = c2.selectbox("at", HOURS, key="from_hour")
-        c3, c4 = sb.columns(2)
-        to_day = c3.date_input("To", key="to_day")
-        to_hour = c4.selectbox("at ", HOURS, key="to_hour")
-        for k, v in (("from_day", from_day), ("from_hour", from_hour), ("to_day", to_day),
-                     ("to_hour", to_hour)):
-            _set_query(k, [str(v)])
-        start = _local_dt(from_day, HOURS.index(from_hour), zone)
-        end = _local_dt(to_day, HOURS.index(to_hour), zone)
-    else:
-        for k in _CUSTOM_KEYS:  # a relative range: no stale fixed dates in the link
-            if k in st.query_params:
-                del st.query_params[k]
-        start, end = preset_range(preset, now, zone)
-        sb.button(":material/push_pin: Pin these dates", key="pin_btn", on_click=_pin,
-                  args=(start, end, zone), width="stretch",
-                  help="Turn the relative range into fixed dates, so that a shared link "
-                       "shows exactly this data tomorrow too")
-    if end <= start:
-        problems.append("The start of the range must be before its end.")
-    elif end - start > timedelta(days=cfg.max_range_days):
-        problems.append(f"The range is {(end - start).days} days long; the maximum is "
-                        f"{cfg.max_range_days} days. Choose a shorter range.")
-    refresh_open = sb.button(":material/refresh: Refresh the open hour", key="refresh_btn",
-                             help="Fetch the hour still being written again (past hours "
-                                  "come from the cache)", width="stretch")
-    refresh_all = sb.button(":material/sync: Refresh the whole range", key="refresh_all_btn",
-                            help="Fetch every hour of the range again from the API and "
-                                 "replace the cache (late uploads; costs requests)",
-                            width="stretch")
-    refresh: bool | str = "range" if refresh_all else ("open" if refresh_open else False)
-
-    sb.divider()
-    sb.markdown("**Filters**")
-    # The device list comes from the loaded data, so filters render after the load;
-    # their placeholders keep the sidebar order stable.
-    device_slot = sb.empty()
-    c1, c2 = sb.columns(2)
-    remote = c1.text_input("Remote IP", key="remote", bind="query-params",
-                           placeholder="1.2.3.4")
-    mac = c2.text_input("MAC", key="mac", bind="query-params", placeholder="aa:bb:…")
-    c3, c4 = sb.columns(2)
-    protocol = c3.text_input("Protocol", key="protocol", bind="query-params",
-                             placeholder="TCP")
-    port = c4.text_input("Port", key="port", bind="query-params", placeholder="443")
-    direction = sb.segmented_control("Direction", DIRECTIONS, key="dir", bind="query-params",
-                                     default="all") or "all"
-    toxic = sb.toggle("Toxic flows only", key="toxic", bind="query-params")
-    _seed_multi("threat", list(THREATS), raw_query)
-    threats = sb.multiselect("Threat categories", list(THREATS), key="threat",
-                             format_func=lambda t: THREATS[t]["label"])
-    _set_query("threat", threats)
-    hno = tuple(int(h) for h in sensor.get("hno_hours") or () if _SENSOR_ID.fullmatch(str(h)))
-    offhours = sb.toggle("Non-working hours only", key="offhours", bind="query-params",
-                         help=f"The sensor's non-working hours ({hours_text(hno)}), "
-                              "in its time zone", disabled=not hno)
-
-    partial_filters, filter_problems = Filters.parse(
-        remote_ip=remote, protocol=protocol, port=port, mac=mac, direction=direction,
-        toxic_only=toxic, threats=threats, off_hours_only=offhours)
+    zone, tz = _sensor_zone(sb, sensor, sensor_id)
+    start, end, problems = _time_range(sb, cfg, zone, raw_query)
+    refresh = _refresh_buttons(sb)
+    device_slot, partial_filters, hno, filter_problems = _filter_inputs(sb, sensor, raw_query)
     problems += filter_problems
     range_label = (f"{start.astimezone(zone):%a %d %b %Y %H:%M} → "
                    f"{end.astimezone(zone):%a %d %b %Y %H:%M} ({tz})")
@@ -259,6 +134,175 @@ def sidebar_and_load(session: Session) -> View | None:
                 partial_note, session, offline)
     _link_warnings(raw_query)
     return view
+
+
+
+
+def _masking_switch(session: Session, bottom) -> bool:
+    """The presenter's switch; on, and disabled, when masking is forced."""
+    forced = masking_forced(session)
+    if forced:
+        st.session_state["mask"] = True  # whatever the link or the last run said
+    masked = bottom.toggle("Demo masking", key="mask", bind="query-params", disabled=forced,
+                           help="Masking is required for your account" if forced else
+                           "Replace IPs, MACs, device names and vendors with consistent "
+                           "pseudonyms everywhere, downloads and links included")
+    masked = bool(masked) or forced
+    return bool(masked) or forced
+
+
+def _sensor_picker(session: Session, sb, by_id: dict[int, dict], mask: Masker | None,
+                   raw_query: dict[str, list[str]]) -> tuple[int, bool]:
+    """The chosen sensor, and whether the link asked for one this user may not see
+    (refused on the page and audited; the caller then shows nothing)."""
+    def sensor_label(i: int) -> str:
+        s = by_id[i] if mask is None else mask.mask_sensor(by_id[i])
+        status = s.get("status", "")
+        mark = " · ⚠ disconnected" if status and status != "CONNECTED" else ""
+        return f"{s.get('full_name') or s.get('name')} · #{i}{mark}"
+
+    # Not bound: a bound selectbox would put the (maskable) sensor name in the URL.
+    # Seeded once from ?sensor=<id>, then written back when it changes. One widget key
+    # per masking state: the browser keeps showing a picker's old label while its
+    # options stay the same, so the real sensor name stayed on screen after masking
+    # was switched on; a new key redraws the picker, the choice carried over.
+    wkey, other = ("sensor_id_masked", "sensor_id") if mask is not None else ("sensor_id",
+                                                                  "sensor_id_masked")
+    if wkey not in st.session_state and st.session_state.get(other) in by_id:
+        st.session_state[wkey] = st.session_state[other]
+    st.session_state.pop(other, None)
+    denied = False
+    if wkey not in st.session_state or st.session_state[wkey] not in by_id:
+        wanted = (raw_query.get("sensor") or [""])[-1]
+        ok = _SENSOR_ID.fullmatch(wanted) is not None and int(wanted) in by_id
+        chosen = int(wanted) if ok else next(iter(by_id))
+        if wanted and not ok and session.grant.sensors is not None:
+            # Refused, whether it exists or not (no oracle), without its name and
+            # without a request; the picker offers the user's own sensors.
+            denied = True
+            st.error(f"You are not allowed to see sensor “{text(wanted[:40])}”. Ask an "
+                     "administrator for access, or choose one of your sensors in the "
+                     "sidebar.", icon=":material/block:")
+            record(session, "denied", sensor=int(wanted) if _SENSOR_ID.fullmatch(wanted)
+                   else None, reason="sensor not allowed", asked=wanted[:40])
+        elif wanted and not ok:
+            st.warning(f"Sensor “{text(wanted[:40])}” from the link is not available with "
+                       "this key; showing the first sensor instead.",
+                       icon=":material/link_off:")
+        st.session_state[wkey] = chosen
+    sensor_id = sb.selectbox("Sensor", list(by_id), key=wkey, format_func=sensor_label)
+    _set_query("sensor", [str(sensor_id)])
+    return sensor_id, denied
+
+
+def _sensor_zone(sb, sensor: dict, sensor_id: int) -> tuple[ZoneInfo, str]:
+    """The sensor's time zone (UTC when it names none or an unknown one)."""
+    tz = sensor.get("timezone") or "UTC"
+    try:
+        zone = ZoneInfo(tz)
+    except Exception:
+        zone, tz = ZoneInfo("UTC"), "UTC"
+    sb.caption(f"Times in the sensor's time zone: {text(tz)}")
+    synced = sync_line(sensor_id, zone)
+    if synced:
+        sb.caption(synced, help="Kept warm by the sync worker (python -m flux_dashboard "
+                   "sync): a range within these days opens from the cache, without requests.")
+
+    return zone, tz
+
+
+def _time_range(sb, cfg, zone: ZoneInfo, raw_query: dict[str, list[str]]
+                 ) -> tuple[datetime, datetime, list[str]]:
+    """The range picker: a preset or custom days and hours; the range and what is
+    wrong with it (in plain words)."""
+    preset = PRESETS[sb.selectbox("Time range", list(PRESETS), key="range",
+                                  bind="query-params")]
+    now = datetime.now(UTC)
+    problems: list[str] = []
+    if preset == "custom":
+        today = now.astimezone(zone).date()
+        # Not bound to the URL: a bound widget leaves values set from code (Pin these
+        # dates) and its defaults out of the link, and a link without its days would
+        # move with the calendar. Seeded once from the link, written back when changed.
+        if "from_day" not in st.session_state:
+            st.session_state.update(
+                from_day=min(_day(raw_query, "from_day") or today - timedelta(days=1), today),
+                to_day=_day(raw_query, "to_day") or today,
+                from_hour=_hour(raw_query, "from_hour"), to_hour=_hour(raw_query, "to_hour"))
+        c1, c2 = sb.columns(2)
+        from_day = c1.date_input("From", key="from_day", max_value=today)
+        from_hour = c2.selectbox("at", HOURS, key="from_hour")
+        c3, c4 = sb.columns(2)
+        to_day = c3.date_input("To", key="to_day")
+        to_hour = c4.selectbox("at ", HOURS, key="to_hour")
+        for k, v in (("from_day", from_day), ("from_hour", from_hour), ("to_day", to_day),
+                     ("to_hour", to_hour)):
+            _set_query(k, [str(v)])
+        start = _local_dt(from_day, HOURS.index(from_hour), zone)
+        end = _local_dt(to_day, HOURS.index(to_hour), zone)
+    else:
+        for k in _CUSTOM_KEYS:  # a relative range: no stale fixed dates in the link
+            if k in st.query_params:
+                del st.query_params[k]
+        start, end = preset_range(preset, now, zone)
+        sb.button(":material/push_pin: Pin these dates", key="pin_btn", on_click=_pin,
+                  args=(start, end, zone), width="stretch",
+                  help="Turn the relative range into fixed dates, so that a shared link "
+                       "shows exactly this data tomorrow too")
+    if end <= start:
+        problems.append("The start of the range must be before its end.")
+    elif end - start > timedelta(days=cfg.max_range_days):
+        problems.append(f"The range is {(end - start).days} days long; the maximum is "
+                        f"{cfg.max_range_days} days. Choose a shorter range.")
+    return start, end, problems
+
+
+def _refresh_buttons(sb) -> bool | str:
+    """False, "open" (the hour still being written) or "range" (every hour again)."""
+    refresh_open = sb.button(":material/refresh: Refresh the open hour", key="refresh_btn",
+                             help="Fetch the hour still being written again (past hours "
+                                  "come from the cache)", width="stretch")
+    refresh_all = sb.button(":material/sync: Refresh the whole range", key="refresh_all_btn",
+                            help="Fetch every hour of the range again from the API and "
+                                 "replace the cache (late uploads; costs requests)",
+                            width="stretch")
+    refresh: bool | str = "range" if refresh_all else ("open" if refresh_open else False)
+
+    return refresh
+
+
+def _filter_inputs(sb, sensor: dict, raw_query: dict[str, list[str]]):
+    """The filter widgets; the devices' slot (filled after the load, from its data),
+    the filters without devices, the sensor's non-working hours, and input problems."""
+    sb.divider()
+    sb.markdown("**Filters**")
+    # The device list comes from the loaded data, so filters render after the load;
+    # their placeholders keep the sidebar order stable.
+    device_slot = sb.empty()
+    c1, c2 = sb.columns(2)
+    remote = c1.text_input("Remote IP", key="remote", bind="query-params",
+                           placeholder="1.2.3.4")
+    mac = c2.text_input("MAC", key="mac", bind="query-params", placeholder="aa:bb:…")
+    c3, c4 = sb.columns(2)
+    protocol = c3.text_input("Protocol", key="protocol", bind="query-params",
+                             placeholder="TCP")
+    port = c4.text_input("Port", key="port", bind="query-params", placeholder="443")
+    direction = sb.segmented_control("Direction", DIRECTIONS, key="dir", bind="query-params",
+                                     default="all") or "all"
+    toxic = sb.toggle("Toxic flows only", key="toxic", bind="query-params")
+    _seed_multi("threat", list(THREATS), raw_query)
+    threats = sb.multiselect("Threat categories", list(THREATS), key="threat",
+                             format_func=lambda t: THREATS[t]["label"])
+    _set_query("threat", threats)
+    hno = tuple(int(h) for h in sensor.get("hno_hours") or () if _SENSOR_ID.fullmatch(str(h)))
+    offhours = sb.toggle("Non-working hours only", key="offhours", bind="query-params",
+                         help=f"The sensor's non-working hours ({hours_text(hno)}), "
+                              "in its time zone", disabled=not hno)
+
+    partial_filters, filter_problems = Filters.parse(
+        remote_ip=remote, protocol=protocol, port=port, mac=mac, direction=direction,
+        toxic_only=toxic, threats=threats, off_hours_only=offhours)
+    return device_slot, partial_filters, hno, filter_problems
 
 
 def sync_line(sensor_id: int, zone: ZoneInfo) -> str | None:
