@@ -476,3 +476,16 @@ def test_masked_search_opens_the_alias_and_never_echoes_what_was_typed() -> None
     assert subheaders(at) == [f"Remote host {alias}"]
     assert at.sidebar.text_input(key="remote").value == alias
     assert at.text_input(key="rh_profile_search").value == ""
+
+
+def test_closing_the_profile_goes_back_to_every_remote_host(day_rows: list[dict]) -> None:
+    at = open_link({**fixed_link(), "remote": STORY_C2})
+    assert subheaders(at) == [f"Remote host {STORY_C2}"]
+    at.button(key="profile_close").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert not any("Remote host" in s for s in subheaders(at))
+    assert at.text_input(key="remote").value == ""
+    # the page lists every remote host of the day again, not only the profiled one
+    hosts = {r["ip1"] for r in day_rows}
+    shown = table_with(at, {"ip1", "country", "devices", "toxic_flows"})
+    assert len(hosts) > 1 and set(shown["ip1"]) == hosts
