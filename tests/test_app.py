@@ -1701,3 +1701,18 @@ def test_link_values_never_render_as_links_or_images(query: dict[str, str]) -> N
     shown = said([*at.error, *at.warning])
     assert any("evil" in s.lower() for s in shown), shown
     assert markdown_links_to_evil(at) == []
+
+
+@pytest.mark.parametrize("day", [date(2026, 3, 29), date(2026, 10, 25)])
+def test_digest_of_a_dst_day_covers_its_23_or_25_local_hours(rows_of, day: date) -> None:
+    """The Overview's "What changed" on Paris's DST days: the day's own local hours
+    (23 in March, 25 in October) against the same local day a week before, never 24 h
+    in UTC (the digest of the hand-cut windows; a window off by an hour differs)."""
+    at = run_page(OVERVIEW, fixed_link(day))
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.selectbox(key="digest_day").value == day
+    start, end = local_days(day)
+    hours = (end.astimezone(UTC) - start.astimezone(UTC)).total_seconds() / 3600
+    assert hours == (23 if day.month == 3 else 25)  # (same-zone subtraction is wall time)
+    expected = _expected_digest(rows_of, day)
+    assert expected and _digest_bullets(at) == expected
