@@ -136,8 +136,6 @@ def sidebar_and_load(session: Session) -> View | None:
     return view
 
 
-
-
 def _masking_switch(session: Session, bottom) -> bool:
     """The presenter's switch; on, and disabled, when masking is forced."""
     forced = masking_forced(session)
@@ -147,7 +145,6 @@ def _masking_switch(session: Session, bottom) -> bool:
                            help="Masking is required for your account" if forced else
                            "Replace IPs, MACs, device names and vendors with consistent "
                            "pseudonyms everywhere, downloads and links included")
-    masked = bool(masked) or forced
     return bool(masked) or forced
 
 
@@ -266,9 +263,7 @@ def _refresh_buttons(sb) -> bool | str:
                             help="Fetch every hour of the range again from the API and "
                                  "replace the cache (late uploads; costs requests)",
                             width="stretch")
-    refresh: bool | str = "range" if refresh_all else ("open" if refresh_open else False)
-
-    return refresh
+    return "range" if refresh_all else ("open" if refresh_open else False)
 
 
 def _filter_inputs(sb, sensor: dict, raw_query: dict[str, list[str]]):
