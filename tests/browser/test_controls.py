@@ -20,6 +20,7 @@ from browser_kit import (
     add_option,
     assert_no_errors,
     choose,
+    closed_days,
     dataframes,
     download,
     expect_chart_title,
@@ -258,8 +259,8 @@ def _toxic_caption(page: Page) -> tuple[int, int]:
 
 
 def test_threat_and_off_hours_filters(page: Page, server, sensors, tmp_path):
-    # A week: it holds the demo story's C2 beacon days (the last 24 hours are quiet).
-    open_page(page, f"{server.url}/toxic?range=Last+7+days", "Toxic flows")
+    # A closed week: it holds the demo story's C2 beacon days (the last 24 hours are quiet).
+    open_page(page, f"{server.url}/toxic?{closed_days(7)}", "Toxic flows")
     _, total = _toxic_caption(page)
     assert total > 0
 
