@@ -27,6 +27,7 @@ from browser_kit import (
     PAGES,
     assert_no_errors,
     choose,
+    closed_days,
     dataframes,
     download,
     expect_rows,
@@ -87,7 +88,7 @@ def test_toxic_table_toggles_search_and_downloads(page: Page, server, tmp_path):
     page.add_init_script(NO_SAVE_PICKER)
     # A week of the demo story: the C2 beacon (critical, partly blocked) and a
     # bruteforce wave (not critical) give both toggles something to remove.
-    open_page(page, f"{server.url}/toxic?range=Last+7+days", "Toxic flows")
+    open_page(page, f"{server.url}/toxic?{closed_days(7)}", "Toxic flows")  # totals stay put
     table = dataframes(page).last
     shown, total = _toxic_counts(page)
     assert shown == total > 0
