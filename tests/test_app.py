@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -1034,17 +1035,20 @@ def range_option(at: AppTest, word: str) -> tuple[int, str]:
 
 def test_url_parameters_restore_range_and_filters() -> None:
     """A link as the app writes it (range label, dir, toxic) restores widgets and numbers."""
-    clicked = new_app()
-    clicked.run()
-    index, url_range = range_option(clicked, "7 days")
-    clicked.sidebar.selectbox(key="range").select_index(index)
-    clicked.sidebar.button_group(key="dir").set_value("OUT")
-    clicked.sidebar.toggle(key="toxic").set_value(True)
-    clicked.run()
-    assert not clicked.exception and not clicked.error
+    def runs() -> tuple[AppTest, AppTest, int]:
+        clicked = new_app()
+        clicked.run()
+        index, url_range = range_option(clicked, "7 days")
+        clicked.sidebar.selectbox(key="range").select_index(index)
+        clicked.sidebar.button_group(key="dir").set_value("OUT")
+        clicked.sidebar.toggle(key="toxic").set_value(True)
+        clicked.run()
+        linked = new_app({**URL_FILTERS, "range": url_range})
+        linked.run()
+        return clicked, linked, index
 
-    linked = new_app({**URL_FILTERS, "range": url_range})
-    linked.run()
+    clicked, linked, index = in_one_hour(runs)
+    assert not clicked.exception and not clicked.error
     assert not linked.exception and not linked.error
     assert linked.sidebar.selectbox(key="range").index == index
     assert linked.session_state["range"] == clicked.session_state["range"]
@@ -1055,18 +1059,22 @@ def test_url_parameters_restore_range_and_filters() -> None:
 
 def test_url_device_by_ip(page_runs: dict[str, AppTest]) -> None:
     ip = page_runs[DEVICES].dataframe[0].value["ip0"].iloc[0]
-    linked = new_app({**URL_FILTERS, "device": ip})
-    linked.run()
+
+    def runs() -> tuple[AppTest, AppTest]:
+        linked = new_app({**URL_FILTERS, "device": ip})
+        linked.run()
+        clicked = new_app()
+        clicked.run()
+        clicked.sidebar.button_group(key="dir").set_value("OUT")
+        clicked.sidebar.toggle(key="toxic").set_value(True)
+        clicked.sidebar.multiselect(key="device").set_value([ip])
+        clicked.run()
+        return linked, clicked
+
+    linked, clicked = in_one_hour(runs)
     assert not linked.exception
     assert linked.sidebar.multiselect(key="device").value == [ip]
     assert not linked.warning, said(linked.warning)
-
-    clicked = new_app()
-    clicked.run()
-    clicked.sidebar.button_group(key="dir").set_value("OUT")
-    clicked.sidebar.toggle(key="toxic").set_value(True)
-    clicked.sidebar.multiselect(key="device").set_value([ip])
-    clicked.run()
     assert metrics(linked) == metrics(clicked)
 
 
@@ -1098,13 +1106,12 @@ def test_unknown_parameter_gives_a_warning() -> None:
 
 
 def test_invalid_range_falls_back_to_default_with_warning() -> None:
-    for _ in range(2):  # the default range moves on the hour: both runs in one hour
-        hour = _utc_hour()
+    def runs() -> tuple[AppTest, dict[str, str]]:
         at = new_app({"range": "mars"})
         at.run()
-        expected = default_metrics()
-        if _utc_hour() == hour:
-            break
+        return at, default_metrics()
+
+    at, expected = in_one_hour(runs)
     assert not at.exception and not at.error
     assert at.sidebar.selectbox(key="range").index == 0
     assert any("fell back to defaults" in w and "range" in w for w in said(at.warning))
@@ -1147,12 +1154,16 @@ def _expected_pin(days: int) -> dict[str, object]:
 
 
 def test_pin_turns_a_relative_range_into_fixed_dates() -> None:
-    at = new_app({"range": "Last 7 days"})
-    at.run()
-    before = metrics(at)
-    expected = [_expected_pin(7)]
-    at.sidebar.button(key="pin_btn").click().run()
-    expected.append(_expected_pin(7))  # the hour may turn between the two
+    def runs() -> tuple[AppTest, dict[str, str], list[dict]]:
+        at = new_app({"range": "Last 7 days"})
+        at.run()
+        before = metrics(at)
+        expected = [_expected_pin(7)]
+        at.sidebar.button(key="pin_btn").click().run()
+        expected.append(_expected_pin(7))  # the hour may turn between the two
+        return at, before, expected
+
+    at, before, expected = in_one_hour(runs)
     assert not at.exception
     got = {k: at.session_state[k] for k in expected[0]}
     assert got in expected
@@ -1241,6 +1252,18 @@ def default_metrics(query: dict[str, str] | None = None) -> dict[str, str]:
 
 def _utc_hour() -> datetime:
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def in_one_hour(runs: Callable[[], Any]) -> Any:
+    """``runs()``, once more if the UTC hour turned while it ran: a relative range
+    (the default "Last 24 hours", "Last 7 days") moves on the hour, so two runs that
+    straddle it show different numbers."""
+    for _ in range(2):
+        hour = _utc_hour()
+        out = runs()
+        if _utc_hour() == hour:
+            break
+    return out
 
 
 def test_unknown_sensor_in_a_link_warns_and_shows_the_first_sensor() -> None:
