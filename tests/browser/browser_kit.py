@@ -319,7 +319,14 @@ def dataframes(page: Page) -> Locator:
 
 # ------------------------------------------------------------------ downloads
 def download(page: Page, key: str, dest: Path) -> Path:
-    """Click the download button with this key; save the file under ``dest``."""
+    """Click the download button with this key; save the file under ``dest``.
+
+    Waits for the current script run to end first: a button drawn by an earlier
+    run holds that run's file id, which Streamlit revokes when a later run ends.
+    A click on it in that window starts no download and logs "Deferred file …
+    not found" (seen after a tab click, whose rerun redraws the tab's buttons).
+    """
+    wait_for_run(page)
     button = widget(page, key).get_by_role("button")
     expect(button).to_be_visible()
     with page.expect_download(timeout=DOWNLOAD_TIMEOUT) as info:

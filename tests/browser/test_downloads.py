@@ -48,6 +48,7 @@ from browser_kit import (
     set_toggle,
     table_rows,
     wait_for_charts,
+    wait_for_run,
     widget,
 )
 from playwright.sync_api import Browser, Locator, Page, expect
@@ -311,11 +312,11 @@ def test_masked_pages_urls_and_downloads_leak_nothing(page: Page, server, browse
         tabs = page.get_by_role("tab")
         for t in range(max(tabs.count(), 1)):  # hunting: each tab's tables in turn
             if tabs.count():
-                tabs.nth(t).click()
+                wait_for_run(page, tabs.nth(t).click)  # each tab reruns the page
             leaks[f"{h1} page text (tab {t})"] = originals.leaks(rendered_text(page))
             files += export_visible_tables(page, dest / f"tab{t}")
         if tabs.count():
-            tabs.first.click()  # the storyline downloads live in the first tab
+            wait_for_run(page, tabs.first.click)  # the storyline downloads live there
         leaks[f"{h1} URL"] = originals.leaks(unquote(page.url))
         files += [download(page, key, dest) for key in DOWNLOADS.get(path, [])]
         assert_no_errors(page)
