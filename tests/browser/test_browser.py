@@ -24,6 +24,7 @@ from browser_kit import (
     assert_no_errors,
     choose,
     closed_days,
+    in_one_hour,
     metric_value,
     open_page,
     query,
@@ -202,3 +203,41 @@ def test_every_server_a_test_starts_is_checked(tmp_path, monkeypatch, request):
         for s in started:
             if s in STARTED:
                 STARTED.remove(s)
+
+
+# ------------------------------------------------------------------ the hour retry
+def test_in_one_hour_retries_only_a_failure_that_straddles_an_hour(monkeypatch):
+    """A failure within one UTC hour is raised; one during which the hour turned runs
+    the steps again, once."""
+    import browser_kit
+
+    clock = iter([3600 * 5 + 10, 3600 * 5 + 20])  # start, failure: the same hour
+    monkeypatch.setattr(browser_kit.time, "time", lambda: next(clock))
+    calls = []
+
+    def failing():
+        calls.append(1)
+        raise AssertionError("counts differ")
+
+    with pytest.raises(AssertionError):
+        in_one_hour(failing)
+    assert len(calls) == 1
+
+    clock = iter([3600 * 5 + 3590, 3600 * 6 + 5])  # the hour turned during the steps
+    calls.clear()
+    outcomes = iter([AssertionError("counts differ"), "ok"])
+
+    def straddling():
+        calls.append(1)
+        out = next(outcomes)
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    assert in_one_hour(straddling) == "ok" and len(calls) == 2
+
+    clock = iter([3600 * 5 + 3590, 3600 * 6 + 5])
+    calls.clear()
+    with pytest.raises(AssertionError):  # the second run's failure is not retried
+        in_one_hour(failing)
+    assert len(calls) == 2
