@@ -219,3 +219,22 @@ def test_derived_cache_is_bounded_by_bytes(monkeypatch):
     huge = pl.DataFrame({"x": range(1_000_000)})  # larger than the whole budget
     assert state.memo(("huge",), lambda: huge).height == 1_000_000  # served, not kept
     assert ("huge",) not in small
+
+
+def test_bound_keys_are_every_widget_bound_to_the_link() -> None:
+    """``BOUND_KEYS`` (what a page switch leaves to Streamlit) is exactly the set of
+    keys the code binds with ``bind="query-params"``: a key missing from it makes the
+    profile jump raise on any link holding that widget's value."""
+    import ast
+
+    from flux_dashboard.ui.sidebar import BOUND_KEYS
+
+    root = Path(APP).parent
+    bound = set()
+    for path in [*root.glob("flux_dashboard/**/*.py"), *root.glob("pages/*.py"), root / "app.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                kw = {k.arg: k.value for k in node.keywords}
+                if isinstance(kw.get("bind"), ast.Constant) and kw["bind"].value == "query-params":
+                    bound.add(kw["key"].value)
+    assert bound == BOUND_KEYS

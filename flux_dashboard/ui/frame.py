@@ -16,7 +16,7 @@ import streamlit as st
 
 from flux_dashboard.ui.auth import Session, gate, record, sidebar_identity
 from flux_dashboard.ui.profile import wants_profile_page
-from flux_dashboard.ui.sidebar import sidebar_and_load
+from flux_dashboard.ui.sidebar import BOUND_KEYS, LINK_KEYS, sidebar_and_load
 from flux_dashboard.ui.state import View
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +71,8 @@ def run_app() -> None:
     try:
         if wants_profile_page() and nav.url_path != "remotes":
             # A table row's remote was chosen (its callback set the Remote IP filter).
-            st.switch_page(next(p for p in flows if p.url_path == "remotes"))
+            st.switch_page(next(p for p in flows if p.url_path == "remotes"),
+                           query_params=_unbound_link())
         if nav.url_path == "activity":  # no sensor data: no load, no filters
             sidebar_identity(session, st.sidebar)
         else:
@@ -83,6 +84,17 @@ def run_app() -> None:
         _local.in_nav = False
         _local.view = None
         _local.session = None
+
+
+def _unbound_link() -> list[tuple[str, str]]:
+    """The link's known parameters that no widget is bound to (sensor, custom days,
+    devices, threats), to carry across a page switch. Without them the switch clears
+    the link, and clearing raises when a bound widget's value is in it (any range
+    but the default); the bound ones Streamlit carries itself. Unknown parameters
+    were reported on the page they came with, and are dropped."""
+    qp = st.query_params
+    return [(k, v) for k in qp if k in LINK_KEYS and k not in BOUND_KEYS
+            for v in qp.get_all(k)]
 
 
 def current_session() -> Session | None:

@@ -33,6 +33,11 @@ from flux_dashboard.ui.loading import load_main, prepare
 from flux_dashboard.ui.state import View, data_key, masker, memo, sensors, settings
 from flux_dashboard.ui.text import text
 
+# The widgets bound to the link (bind="query-params"): Streamlit carries them
+# across a page switch itself, and refuses to set or clear them from code.
+BOUND_KEYS = frozenset({"mask", "range", "remote", "mac", "protocol", "port", "dir",
+                        "toxic", "offhours"})
+
 # Bound selectboxes write the option's label into the URL, so options are the
 # labels themselves: readable links, stable whatever the masking.
 PRESETS = {
@@ -45,8 +50,9 @@ PRESETS = {
 }
 HOURS = [f"{h:02d}:00" for h in range(24)]
 DIRECTIONS = ["all", "IN", "OUT"]
-BOUND_KEYS = ("sensor", "range", "from_day", "from_hour", "to_day", "to_hour", "device",
-              "remote", "protocol", "port", "mac", "dir", "toxic", "threat", "offhours", "mask")
+# Every parameter a link may hold (the others are reported as unknown).
+LINK_KEYS = ("sensor", "range", "from_day", "from_hour", "to_day", "to_hour", "device",
+             "remote", "protocol", "port", "mac", "dir", "toxic", "threat", "offhours", "mask")
 _SENSOR_ID = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²".isdigit() is True
 
 
@@ -440,7 +446,7 @@ def _link_warnings(raw: dict[str, list[str]]) -> None:
     """
     if not raw:
         return
-    unknown = [k for k in raw if k not in BOUND_KEYS]
+    unknown = [k for k in raw if k not in LINK_KEYS]
     if unknown:
         st.warning("This link has parameters the dashboard does not know; they were "
                    "ignored: " + text(", ".join(k[:40] for k in sorted(unknown)[:10])),

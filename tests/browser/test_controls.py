@@ -28,6 +28,7 @@ from browser_kit import (
     figure,
     fill_text,
     header_caption,
+    in_one_hour,
     metric_int,
     metric_value,
     nav_to,
@@ -173,6 +174,11 @@ def test_custom_range_inputs(page: Page, server, sensors):
 
 # ------------------------------------------------------------------ Refresh buttons
 def test_refresh_buttons_fetch_again(page: Page, server, api_simulator):
+    # Its subject is the open hour, so the range stays relative (see in_one_hour).
+    in_one_hour(lambda: _refresh_buttons_fetch_again(page, server, api_simulator))
+
+
+def _refresh_buttons_fetch_again(page: Page, server, api_simulator):
     open_page(page, f"{server.url}/", "Overview")
     wait_for_charts(page)
     flows = metric_int(page, "Flows")
@@ -302,7 +308,7 @@ def test_threat_and_off_hours_filters(page: Page, server, sensors, tmp_path):
 
 def test_text_filters(page: Page, server):
     """Remote IP, MAC, protocol and port inputs: bound to the URL, applied to the data."""
-    open_page(page, f"{server.url}/", "Overview")
+    open_page(page, f"{server.url}/?{closed_days(1)}", "Overview")  # counts compared later
     wait_for_charts(page)
     flows = metric_int(page, "Flows")
 
@@ -368,9 +374,11 @@ def test_nav_links_keep_the_filters(page: Page, server):
 
 # ------------------------------------------------------------------ Overview selects
 def test_overview_day_selects(page: Page, server):
-    # Seven days: "Last 24 hours" holds a single local day when it starts at the
-    # sensor's midnight (23:00-00:00 Paris), and the selects then offer one day.
-    open_page(page, f"{server.url}/?range=Last+7+days", "Overview")
+    # Seven closed days: the selects offer several days ("Last 24 hours" holds one
+    # local day when it starts at the sensor's midnight), and a day's cyT read before
+    # a choice is still that day's after it (a relative range's first day shrinks
+    # when the clock turns an hour).
+    open_page(page, f"{server.url}/?{closed_days(7)}", "Overview")
     wait_for_charts(page)
     heading = page.get_by_test_id("stMain").locator("h3").filter(has_text="What changed on")
     expect(heading).to_be_visible()
@@ -438,7 +446,7 @@ def test_heatmap_value_switch(page: Page, server):
 
 # ------------------------------------------------------------------ Remote hosts
 def test_remote_hosts_direction_and_sort(page: Page, server):
-    open_page(page, f"{server.url}/remotes", "Remote hosts")
+    open_page(page, f"{server.url}/remotes?{closed_days(1)}", "Remote hosts")  # total kept
     wait_for_charts(page)
     count = page.get_by_text(re.compile(r"^[\d,]+ public IPs · \d+ countries"))
 
@@ -473,7 +481,7 @@ def test_remote_hosts_direction_and_sort(page: Page, server):
 
 # ------------------------------------------------------------------ Threat hunting
 def test_hunting_baseline_and_sensitivity(page: Page, server):
-    open_page(page, f"{server.url}/hunting", "Threat hunting")
+    open_page(page, f"{server.url}/hunting?{closed_days(1)}", "Threat hunting")  # 7 vs 14
     expect(page.get_by_text(re.compile(r"Baseline \(7 days before the range\): flows of"))) \
         .to_be_visible()
     page.get_by_role("tab", name=re.compile("First-seen remotes")).click()

@@ -13,18 +13,28 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import unquote
+from zoneinfo import ZoneInfo
 
 import pytest
 from browser_kit import (
+    LOAD_TIMEOUT,
     assert_no_errors,
+    closed_days,
     dataframes,
     download,
     header_caption,
+    metric_int,
     nav_to,
+    open_offline,
     open_page,
+    press,
     query,
     read_csv,
+    read_parquet,
+    read_zip,
+    set_segment,
     set_toggle,
     settled_text,
     wait_for_run,
@@ -64,7 +74,8 @@ def _select_first_row(page: Page, key: str) -> None:
 
 def test_profile_from_a_toxic_row_lists_the_devices_of_the_flow_table(
         page: Page, server, tmp_path, originals, screenshot_dir):
-    open_page(page, f"{server.url}/toxic", "Toxic flows")
+    # Closed hours: the profile's counts are compared with the toxic table's next run.
+    open_page(page, f"{server.url}/toxic?{closed_days(1)}", "Toxic flows")
     ip = _first_row_ip(page, "toxic_table")
     _select_first_row(page, "toxic_table")
 
@@ -113,3 +124,64 @@ def test_profile_from_a_toxic_row_lists_the_devices_of_the_flow_table(
     assert query(page)["remote"][0].startswith("2001:db8::")
     assert_no_errors(page)
     page.screenshot(path=str(screenshot_dir / f"{server.mode}-remote-profile-masked.png"))
+
+
+def test_profile_pack_look_back_and_close(page: Page, server, api_simulator, browser,
+                                          tmp_path):
+    """The profile's own controls, clicked: its devices' Parquet, its evidence pack (the
+    flows of that IP only, as many as its KPIs say, a report that opens offline), the
+    look-back (its count is the simulator's, over HTTP) and Close."""
+    days = closed_days(1)
+    open_page(page, f"{server.url}/toxic?{days}", "Toxic flows")
+    ip = _first_row_ip(page, "toxic_table")
+    _select_first_row(page, "toxic_table")
+    expect(_heading(page, ip)).to_be_visible()
+    flows, toxic = metric_int(page, "Flows"), metric_int(page, "Toxic flows")
+    devices = metric_int(page, "Local devices")
+    assert flows >= toxic > 0 and devices > 0
+
+    frame = read_parquet(download(page, "profile_devices_dl_pq", tmp_path / "devices"))
+    assert frame.height == devices and frame["toxic_flows"].sum() == toxic
+
+    pack = download(page, "pack_remote", tmp_path / "pack")
+    safe = ip.replace(".", "_")
+    assert re.fullmatch(rf"evidence-54-\d{{10}}-{safe}\.zip", pack.name), pack.name
+    files = read_zip(pack)
+    assert {"flows.csv", "toxic_flows.csv", "digest.txt", "report.html"} <= set(files)
+    rows = read_csv(files["flows.csv"])
+    assert len(rows) == flows and {r["ip1"] for r in rows} == {ip}
+    assert len(read_csv(files["toxic_flows.csv"])) == toxic
+    html_path = tmp_path / "pack" / "report.html"
+    html_path.write_bytes(files["report.html"])
+    report = open_offline(browser, html_path)
+    try:
+        expect(report.page.locator("h1")).to_contain_text(ip)
+        expect(report.page.locator(".js-plotly-plot").first).to_be_attached()
+        assert not report.errors, report.errors
+        assert not [u for u in report.requests if not u.startswith(("file:", "data:", "blob:"))]
+    finally:
+        report.page.context.close()
+
+    set_segment(page, "profile_lookback", "7 days before the range")
+    said = page.get_by_text(re.compile(
+        rf"^(In the 7 days before the range: [\d,]+ flows with [\d,]+ device\(s\)"
+        rf"|No flow with {re.escape(ip)} in the 7 days before the range\.)"))
+    expect(said).to_be_visible(timeout=LOAD_TIMEOUT)
+    if server.mode == "api":  # the server reads this very simulator: count its rows
+        start = datetime.combine(date.fromisoformat(query(page)["from_day"][0]), time(0),
+                                 ZoneInfo("Europe/Paris")).astimezone(UTC)
+        truth = [r for r in api_simulator.rows(54, start - timedelta(days=7), start)
+                 if r["ip1"] == ip]
+        if truth:
+            n_devices = len({r["ip0"] for r in truth})
+            expect(said).to_contain_text(f"{len(truth):,} flows with {n_devices:,} device(s)")
+        else:
+            expect(said).to_contain_text("No flow with")
+    assert_no_errors(page)
+
+    press(page, "profile_close")
+    expect(_heading(page, ip)).to_have_count(0)
+    assert "remote" not in query(page), page.url
+    expect(page.get_by_text(re.compile(r"^[\d,]+ public IPs"))).to_be_visible()
+    assert query(page)["from_day"] == [days.split("from_day=")[1].split("&")[0]]
+    assert_no_errors(page)

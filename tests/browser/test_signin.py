@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_kit import LOAD_TIMEOUT, download, read_csv, wait_for_run
+from browser_kit import LOAD_TIMEOUT, choose, download, read_csv, wait_for_run
 from playwright.sync_api import Browser, Page, expect
 from servers import STARTED, Server
 
@@ -219,13 +219,36 @@ def test_unknown_user_is_refused(hosted, context_page, screenshot_dir):
                for e in hosted.audit())
 
 
-def test_admin_sees_the_activity_page(hosted, context_page):
+def test_admin_sees_the_activity_page(hosted, context_page, tmp_path):
+    """The admin's Activity page: its filters narrow the trail to what the audit file
+    holds, and its download holds what the caption counts."""
     page = context_page
     sign_in(page, hosted.url, "alice")
     link = page.get_by_test_id("stSidebarNavLink").filter(has_text="Activity")
     wait_for_run(page, link.click)
     expect(page.get_by_role("heading", name="Activity")).to_be_visible(timeout=LOAD_TIMEOUT)
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    caption = page.get_by_text(re.compile(r"^[\d,]+ of [\d,]+ events · newest first"))
+
+    def shown() -> int:
+        expect(caption).to_be_visible()
+        return int(caption.inner_text().split()[0].replace(",", ""))
+
+    everything = shown()
+    alice = USERS["alice"]["email"]
+    for event in ("sign_in", "page_view"):
+        choose(page, "act_user", alice)
+        choose(page, "act_event", event)
+        n = shown()
+        truth = [e for e in hosted.audit() if e["user"] == alice and e["event"] == event]
+        # Every run records a page view, possibly after the page read the trail.
+        assert 0 < n < everything and (n == len(truth) if event == "sign_in"
+                                       else n <= len(truth) <= n + 1), (n, len(truth))
+        rows = read_csv(download(page, "activity_dl_csv", tmp_path / event))
+        assert len(rows) == n and {(r["user"], r["event"]) for r in rows} == {(alice, event)}
+    choose(page, "act_user", "all")
+    choose(page, "act_event", "all")
+    assert shown() >= everything
 
 
 def test_log_out_loses_access(hosted, context_page):
