@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 
 import plotly.graph_objects as go
 import polars as pl
@@ -135,6 +135,14 @@ def _wall(frame: pl.DataFrame, col: str) -> list:
     if getattr(s.dtype, "time_zone", None):
         s = s.dt.replace_time_zone(None)
     return s.to_list()
+
+
+def _one_bucket_ticks(fig: go.Figure, x: list, fmt: str) -> None:
+    """A single bar on a date axis: plotly.js cannot infer its width, draws it a
+    millisecond wide and zooms onto it (ticks "21:59:59.9996 … 22:00:00.0004").
+    One tick, labelled with the bucket, instead."""
+    if len(x) == 1 and isinstance(x[0], datetime):
+        fig.update_xaxes(tickmode="array", tickvals=x, ticktext=[x[0].strftime(fmt)])
 
 
 def _with_tz(label: str, tz: str | None) -> str:
@@ -288,6 +296,7 @@ def traffic_over_time_fig(frame: pl.DataFrame, title: str = "Traffic over time")
             "tickfont": {"color": TOXIC_COLOUR},
         },
     )
+    _one_bucket_ticks(fig, x, "%a %d %b %Y %H:%M")
     fig.update_yaxes(rangemode="tozero")
     return fig
 
@@ -338,6 +347,7 @@ def cyberweather_fig(frame: pl.DataFrame, title: str = "Cyberweather") -> go.Fig
     _base(fig, title, _with_tz("Day" if daily else "Local time", tz),
           "cyT (1 × toxic IN + 10 × toxic OUT)", barmode="overlay", bargap=0.15,
           legend=_LEVEL_LEGEND)
+    _one_bucket_ticks(fig, x, fmt)
     fig.update_yaxes(rangemode="tozero")
     return fig
 

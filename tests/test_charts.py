@@ -177,6 +177,19 @@ def test_traffic_fig_colours_units_and_local_time():
     assert any("2.0 MB" in str(c) for c in bars["IN"].customdata[0])
 
 
+def test_one_bucket_time_charts_get_one_labelled_tick():
+    """A single bar on a date axis is drawn a millisecond wide by plotly.js, which then
+    ticks sub-second times; one tick names the bucket instead (more buckets: auto)."""
+    one = sample().filter(pl.col("start_of_hour") == utc(2024, 3, 4, 10))
+    fig = C.traffic_over_time_fig(A.traffic_over_time(one, PARIS, "1h"))
+    assert list(fig.layout.xaxis.tickvals) == [datetime(2024, 3, 4, 11)]
+    assert list(fig.layout.xaxis.ticktext) == ["Mon 04 Mar 2024 11:00"]
+    day = C.cyberweather_fig(A.cyberweather(one, PARIS, "1d"))
+    assert list(day.layout.xaxis.ticktext) == ["Mon 2024-03-04"]
+    several = C.traffic_over_time_fig(A.traffic_over_time(sample(), PARIS, "1h"))
+    assert len(several.data[0].x) > 1 and several.layout.xaxis.tickvals is None
+
+
 def test_top_bar_fig_colours_and_order():
     top = A.top_devices(sample())
     fig = C.top_bar_fig(top, title="Top devices")
