@@ -31,13 +31,13 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
 import pytest
 from app_env import SCRUBBED
+from clock import in_one_hour
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
@@ -1252,24 +1252,6 @@ def default_metrics(query: dict[str, str] | None = None) -> dict[str, str]:
     at = new_app(query)
     at.run()
     return metrics(at)
-
-
-def _utc_hour() -> datetime:
-    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def in_one_hour(runs: Callable[[], Any]) -> Any:
-    """``runs()``, once more if the UTC hour turned while it ran: a relative range
-    (the default "Last 24 hours", "Last 7 days") moves on the hour, so two runs that
-    straddle it show different numbers."""
-    hour = _utc_hour()
-    try:
-        out = runs()
-    except AssertionError:  # checks inside ``runs``: a failure within one hour is one
-        if _utc_hour() == hour:
-            raise
-        return runs()
-    return out if _utc_hour() == hour else runs()
 
 
 def test_unknown_sensor_in_a_link_warns_and_shows_the_first_sensor() -> None:

@@ -13,7 +13,6 @@ import csv
 import html
 import io
 import re
-import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,20 +74,6 @@ def closed_days(days: int, ago: int = 0, tz: str = "Europe/Paris") -> str:
     start = end - timedelta(days=days)
     return (f"range=Custom&from_day={start.isoformat()}&from_hour=00:00"
             f"&to_day={end.isoformat()}&to_hour=00:00")
-
-
-def in_one_hour(steps: Callable[[], Any]) -> Any:
-    """``steps()``; once more if an assertion failed and the UTC hour turned while
-    they ran. For tests whose subject is a relative range (the open hour, "Last 24
-    hours"): it moves on the hour, so counts read on either side of it differ. A
-    failure within one hour is a failure."""
-    hour = time.time() // 3600  # the UTC hour
-    try:
-        return steps()
-    except AssertionError:
-        if time.time() // 3600 == hour:
-            raise
-    return steps()
 
 
 def open_page(page: Page, url: str, h1: str) -> None:
@@ -404,6 +389,54 @@ def read_zip(path: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(path) as zf:
         assert zf.testzip() is None, f"corrupt member in {path.name}"
         return {name: zf.read(name) for name in zf.namelist()}
+
+
+# ------------------------------------------------------------------ evidence packs
+PACK_MEMBERS = {"flows.csv", "toxic_flows.csv", "storylines.csv", "digest.txt", "report.html",
+                "README.txt"}
+PACK_FIGURES = 5  # traffic, cyberweather, threats, top devices, top ports
+
+
+def check_pack(path: Path, *, flows: int, toxic: int, stories: int | None) -> dict[str, bytes]:
+    """An evidence pack's members and the rows of its CSVs; returns its files."""
+    files = read_zip(path)
+    assert set(files) == PACK_MEMBERS, sorted(files)
+    assert len(read_csv(files["flows.csv"])) == flows
+    assert len(read_csv(files["toxic_flows.csv"])) == toxic
+    if stories is not None:
+        assert len(read_csv(files["storylines.csv"])) == stories
+    assert files["digest.txt"].strip(), "empty digest"
+    readme = files["README.txt"].decode()
+    assert re.search(rf"flows\.csv\s+{flows} flows", readme), readme
+    return files
+
+
+def check_report(browser: Browser, files: dict[str, bytes], dest: Path, title: str,
+                 toxic: int):
+    """Open report.html offline; returns the opened report for further checks.
+    ``toxic``: the toxic flows the pack holds (none: its tables say "None.")."""
+    dest.mkdir(parents=True, exist_ok=True)
+    html_path = dest / "report.html"
+    html_path.write_bytes(files["report.html"])
+    report = open_offline(browser, html_path)
+    page = report.page
+    expect(page.locator("h1")).to_contain_text(title)
+    plots = page.locator(".js-plotly-plot")
+    expect(plots).to_have_count(PACK_FIGURES, timeout=30_000)
+    for i in range(PACK_FIGURES):
+        expect(plots.nth(i).locator(".main-svg").first).to_be_attached()
+    if toxic:
+        expect(page.locator("table").first).to_be_visible()
+    else:  # a quiet device (the demo story's ordinary days): said, not an empty grid
+        expect(page.locator("table")).to_have_count(0)
+        expect(page.get_by_text("None.", exact=True).first).to_be_visible()
+    remote = [u for u in report.requests if not u.startswith(("file:", "data:", "blob:"))]
+    assert not remote, f"the report fetches from the network: {remote[:5]}"
+    assert not report.errors, report.errors
+    expect(page.locator('img[src="x"]')).to_have_count(0)
+    expect(page.locator('a[href^="javascript:"]')).to_have_count(0)
+    assert not report.dialogs
+    return report
 
 
 # ------------------------------------------------------------------ masking checks

@@ -24,7 +24,6 @@ from browser_kit import (
     assert_no_errors,
     choose,
     closed_days,
-    in_one_hour,
     metric_value,
     open_page,
     query,
@@ -32,6 +31,7 @@ from browser_kit import (
     wait_for_charts,
     wait_for_run,
 )
+from clock import in_one_hour
 from playwright.sync_api import Page, expect
 from servers import STARTED, Server, server_log_tracebacks
 
@@ -206,24 +206,27 @@ def test_every_server_a_test_starts_is_checked(tmp_path, monkeypatch, request):
 
 
 # ------------------------------------------------------------------ the hour retry
-def test_in_one_hour_retries_only_a_failure_that_straddles_an_hour(monkeypatch):
-    """A failure within one UTC hour is raised; one during which the hour turned runs
-    the steps again, once."""
-    import browser_kit
+def test_in_one_hour_runs_again_only_across_an_hour(monkeypatch):
+    """A failure within one UTC hour is raised; a failure or a result during which the
+    hour turned runs the steps again, once."""
+    import clock
 
-    clock = iter([3600 * 5 + 10, 3600 * 5 + 20])  # start, failure: the same hour
-    monkeypatch.setattr(browser_kit.time, "time", lambda: next(clock))
+    def hours(*seen: int) -> None:
+        it = iter(seen)
+        monkeypatch.setattr(clock, "_utc_hour", lambda: next(it))
+
     calls = []
 
     def failing():
         calls.append(1)
         raise AssertionError("counts differ")
 
+    hours(5, 5)  # start, failure: the same hour
     with pytest.raises(AssertionError):
         in_one_hour(failing)
     assert len(calls) == 1
 
-    clock = iter([3600 * 5 + 3590, 3600 * 6 + 5])  # the hour turned during the steps
+    hours(5, 6)  # the hour turned during the steps
     calls.clear()
     outcomes = iter([AssertionError("counts differ"), "ok"])
 
@@ -236,8 +239,14 @@ def test_in_one_hour_retries_only_a_failure_that_straddles_an_hour(monkeypatch):
 
     assert in_one_hour(straddling) == "ok" and len(calls) == 2
 
-    clock = iter([3600 * 5 + 3590, 3600 * 6 + 5])
+    hours(5, 6)
     calls.clear()
     with pytest.raises(AssertionError):  # the second run's failure is not retried
         in_one_hour(failing)
     assert len(calls) == 2
+
+    hours(5, 6)  # a result read across the turn is read again
+    results = iter(["before", "after"])
+    assert in_one_hour(lambda: next(results)) == "after"
+    hours(5, 5)
+    assert in_one_hour(lambda: "same hour") == "same hour"

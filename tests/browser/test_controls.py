@@ -28,7 +28,6 @@ from browser_kit import (
     figure,
     fill_text,
     header_caption,
-    in_one_hour,
     metric_int,
     metric_value,
     nav_to,
@@ -47,6 +46,7 @@ from browser_kit import (
     wait_for_run,
     widget,
 )
+from clock import in_one_hour
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser

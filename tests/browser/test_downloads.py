@@ -24,8 +24,11 @@ from urllib.parse import unquote
 import pytest
 from browser_kit import (
     NO_SAVE_PICKER,
+    PACK_FIGURES,
     PAGES,
     assert_no_errors,
+    check_pack,
+    check_report,
     choose,
     closed_days,
     dataframes,
@@ -51,16 +54,11 @@ from browser_kit import (
     wait_for_run,
     widget,
 )
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from flux_dashboard.simulator import HTML_NAME
 
 pytestmark = pytest.mark.browser
-
-PACK_MEMBERS = {"flows.csv", "toxic_flows.csv", "storylines.csv", "digest.txt", "report.html",
-                "README.txt"}
-PACK_FIGURES = 5  # traffic, cyberweather, threats, top devices, top ports
-
 
 # ------------------------------------------------------------------ toxic table
 def _toxic_counts(page: Page) -> tuple[int, int]:
@@ -184,47 +182,6 @@ def test_remote_host_downloads_follow_the_filter(page: Page, server, tmp_path):
 
 
 # ------------------------------------------------------------------ evidence packs
-def _check_pack(path: Path, *, flows: int, toxic: int, stories: int | None) -> dict[str, bytes]:
-    files = read_zip(path)
-    assert set(files) == PACK_MEMBERS, sorted(files)
-    assert len(read_csv(files["flows.csv"])) == flows
-    assert len(read_csv(files["toxic_flows.csv"])) == toxic
-    if stories is not None:
-        assert len(read_csv(files["storylines.csv"])) == stories
-    assert files["digest.txt"].strip(), "empty digest"
-    readme = files["README.txt"].decode()
-    assert re.search(rf"flows\.csv\s+{flows} flows", readme), readme
-    return files
-
-
-def _check_report(browser: Browser, files: dict[str, bytes], dest: Path, title: str,
-                  toxic: int):
-    """Open report.html offline; returns the opened report for further checks.
-    ``toxic``: the toxic flows the pack holds (none: its tables say "None.")."""
-    dest.mkdir(parents=True, exist_ok=True)
-    html_path = dest / "report.html"
-    html_path.write_bytes(files["report.html"])
-    report = open_offline(browser, html_path)
-    page = report.page
-    expect(page.locator("h1")).to_contain_text(title)
-    plots = page.locator(".js-plotly-plot")
-    expect(plots).to_have_count(PACK_FIGURES, timeout=30_000)
-    for i in range(PACK_FIGURES):
-        expect(plots.nth(i).locator(".main-svg").first).to_be_attached()
-    if toxic:
-        expect(page.locator("table").first).to_be_visible()
-    else:  # a quiet device (the demo story's ordinary days): said, not an empty grid
-        expect(page.locator("table")).to_have_count(0)
-        expect(page.get_by_text("None.", exact=True).first).to_be_visible()
-    remote = [u for u in report.requests if not u.startswith(("file:", "data:", "blob:"))]
-    assert not remote, f"the report fetches from the network: {remote[:5]}"
-    assert not report.errors, report.errors
-    expect(page.locator('img[src="x"]')).to_have_count(0)
-    expect(page.locator('a[href^="javascript:"]')).to_have_count(0)
-    assert not report.dialogs
-    return report
-
-
 def test_evidence_packs_hold_what_the_pages_show(page: Page, server, browser, tmp_path,
                                                  sensors):
     # Closed hours: the pack's counts are checked against the hunting page's next run.
@@ -237,8 +194,8 @@ def test_evidence_packs_hold_what_the_pages_show(page: Page, server, browser, tm
 
     nav_to(page, "Threat hunting", "Threat hunting")
     stories = table_rows(page.get_by_test_id("stTabPanel").first.get_by_test_id("stDataFrame"))
-    files = _check_pack(pack, flows=flows, toxic=toxic, stories=stories)
-    report = _check_report(browser, files, tmp_path / "sensor",
+    files = check_pack(pack, flows=flows, toxic=toxic, stories=stories)
+    report = check_report(browser, files, tmp_path / "sensor",
                            f"Evidence pack – {sensors[54]['full_name']}", toxic)
     try:
         text = report.page.locator("body").inner_text()
@@ -258,9 +215,9 @@ def test_evidence_packs_hold_what_the_pages_show(page: Page, server, browser, tm
     dev_flows = metric_int(page, "Flows")
     pack = download(page, "pack_device", tmp_path / "device")
     assert re.fullmatch(r"evidence-54-\d{10}-192_168_1_30\.zip", pack.name), pack.name
-    files = _check_pack(pack, flows=dev_flows, toxic=n_toxic, stories=None)
+    files = check_pack(pack, flows=dev_flows, toxic=n_toxic, stories=None)
     assert {r["ip0"] for r in read_csv(files["flows.csv"])} == {"192.168.1.30"}
-    report = _check_report(browser, files, tmp_path / "device", "Evidence pack – ", n_toxic)
+    report = check_report(browser, files, tmp_path / "device", "Evidence pack – ", n_toxic)
     try:
         expect(report.page.locator("h1")).to_contain_text(HTML_NAME)
         labels = report.page.locator(".js-plotly-plot svg text").all_text_contents()
