@@ -1,5 +1,6 @@
 # make run   : set up .venv and start the dashboard (demo mode without an API key)
 # make test  : set up .venv with the dev requirements and run every test (browser tests too)
+# make test-fast : every test but the browser suite (the inner loop)
 # make serve : check the hosting configuration, then serve for a team (see deploy/README.md)
 # make bench : loader and page-render benchmarks against the simulator over HTTP
 PYTHON  ?= python3
@@ -8,7 +9,7 @@ BIN     := $(VENV)/bin
 PORT    ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: install install-dev run serve sync test lint bench chromium redis-server clean
+.PHONY: install install-dev run serve sync test test-fast lint bench chromium redis-server clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,9 +53,18 @@ redis-server:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
 	  else echo "redis-server is missing: sudo apt-get install redis-server" >&2; exit 1; fi; }
 
+# Every suite pins the app's clock to one instant (tests/kit/clock.py); choose another
+# with FLUX_TEST_NOW, e.g. `make test FLUX_TEST_NOW=2026-10-25T22:59:50Z`.
+# The 15 slowest tests are listed at the end of every run.
+PYTEST := $(BIN)/python -m pytest --durations=15
+
 test: install-dev chromium redis-server
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m pytest
+	$(PYTEST)
+
+test-fast: install-dev redis-server
+	$(BIN)/python -m ruff check .
+	$(PYTEST) --ignore=tests/browser
 
 lint: install-dev
 	$(BIN)/python -m ruff check .

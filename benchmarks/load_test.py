@@ -48,9 +48,6 @@ import math
 import os
 import random
 import re
-import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -58,9 +55,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
-import httpx
+from flux_dashboard.clock import parse_instant
+from tests.kit.procs import ROOT, StreamlitServer, scrubbed_env
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 SENSORS = (54, 77)  # dense demo sensor, normal demo sensor
 # (url path, main heading, sidebar nav label): flux_dashboard/ui/frame.py PAGES
@@ -178,61 +175,17 @@ OPENED_JS = """
 
 
 # --------------------------------------------------------------------------- server
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen
-    log_path: Path
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+# The clock of the dense demo the sessions read: pinned, so a run on any day opens the
+# same closed days (the month that ends two days before it) and the same story.
+NOW = "2026-04-01T12:30:00Z"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(cache_dir: Path, log_path: Path) -> Server:
+def start_server(cache_dir: Path, log_path: Path, now: str = NOW) -> StreamlitServer:
+    """The dense demo on a fresh server (a scrubbed environment, the clock at ``now``)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("SERENICITY_API_KEY", "SERENICITY_API_URL", "FLUX_RATE_LIMIT",
-                        "FLUX_REDIS_URL")}
-    env.update({"FLUX_CACHE_DIR": str(cache_dir), "FLUX_DEMO_DENSE": "1",
-                "PYTHONUNBUFFERED": "1"})
-    port = _free_port()
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", proc, log_path)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            r = httpx.get(f"{server.url}/_stcore/health", timeout=2)
-            if r.status_code == 200 and r.text.strip() == "ok":
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    tail = server.log_text()[-3000:]
-    server.stop()
-    raise RuntimeError(f"streamlit did not become healthy; log tail:\n{tail}")
+    env = scrubbed_env({"FLUX_CACHE_DIR": str(cache_dir), "FLUX_DEMO_DENSE": "1",
+                        "FLUX_NOW": now})
+    return StreamlitServer.start(log_path.parent, env, mode="dense demo", log_path=log_path)
 
 
 # --------------------------------------------------------------------------- RSS
@@ -882,8 +835,9 @@ def run(argv: list[str] | None = None) -> tuple[list[str], list[str], dict]:
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    # A fixed month that ends two days ago: every hour closed and past the 48 h recheck.
-    end = datetime.now(UTC).date() - timedelta(days=2)
+    # A month that ends two days before the pinned clock: every hour closed and past the
+    # 48 h recheck.
+    end = parse_instant(NOW).date() - timedelta(days=2)
     days = (end - timedelta(days=args.days), end)
     print(f"load test · {args.sessions} sessions vs {args.baseline_sessions} · "
           f"{args.minutes:g} min · {days[0]} → {days[1]} · {os.cpu_count()} CPUs", flush=True)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -34,8 +33,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from tests.kit.procs import ROOT, scrubbed_env
+from tests.kit.services import RedisServer
 
 KEY = "bench-replicas-key"
 INJECTED_429 = (40, 160)  # flux request numbers answered 429 on purpose
@@ -71,8 +70,6 @@ def _keys_hash(frame) -> int:
 
 
 def run(rate: int, days: int) -> dict:
-    from redis_server import RedisServer
-
     from flux_dashboard.loader import SETTLE, floor_hour
     from flux_dashboard.schema import to_frame
     from flux_dashboard.simulator import Simulator, SimulatorConfig
@@ -101,11 +98,10 @@ def run(rate: int, days: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="flux-replicas-") as tmp, sim.serve() as server:
         redis = RedisServer(Path(tmp))
         try:
-            env = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("SERENICITY_", "FLUX_"))}
-            env.update({"SERENICITY_API_URL": server.url, "SERENICITY_API_KEY": KEY,
-                        "FLUX_RATE_LIMIT": str(rate), "FLUX_CACHE_DIR": f"{tmp}/cache",
-                        "FLUX_REDIS_URL": redis.url, "PYTHONPATH": str(ROOT)})
+            env = scrubbed_env({
+                "SERENICITY_API_URL": server.url, "SERENICITY_API_KEY": KEY,
+                "FLUX_RATE_LIMIT": str(rate), "FLUX_CACHE_DIR": f"{tmp}/cache",
+                "FLUX_REDIS_URL": redis.url, "PYTHONPATH": str(ROOT)})
 
             def replica(windows) -> subprocess.Popen:
                 spec = json.dumps([(s, a.isoformat(), b.isoformat()) for s, a, b in windows])

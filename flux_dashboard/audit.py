@@ -18,13 +18,14 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from flux_dashboard import clock as clock_mod
 from flux_dashboard.errors import redact
 
 EVENTS = ("sign_in", "sign_out", "page_view", "export", "evidence_pack", "denied",
@@ -49,8 +50,10 @@ def _plain(value: Any) -> Any:
 class AuditLog:
     """Appends events to ``path`` (created with mode 0600 on first write)."""
 
-    def __init__(self, path: Path, *, secret: str | None = None) -> None:
+    def __init__(self, path: Path, *, secret: str | None = None,
+                 clock: Callable[[], datetime] = clock_mod.real) -> None:
         self.path = path
+        self.clock = clock
         self._secret = secret
         self._lock = threading.Lock()
 
@@ -58,7 +61,7 @@ class AuditLog:
                **fields: Any) -> dict:
         if event not in EVENTS:
             raise ValueError(f"unknown audit event {event!r}")
-        entry = {"ts": (now or datetime.now(UTC)).astimezone(UTC).isoformat(),
+        entry = {"ts": (now or self.clock()).astimezone(UTC).isoformat(),
                  "event": event, "user": user, "role": role,
                  **{k: _plain(v) for k, v in fields.items()}}
         line = redact(json.dumps(entry, ensure_ascii=False, sort_keys=False), self._secret)

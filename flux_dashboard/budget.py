@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from flux_dashboard import clock as clock_mod
+
 KEEP_DAYS = 40
 ALL = "*"  # the deployment-wide counter of a day
 
@@ -38,7 +40,7 @@ class Meter:
 
     def __init__(self, path: Path, clock: Callable[[], datetime] | None = None) -> None:
         self.path = path
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or clock_mod.real
         self._lock = threading.Lock()
 
     def _keys(self) -> tuple[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -146,7 +147,7 @@ def _progress_printer(quiet: bool):
     last = [0.0]
 
     def show(p) -> None:
-        now = datetime.now().timestamp()
+        now = time.monotonic()
         if now - last[0] < 0.5 and p.requests_done < p.requests_planned:
             return
         last[0] = now

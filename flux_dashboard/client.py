@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from flux_dashboard import clock
 from flux_dashboard import errors as E
 from flux_dashboard.config import Settings
 
@@ -73,7 +74,7 @@ def parse_retry_after(value: str | None) -> float | None:
         from email.utils import parsedate_to_datetime
 
         when = parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time())
+        return max(0.0, when.timestamp() - clock.wall().timestamp())  # the server's real time
     except (TypeError, ValueError):
         return None
 

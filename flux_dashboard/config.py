@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from flux_dashboard import clock
 from flux_dashboard.errors import ConfigError
 
 DEFAULT_API_URL = "https://api.control.serenicity.fr/api/v1"
@@ -33,9 +34,9 @@ DEFAULT_RECHECK_HOURS = 48  # cached hours this recent are re-counted for late u
 DEMO_TZ = "Europe/Paris"  # the demo story's days are the main simulated sensor's local days
 
 
-def demo_day() -> date:
-    """Day 0 of the demo story started now (the simulated main sensor's local date)."""
-    return datetime.now(ZoneInfo(DEMO_TZ)).date()
+def demo_day(now: datetime) -> date:
+    """Day 0 of the demo story at ``now``: the simulated main sensor's local date."""
+    return now.astimezone(ZoneInfo(DEMO_TZ)).date()
 
 
 DEFAULT_MEMORY_MB = 1024  # the in-memory caches of one process, together (FLUX_MEMORY_MB)
@@ -115,8 +116,14 @@ class Settings:
     redis_url: str | None = field(default=None, repr=False)
     # The embedded demo's story day (day 0): its data differs from one day to the next.
     demo_day: date | None = None
+    # FLUX_NOW: the clock pinned to one instant (a simulator only; see clock.py).
+    pinned_now: datetime | None = None
     carbon_g_per_gb: float = DEFAULT_CARBON_G_PER_GB
     memory_mb: int = DEFAULT_MEMORY_MB  # the in-memory caches together (MEMORY_SHARES)
+
+    def now(self) -> datetime:
+        """The process's "now" (UTC): the pinned instant, else the wall clock."""
+        return self.pinned_now if self.pinned_now is not None else clock.real()
 
     @property
     def source_id(self) -> str:
@@ -126,10 +133,12 @@ class Settings:
         another day, or the dense one, is another data set (own disk cache).
         """
         fp = fingerprint(self.api_key.reveal()) if self.api_key else "nokey"
+        # A pinned clock sees another open hour: never mixed with a moving one's cache.
+        pin = f"|at {self.pinned_now.isoformat()}" if self.pinned_now else ""
         if self.demo:
             story = f"|{self.demo_day or ''}{'|dense' if self.dense_demo else ''}"
-            return f"demo|{self.api_url}|{fp}{story}"
-        return f"api|{self.api_url}|{fp}"
+            return f"demo|{self.api_url}|{fp}{story}{pin}"
+        return f"api|{self.api_url}|{fp}{pin}"
 
     @property
     def shared_id(self) -> str:
@@ -193,21 +202,18 @@ def _redis_url(raw: str | None) -> str | None:
     return validate_url(raw)
 
 
-def _demo_day(raw: str | None) -> date:
-    """The demo story's day 0: FLUX_DEMO_DAY pins it (a rehearsed demo, reproducible
-    screenshots, a test suite that crosses midnight); otherwise today."""
-    today = demo_day()
+def _pinned_now(raw: str | None, simulator: bool) -> datetime | None:
+    """FLUX_NOW: the instant the clock is pinned to, on a simulator only (clock.py)."""
     if raw in (None, ""):
-        return today
+        return None
+    if not simulator:
+        raise ConfigError("FLUX_NOW pins the clock for tests, benchmarks and demo rehearsals, "
+                          "and is accepted only on the simulator (no SERENICITY_API_KEY): on "
+                          "real data it would hide every new hour. Remove FLUX_NOW.")
     try:
-        day = date.fromisoformat(str(raw).strip())
-    except ValueError:
-        raise ConfigError(f"FLUX_DEMO_DAY must be a date like {today.isoformat()}, "
-                          f"got {str(raw)[:40]!r}.") from None
-    if not date(2000, 1, 1) <= day <= today:
-        raise ConfigError(f"FLUX_DEMO_DAY must be a day between 2000-01-01 and today, "
-                          f"got {day.isoformat()}.")
-    return day
+        return clock.parse_instant(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _positive(name: str, raw: str | None, default: float) -> float:
@@ -266,6 +272,8 @@ def load_settings(
     # No key and no URL: the embedded simulator. A URL without a key is a local
     # simulator served over HTTP (it accepts any key), so it gets the demo key.
     embedded = key is None and url == DEFAULT_API_URL
+    pinned = _pinned_now(get("FLUX_NOW"), simulator=key is None)
+    now = pinned or clock.real()
     rate_default = DEMO_RATE_LIMIT if embedded else DEFAULT_RATE_LIMIT
     settings = Settings(
         api_url=DEMO_API_URL if embedded else url,
@@ -282,7 +290,8 @@ def load_settings(
                            DEFAULT_RECHECK_HOURS, minimum=0),
         redis_url=_redis_url(get("FLUX_REDIS_URL")),
         memory_mb=_int("FLUX_MEMORY_MB", get("FLUX_MEMORY_MB"), DEFAULT_MEMORY_MB, minimum=64),
-        demo_day=_demo_day(get("FLUX_DEMO_DAY")) if embedded else None,
+        demo_day=demo_day(now) if embedded else None,
+        pinned_now=pinned,
         carbon_g_per_gb=_positive("FLUX_CARBON_G_PER_GB", get("FLUX_CARBON_G_PER_GB"),
                                   DEFAULT_CARBON_G_PER_GB),
     )

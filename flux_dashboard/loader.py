@@ -170,6 +170,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 from cachetools import TTLCache
 
+from flux_dashboard import clock as clock_mod
 from flux_dashboard import errors as E
 from flux_dashboard.client import Client, FluxPage, _parse_meta
 from flux_dashboard.schema import NATURAL_KEY, empty_frame, to_frame
@@ -407,7 +408,7 @@ class Loader:
         self.store = store
         self.per_page = per_page
         self.max_concurrency = max(1, max_concurrency)
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or clock_mod.real
         self.source_id = client.settings.source_id
         self.recheck_hours = (client.settings.recheck_hours if recheck_hours is None
                               else recheck_hours)

@@ -6,30 +6,33 @@ Shared by the CLI and the Streamlit glue so both exercise the same code.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from functools import cache
 
+from flux_dashboard import clock
 from flux_dashboard.client import Client
-from flux_dashboard.config import Settings, demo_day, memory_budget
+from flux_dashboard.config import Settings, memory_budget
 from flux_dashboard.loader import Loader
 from flux_dashboard.store import Store
 
 
-def embedded_simulator(dense: bool = False, day: date | None = None):
-    """The in-process demo API whose story's day 0 is ``day`` (default: today).
+def embedded_simulator(settings: Settings):
+    """The in-process demo API of these settings: its story's day 0 is
+    ``settings.demo_day`` and its clock the settings' (pinned or real).
 
-    Deterministic, so one per (density, day) and process is enough; a new day
-    gets a new one, so the story stays within the last days of the demo.
+    Deterministic, so one per (density, day, pin) and process is enough; a new
+    day gets a new one, so the story stays within the last days of the demo.
     """
-    return _embedded(dense, day or demo_day())
+    return _embedded(settings.dense_demo, settings.demo_day, settings.pinned_now)
 
 
 @cache
-def _embedded(dense: bool, day: date):
+def _embedded(dense: bool, day: date, pinned: datetime | None):
     from flux_dashboard.simulator import Simulator, SimulatorConfig
 
     # No rate limit or faults in demo mode: it is a showcase, not a hazard test.
-    return Simulator(SimulatorConfig(dense=dense, rate_limit_per_min=None, story_day=day))
+    return Simulator(SimulatorConfig(dense=dense, rate_limit_per_min=None, story_day=day,
+                                     now=clock.pinned(pinned) if pinned else None))
 
 
 @dataclass
@@ -48,7 +51,7 @@ def build_service(settings: Settings, *, transport=None, background: bool = Fals
     the key's request slots and lets interactive requests go first (shared.py).
     ``compact``: the loader returns compact frames (the dashboard's, for memory)."""
     if transport is None and settings.demo:
-        transport = embedded_simulator(settings.dense_demo, settings.demo_day).transport()
+        transport = embedded_simulator(settings).transport()
     limiter, locks = None, None
     if settings.redis_url:
         from flux_dashboard.shared import RedisLocks, RedisRateLimiter
@@ -64,7 +67,7 @@ def build_service(settings: Settings, *, transport=None, background: bool = Fals
         limiter = RateLimiter(max(1, int(settings.rate_limit_per_min * share)))
     client = Client(settings, transport=transport, limiter=limiter)
     store = Store(settings.cache_dir)
-    loader = Loader(client, store, per_page=settings.per_page,
+    loader = Loader(client, store, per_page=settings.per_page, clock=settings.now,
                     max_concurrency=settings.max_concurrency, locks=locks, compact=compact,
                     # The worker never reuses a window: it keeps none in memory.
                     memory_max_bytes=1 if background else
@@ -77,7 +80,7 @@ def request_meter(settings: Settings):
     if settings.redis_url:
         from flux_dashboard.shared import RedisMeter
 
-        return RedisMeter(settings.redis_url)
+        return RedisMeter(settings.redis_url, clock=settings.now)
     from flux_dashboard.budget import Meter
 
-    return Meter(settings.cache_dir / "request-meter.json")
+    return Meter(settings.cache_dir / "request-meter.json", clock=settings.now)

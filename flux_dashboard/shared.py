@@ -43,6 +43,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+from flux_dashboard import clock as clock_mod
 from flux_dashboard import errors as E
 from flux_dashboard.budget import ALL, KEEP_DAYS, Usage
 
@@ -288,7 +289,7 @@ class RedisMeter:
 
     def __init__(self, url: str, clock: Callable[[], datetime] | None = None) -> None:
         self.url = url
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or clock_mod.real
 
     def _keys(self, user: str) -> tuple[str, str, str]:
         now = self.clock().astimezone(UTC)

@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from flux_dashboard import errors as E
@@ -144,7 +144,7 @@ class Worker:
         self.sensors = list(sensors) if sensors else None  # None: every sensor of the key
         self.days = days
         self.stop = stop or threading.Event()
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or service.settings.now  # the one clock (clock.py)
         self.status = StatusFile(service.settings.cache_dir, service.settings.source_id)
         self.on_cycle = on_cycle
 
@@ -186,7 +186,7 @@ class Worker:
             last_success=now.isoformat() if complete else
             (previous.last_success if previous else None),
             last_error=error, requests=requests, rows=rows,
-            updated=datetime.now(UTC).isoformat())
+            updated=self.clock().isoformat())
         self.status.write(status)
         return status
 

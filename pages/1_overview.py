@@ -1,6 +1,6 @@
 """Overview: KPIs, what changed, traffic over time, cyberweather, top talkers."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import streamlit as st
@@ -19,7 +19,7 @@ if ui.no_flows(view):
 
 k = view.compute(A.kpis)
 zone = ZoneInfo(view.tz)
-now = datetime.now(UTC)
+now = view.settings.now()
 today = now.astimezone(zone).date()
 first = view.local(view.start).date()
 last = view.local(view.end - timedelta(seconds=1)).date()

@@ -1,6 +1,6 @@
 """Activity (admins only): the audit trail with filters and a download, and the quota meter."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import streamlit as st
 
@@ -36,7 +36,7 @@ since = {"Last 24 hours": timedelta(days=1), "Last 7 days": timedelta(days=7),
 shown = audit.read(host.audit_file, user=None if user == "all" else user,
                    sensor=None if sensor == "all" else int(sensor),
                    event=None if event == "all" else event,
-                   since=datetime.now(UTC) - since if since else None)
+                   since=ui.settings().now() - since if since else None)
 st.caption(f"{shown.height:,} of {everything.height:,} events · newest first")
 if shown.height:
     ui.table(shown, key="activity_table", height=min(560, 38 + 35 * shown.height))

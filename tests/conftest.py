@@ -1,34 +1,46 @@
-"""Fixtures shared by the AppTest suites."""
+"""Fixtures shared by the suites: real services, and the AppTest runs several suites read.
+
+The AppTest suites share one cache directory, so the app's process-wide
+resources (the service, the sensor list, the loader's memory) built by one suite
+are reused by the next: every suite runs the app under ``kit.apptest.hermetic``
+with the same pinned clock and this directory. Page runs that several suites
+read (every page on the default range, masked, on FIXED_DAY) are made once.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
 import pytest
-from streamlit.runtime.media_file_manager import MediaFileManager
+from streamlit.testing.v1 import AppTest
+
+from tests.kit.apptest import (
+    HUNTING,
+    OVERVIEW,
+    PAGES,
+    RECORDER,
+    TOXIC,
+    Downloads,
+    hermetic,
+    new_app,
+    run_page,
+)
+from tests.kit.clock import days_link
+from tests.kit.demo import FIXED_DAY, INCIDENT_DAY
+from tests.kit.services import RedisServer
+
+# Pages of the shared runs opened on a link rather than the default range: the toxic and
+# hunting pages open INCIDENT_DAY, whose beacon makes toxic OUT flows and storylines (an
+# ordinary day may have none).
+PAGE_LINKS = {TOXIC: days_link(INCIDENT_DAY), HUNTING: days_link(INCIDENT_DAY)}
 
 
-@pytest.fixture
-def captured_downloads(monkeypatch: pytest.MonkeyPatch) -> dict:
-    """File name -> the build callable of every download button a run registers.
-
-    AppTest drops Streamlit's media manager after each run; recording each
-    callable as it is registered lets a test "click" it and open what it builds.
-    """
-    got: dict = {}
-    original = MediaFileManager.add_deferred
-
-    def add_deferred(self, data, mimetype, coordinates, file_name=None, *a, **kw):
-        got[file_name] = data
-        return original(self, data, mimetype, coordinates, file_name, *a, **kw)
-
-    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
-    return got
-
-
+# ------------------------------------------------------------------ real services
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory):
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
     """A real ``redis-server`` on a free loopback port for the whole session."""
-    from redis_server import RedisServer
-
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
@@ -39,3 +51,92 @@ def redis_url(redis_server) -> str:
     """The session's Redis, emptied before each test."""
     redis_server.flush()
     return redis_server.url
+
+
+# ------------------------------------------------------------------ AppTest
+@pytest.fixture(scope="session")
+def app_cache(tmp_path_factory) -> Path:
+    """The cache directory every AppTest suite's app reads and writes."""
+    return tmp_path_factory.mktemp("app-cache")
+
+
+@pytest.fixture(scope="session")
+def recorder() -> Iterator[Downloads]:
+    """``kit.apptest.download`` works on every AppTest run of the session."""
+    with RECORDER.recording() as rec:
+        yield rec
+
+
+@pytest.fixture
+def captured_downloads(recorder: Downloads) -> dict:
+    """File name -> the build callable of each deferred download this test's runs made."""
+    recorder.built.clear()
+    return recorder.built
+
+
+@pytest.fixture(scope="session")
+def truth():
+    """The demo's world in a separate simulator at the pinned clock: the expected rows."""
+    from tests.kit.demo import _truth
+
+    return _truth()
+
+
+@pytest.fixture(scope="session")
+def rows_of():
+    """API rows of [start, end) for a sensor, straight from the ground truth."""
+    from tests.kit.demo import rows
+
+    return rows
+
+
+@pytest.fixture(scope="session")
+def day_rows() -> list[dict]:
+    from tests.kit.demo import day_rows
+
+    return day_rows(FIXED_DAY)
+
+
+@pytest.fixture(scope="session")
+def week_before_rows(rows_of) -> list[dict]:
+    from tests.kit.clock import local_days
+
+    start, _ = local_days(FIXED_DAY)
+    return rows_of(start - timedelta(days=7), start)
+
+
+@pytest.fixture(scope="module")
+def app_env(app_cache: Path, recorder: Downloads) -> Iterator[None]:
+    """The AppTest environment for a whole module (``pytestmark`` of AppTest suites)."""
+    with hermetic(app_cache):
+        yield
+
+
+@pytest.fixture(scope="session")
+def page_runs(app_cache: Path, recorder: Downloads) -> dict[str, AppTest]:
+    """One demo-mode AppTest per page on the default range (the toxic page: PAGE_LINKS)."""
+    with hermetic(app_cache):
+        return {page: run_page(page, PAGE_LINKS.get(page)) for page in PAGES}
+
+
+@pytest.fixture(scope="session")
+def masked_runs(app_cache: Path, page_runs: dict[str, AppTest],
+                recorder: Downloads) -> dict[str, AppTest]:
+    """Every page opened from a ?mask=true link (first run: nothing may leak even then)."""
+    runs = {}
+    with hermetic(app_cache):
+        for page in PAGES:
+            at = new_app({"mask": "true", **PAGE_LINKS.get(page, {})})
+            at.run()
+            if page != OVERVIEW:
+                at.switch_page(page).run()
+            runs[page] = at
+    return runs
+
+
+@pytest.fixture(scope="session")
+def fixed_runs(app_cache: Path, recorder: Downloads) -> dict[str, AppTest]:
+    """Overview, toxic and hunting pages opened from a link to FIXED_DAY."""
+    with hermetic(app_cache):
+        return {page: run_page(page, days_link(FIXED_DAY)) for page in (OVERVIEW, TOXIC,
+                                                                         HUNTING)}

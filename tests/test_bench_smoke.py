@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.bench import TARGET_S  # the page-render target (issue 10: 1 s)
+from benchmarks.bench import TARGET_S  # the page-render target (1 s)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,6 +22,7 @@ from flux_dashboard import cli
 from flux_dashboard.report import csv_safe
 from flux_dashboard.schema import NATURAL_KEY, to_frame
 from flux_dashboard.simulator import Simulator, SimulatorConfig
+from tests.kit.procs import is_ours, scrubbed_env
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 3, 10, 12, 30, tzinfo=UTC)
@@ -38,9 +39,7 @@ def server():
 
 
 def run(args, *, url, key=KEY, cwd=None, timeout=120):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SERENICITY_", "FLUX_"))}
-    env.update({"SERENICITY_API_URL": url, "FLUX_RATE_LIMIT": "60000"})
+    env = scrubbed_env({"SERENICITY_API_URL": url, "FLUX_RATE_LIMIT": "60000"})
     if key is not None:
         env["SERENICITY_API_KEY"] = key
     return subprocess.run([sys.executable, "-m", "flux_dashboard", *args], cwd=cwd or ROOT,
@@ -178,8 +177,7 @@ def test_unreachable_api(tmp_path):
 
 
 def test_demo_mode_without_configuration(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SERENICITY_", "FLUX_"))}
-    env.update({"FLUX_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)})
+    env = scrubbed_env({"FLUX_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)})
     # Run from an empty folder: no secrets.toml, no configuration at all.
     r = subprocess.run([sys.executable, "-m", "flux_dashboard", "sensors"], cwd=tmp_path,
                        env=env, capture_output=True, text=True, timeout=60)
@@ -230,9 +228,8 @@ def rewriting_transport(sim, rewrite):
 
 
 def run_here(args, transport, monkeypatch, capsys, cwd):
-    for name in list(os.environ):
-        if name.startswith(("SERENICITY_", "FLUX_")):
-            monkeypatch.delenv(name)
+    for name in [n for n in os.environ if is_ours(n)]:
+        monkeypatch.delenv(name)
     monkeypatch.setenv("SERENICITY_API_URL", "http://sim.test/api/v1")
     monkeypatch.setenv("SERENICITY_API_KEY", KEY)
     monkeypatch.setenv("FLUX_RATE_LIMIT", "60000")

@@ -2,7 +2,7 @@
 String frame it came from.
 
 The dashboard holds loaded flows with their repeated strings as ``pl.Categorical``
-(``schema.compact``, issue 10: memory). The analyses are tested by hand on
+(``schema.compact``, for memory). The analyses are tested by hand on
 ``String`` frames; this suite runs each one on both forms of a story window (the
 C2 beacon, the night upload, bruteforce: every hunting finding fires) and
 requires equal results once categoricals are read back as strings.

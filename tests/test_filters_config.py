@@ -201,24 +201,32 @@ def test_memory_budget_is_one_setting_shared_by_the_caches():
         svc.close()
 
 
-def test_demo_day_can_be_pinned_and_bad_values_are_refused():
-    """FLUX_DEMO_DAY pins the demo story's day 0 (a suite or a demo that crosses the
-    sensor's midnight keeps one story); only a real, past-or-today date is taken."""
-    from datetime import timedelta
+def test_the_clock_can_be_pinned_on_a_simulator_only():
+    """FLUX_NOW pins "now" for the whole process (tests, benchmarks, demo rehearsals):
+    the demo story's day 0 is its date in Paris, and it stands still. It is honoured on
+    the embedded simulator and on a simulator served without a key, refused with a
+    real key (plain message), and refused when it is not an instant with an offset."""
+    from datetime import UTC, date, datetime
 
-    from flux_dashboard.config import demo_day
-
-    today = demo_day()
-    assert load_settings(env={}, secrets={}).demo_day == today
-    past = today - timedelta(days=30)
-    pinned = load_settings(env={"FLUX_DEMO_DAY": past.isoformat()}, secrets={})
-    assert pinned.demo_day == past and past.year >= 2000
-    assert pinned.source_id != load_settings(env={}, secrets={}).source_id
-    # an API source has no demo day, pinned or not
-    api = load_settings(env={"FLUX_DEMO_DAY": "2026-03-29", "SERENICITY_API_KEY": "k"},
-                        secrets={})
-    assert api.demo_day is None
-    tomorrow = (today + timedelta(days=1)).isoformat()
-    for bad in ("yesterday", "2026-02-30", "1999-12-31", tomorrow, "9999-12-31"):
-        with pytest.raises(ConfigError, match="FLUX_DEMO_DAY"):
-            load_settings(env={"FLUX_DEMO_DAY": bad}, secrets={})
+    # 23:30 UTC on 6 Dec is 00:30 on 7 Dec in Paris: the story's day is Paris's.
+    pinned = load_settings(env={"FLUX_NOW": "2026-12-06T23:30:00Z"}, secrets={})
+    assert pinned.now() == datetime(2026, 12, 6, 23, 30, tzinfo=UTC) == pinned.now()
+    assert pinned.demo_day == date(2026, 12, 7)
+    other = load_settings(env={"FLUX_NOW": "2026-12-06T23:30:01+00:00"}, secrets={})
+    assert other.source_id != pinned.source_id  # another instant: another open hour
+    offset = load_settings(env={"FLUX_NOW": "2026-12-07T00:30:00+01:00"}, secrets={})
+    assert offset.now() == pinned.now()
+    local = load_settings(env={"FLUX_NOW": "2026-12-06T23:30:00Z",
+                               "SERENICITY_API_URL": "http://127.0.0.1:9/api/v1"}, secrets={})
+    assert local.now() == pinned.now() and local.demo_day is None
+    with pytest.raises(ConfigError, match="only on the simulator") as refused:
+        load_settings(env={"FLUX_NOW": "2026-12-06T23:30:00Z", "SERENICITY_API_KEY": "k"},
+                      secrets={})
+    assert "k" not in str(refused.value).split()
+    for bad in ("yesterday", "2026-12-06T23:30:00", "2026-02-30T00:00Z", "1999-12-31T00:00Z",
+                "9999-12-31T00:00Z"):
+        with pytest.raises(ConfigError, match="FLUX_NOW"):
+            load_settings(env={"FLUX_NOW": bad}, secrets={})
+    # Unpinned, "now" moves on.
+    free = load_settings(env={}, secrets={})
+    assert free.pinned_now is None and free.now() <= free.now()

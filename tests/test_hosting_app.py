@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from app_env import SCRUBBED
 from streamlit.testing.v1 import AppTest
 
-from flux_dashboard.config import demo_day
-from flux_dashboard.service import embedded_simulator
+from flux_dashboard import clock
+from tests.kit.apptest import demo_api, hermetic, use_real_key
+from tests.kit.clock import PINNED, PLAN, days_link, pinned_clock
+from tests.kit.demo import FIXED_DAY
+from tests.kit.procs import free_port
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "c" * 40,
         "client_id": "flux", "client_secret": "s" * 20,
         "server_metadata_url": "http://localhost:9/.well-known/openid-configuration"}
-DEMO_DAY = demo_day()  # the demo story of the whole module (FLUX_DEMO_DAY below)
 POLICY = """
 [[rule]]
 email = "alice@corp.example"
@@ -51,21 +51,17 @@ PAGES = ["pages/1_overview.py", "pages/2_devices.py", "pages/3_protocols.py",
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("hosting")
     (root / "access.toml").write_text(POLICY)
-    with pytest.MonkeyPatch.context() as mp:
-        for name in SCRUBBED:
-            mp.delenv(name, raising=False)
-        mp.setenv("FLUX_CACHE_DIR", str(root / "cache"))
-        mp.setenv("FLUX_ACCESS_FILE", str(root / "access.toml"))
-        mp.setenv("FLUX_AUDIT_FILE", str(root / "audit.jsonl"))
-        mp.setenv("FLUX_MASK_SECRET", "hosting-test-mask-secret")
-        # One story day for the module, even when it crosses the sensor's midnight.
-        mp.setenv("FLUX_DEMO_DAY", DEMO_DAY.isoformat())
+    with hermetic(root / "cache", FLUX_ACCESS_FILE=str(root / "access.toml"),
+                  FLUX_AUDIT_FILE=str(root / "audit.jsonl"),
+                  FLUX_MASK_SECRET="hosting-test-mask-secret") as mp:
+        # A sign-in token ages in real time (clock.wall): pinned here too.
+        mp.setattr(clock, "wall", lambda: PINNED)
         yield root
 
 
 def user(email: str, groups=(), age_h: float = 0.0, verified: bool = True) -> dict:
     return {"is_logged_in": True, "email": email, "email_verified": verified,
-            "groups": list(groups), "iat": int(time.time() - age_h * 3600), "sub": email}
+            "groups": list(groups), "iat": int(PINNED.timestamp() - age_h * 3600), "sub": email}
 
 
 ALICE = user("alice@corp.example")
@@ -98,7 +94,7 @@ def audit_lines(env: Path) -> list[dict]:
 
 
 def sensor_requests(sensor_id: int) -> int:
-    return sum(1 for path, _ in embedded_simulator(False).requests
+    return sum(1 for path, _ in demo_api().requests
                if f"/sensors/{sensor_id}" in path)
 
 
@@ -214,12 +210,9 @@ def test_viewer_downloads_and_evidence_pack_are_masked(env, captured_downloads):
     import zipfile
     from datetime import timedelta
 
-    from flux_dashboard.simulator.story import StoryPlan
-
     # Ordinary days are quiet (the last 24 h may hold a handful of toxic flows): open the
     # story's last brute-force day, a beacon day too, with dozens of toxic flows.
-    plan = StoryPlan(today=DEMO_DAY)
-    day = plan.day(plan.bruteforce_days[-1])
+    day = PLAN.day(PLAN.bruteforce_days[-1])
     link = {"range": "Custom", "from_day": day.isoformat(), "from_hour": "00:00",
             "to_day": (day + timedelta(days=1)).isoformat(), "to_hour": "00:00"}
     got = captured_downloads
@@ -228,7 +221,7 @@ def test_viewer_downloads_and_evidence_pack_are_masked(env, captured_downloads):
     assert len(originals) > 5
     # Every real identifier of the sensor's LAN, not only the toxic rows' (the pack's
     # digest names devices with no toxic flow, e.g. "Télé salon (192.168.1.50)").
-    site = embedded_simulator(False).traffic.sites[54]
+    site = demo_api().traffic.sites[54]
     lan = [d.ip for d in site.devices]
     names = {site.name, site.full_name} | {d.mac for d in site.devices} | {
         n for d in site.devices for n in (d.netbios, (d.custom or {}).get("name"))
@@ -269,13 +262,14 @@ def test_requests_are_metered_and_shown(env):
     from flux_dashboard.budget import Meter
 
     at = run(ALICE, "pages/6_hunting.py", range="Last 7 days")  # a cold window: requests
-    usage = Meter(env / "cache" / "request-meter.json").usage("alice@corp.example")
+    usage = Meter(env / "cache" / "request-meter.json", clock=pinned_clock).usage(
+        "alice@corp.example")
     assert usage.user_today > 0 and usage.today >= usage.user_today
     at.run()  # the sidebar is drawn before this run's loads: the next run shows them
     shown = " ".join(c.value for c in at.sidebar.caption)
     assert f"{usage.today:,} today" in shown
     # Data requests: rows (/flux) and the loader's hourly counts (/flux-hour-sensor).
-    simulator_requests = sum(1 for path, _ in embedded_simulator(False, DEMO_DAY).requests
+    simulator_requests = sum(1 for path, _ in demo_api().requests
                              if "/flux" in path)
     assert usage.today <= simulator_requests
 
@@ -286,7 +280,7 @@ def api(monkeypatch, tmp_path):
     """The simulator over real HTTP (a URL without a key: no sign-in needed)."""
     from flux_dashboard.simulator import Simulator, SimulatorConfig
 
-    sim = Simulator(SimulatorConfig(rate_limit_per_min=None))
+    sim = Simulator(SimulatorConfig(rate_limit_per_min=None, now=pinned_clock))
     served = sim.serve(port=0)
     monkeypatch.setenv("SERENICITY_API_URL", served.url)
     monkeypatch.setenv("FLUX_CACHE_DIR", str(tmp_path / "cache"))
@@ -354,9 +348,8 @@ def test_with_redis_the_app_counts_in_redis_and_a_dead_redis_is_a_plain_message(
     assert at.metric
     # Every data request (rows and hourly counts) is counted once, in Redis.
     data = sum(1 for path, _ in api.requests if "/flux" in path)
-    assert RedisMeter(redis_url).usage().today == data > 0
+    assert RedisMeter(redis_url, clock=pinned_clock).usage().today == data > 0
 
-    from redis_server import free_port
 
     monkeypatch.setenv("FLUX_REDIS_URL", f"redis://:pw-s3cret@127.0.0.1:{free_port()}/0")
     before = flux_requests(api)
@@ -372,7 +365,7 @@ def test_with_redis_the_app_counts_in_redis_and_a_dead_redis_is_a_plain_message(
 def test_a_real_key_served_beyond_loopback_without_sign_in_shows_no_data(api, monkeypatch):
     from streamlit import config
 
-    monkeypatch.setenv("SERENICITY_API_KEY", "a-real-key-0123456789")
+    use_real_key(monkeypatch, "a-real-key-0123456789")
     assert config.get_option("server.address") is None  # Streamlit's default: every interface
     at = run(None, auth=False)
     refusal = " ".join(e.value for e in at.error).replace("\\", "")  # markdown escapes
@@ -383,7 +376,9 @@ def test_a_real_key_served_beyond_loopback_without_sign_in_shows_no_data(api, mo
     assert "a-real-key" not in refusal
 
     monkeypatch.setenv("FLUX_ALLOW_ANONYMOUS", "1")  # explicit: data, and a banner
-    at = run(None, auth=False)
+    # (A key: the app's clock is the real one. A closed day before the simulator's
+    # pinned "now" has data whatever the real date.)
+    at = run(None, auth=False, **days_link(FIXED_DAY))
     assert at.metric
     assert any("Anonymous access is on" in w.value for w in at.warning)
     at.switch_page("pages/2_devices.py").run()
@@ -394,7 +389,7 @@ def test_a_real_key_served_beyond_loopback_without_sign_in_shows_no_data(api, mo
 
     monkeypatch.setattr(st, "get_option", lambda name, _get=st.get_option:
                         "127.0.0.1" if name == "server.address" else _get(name))
-    at = run(None, auth=False)  # `make run`: loopback only, no sign-in, no banner
+    at = run(None, auth=False, **days_link(FIXED_DAY))  # `make run`: loopback, no sign-in
     assert at.metric and not any("Anonymous" in w.value for w in at.warning)
 
 

@@ -337,7 +337,7 @@ def test_half_open_range_and_unaligned_bounds(tmp_path):
         loader.load(54, end, start)
 
 
-# ------------------------------------------------------------------ late data (issue 7)
+# ------------------------------------------------ late uploads: recent hours rechecked
 # Sensor 54 is cut off on Monday 9 March from 01:30 to 05:00 UTC; the buffered rows
 # reach the API at 09:00. Until then 02:00-05:00 look empty and 01:00 holds only the
 # flows of its first half hour.
@@ -619,7 +619,7 @@ def test_server_rate_limit_on_is_never_exceeded(tmp_path):
     assert times[-1] >= (len(times) - 1) * 60 / limit - 1e-6  # evenly spaced, no burst
 
 
-# ------------------------------------------------------------------ load control (issue 8)
+# ------------------------------------------------ load control: cancel, resume, budgets
 # Estimates, cancellation, request allowances, and hours saved as they complete
 # (loader docstring, points 7-9). Requests are counted at the simulator.
 ALL_WEEK = [WEEK[0] + i * H for i in range(7 * 24)]
@@ -916,7 +916,7 @@ def test_a_segment_that_does_not_add_up_is_taken_back_out_of_the_cache(tmp_path)
     assert not list((tmp_path / "cache").rglob("*.parquet"))
 
 
-# ------------------------------------------------------------------ planned windows (issue 9)
+# ------------------------------------------------ planned windows: hourly counts, splits
 # Point 10 of the loader docstring: hourly counts plan windows sorted by sumFlux.
 # Pages of 250 rows keep these fast; hazards on.
 PLANNED_HAZARDS = {"unstable_ties": True, "inclusive_to": True, "max_per_page": 250,

@@ -10,26 +10,16 @@ second simulator instance is the ground truth).
 
 from __future__ import annotations
 
-import io
-import re
-import zipfile
-from collections import Counter
-from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
-from app_env import SCRUBBED
-from streamlit.testing.v1 import AppTest
 
 from flux_dashboard import geo
 from flux_dashboard import remote_profile as P
 from flux_dashboard.masking import Masker
 from flux_dashboard.schema import FLOW_SCHEMA, THREAT_FLAGS
-from flux_dashboard.simulator import Simulator, SimulatorConfig
-from flux_dashboard.simulator.story import StoryPlan
 
 # ------------------------------------------------------------------ lookups
 KNOWN_OWNERS = [
@@ -248,192 +238,6 @@ def test_check_remote_refuses_the_rest_with_a_message(value: str, masked: bool,
 
 
 # ------------------------------------------------------------------ AppTest
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-REMOTES = "pages/5_remotes.py"
-PARIS = ZoneInfo("Europe/Paris")
-MAIN = 54
-FIXED_DAY = datetime.now(PARIS).date() - timedelta(days=3)
-# The demo's planted incident (simulator/story.py), day 0 = today as in the app's demo.
-# Its C2 (an Alexhost address in Moldova) beacons every hour of days -12 to -3: FIXED_DAY
-# is its last day. The AppTests below profile that C2 (the unit tests above use C2).
-PLAN = StoryPlan.anchored(datetime.now(UTC), "Europe/Paris")
-STORY_C2 = PLAN.c2_ip
-C2_OWNER, C2_NET = "Alexhost Srl", "176.123.8.0/22"
-assert PLAN.offset(FIXED_DAY) in PLAN.beacon_days
-SECRET = "apptest-fixed-mask-secret"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def hermetic_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    cache_dir = tmp_path_factory.mktemp("flux-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in SCRUBBED:
-            mp.delenv(name, raising=False)
-        mp.setenv("FLUX_CACHE_DIR", str(cache_dir))
-        # The app's story is PLAN's, even when the suite crosses the sensor's midnight.
-        mp.setenv("FLUX_DEMO_DAY", PLAN.today.isoformat())
-        mp.setenv("FLUX_MASK_SECRET", SECRET)
-        yield cache_dir
-
-
-def fixed_link(first: date = FIXED_DAY) -> dict[str, str]:
-    return {"range": "Custom", "from_day": first.isoformat(), "from_hour": "00:00",
-            "to_day": (first + timedelta(days=1)).isoformat(), "to_hour": "00:00"}
-
-
-@pytest.fixture(scope="module")
-def day_rows() -> list[dict]:
-    start = datetime(FIXED_DAY.year, FIXED_DAY.month, FIXED_DAY.day, tzinfo=PARIS)
-    truth = Simulator(SimulatorConfig(rate_limit_per_min=None))
-    return truth.rows(MAIN, start, start + timedelta(days=1))
-
-
-def open_link(query: dict[str, str]) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.secrets["FLUX_APPTEST"] = "1"
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    at.switch_page(REMOTES).run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
-
-
-def plain(value: str) -> str:
-    """Markdown as a reader sees it: the app escapes every echoed value."""
-    return re.sub(r"\\(.)", r"\1", value)
-
-
-def markdown(at: AppTest) -> str:
-    return "\n".join(plain(m.value) for m in at.markdown)
-
-
-def subheaders(at: AppTest) -> list[str]:
-    return [plain(s.value).removeprefix(":material/travel_explore: ") for s in at.subheader]
-
-
-def table_with(at: AppTest, columns: set[str]):
-    found = [d.value for d in at.dataframe if columns <= set(d.value.columns)]
-    assert len(found) == 1, [list(d.value.columns) for d in at.dataframe]
-    return found[0]
-
-
-def test_profile_opens_from_a_link(day_rows: list[dict], captured_downloads: dict) -> None:
-    at = open_link({**fixed_link(), "remote": STORY_C2})
-    assert subheaders(at) == [f"Remote host {STORY_C2}"]
-    mine = [r for r in day_rows if r["ip1"] == STORY_C2]
-    assert mine, "the story's C2 beacons every hour of its last day"
-    text = markdown(at)
-    assert f"**Owner** {C2_OWNER}" in text and f"**country** {PLAN.c2_country}" in text
-    assert C2_NET in text
-    assert "Command center (C2)" in text
-    toxic = [r for r in mine if r["toxic"]]
-    blocked = [r for r in toxic if r["filtered"]]
-    if len(blocked) == len(toxic):
-        assert f"blocked by the sensor (all {len(toxic):,} toxic flows)" in text
-    else:
-        assert f"blocked by the sensor ({len(blocked):,} of {len(toxic):,} toxic flows)" in text
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Flows"] == f"{len(mine):,}"
-    assert metrics["Local devices"] == str(len({r["ip0"] for r in mine}))
-    devices = table_with(at, {"ip0", "dirs", "ports", "blocked_flows"})
-    assert Counter(dict(zip(devices["ip0"], devices["flows"], strict=True))) == \
-        Counter(r["ip0"] for r in mine)
-    assert set(devices["dirs"]) == {"OUT"}  # the beaconing PC calls out
-    # the link stays on the profile, and the evidence pack holds only this host's flows
-    assert at.query_params["remote"] in (STORY_C2, [STORY_C2])
-    zip_end = f"-{STORY_C2.replace('.', '_')}.zip"
-    name = next(n for n in captured_downloads if n.endswith(zip_end))
-    with zipfile.ZipFile(io.BytesIO(captured_downloads[name]())) as zf:
-        flows = pl.read_csv(zf.read("flows.csv"))
-        readme = zf.read("README.txt").decode()
-    assert flows.height == len(mine) and set(flows["ip1"]) == {STORY_C2}
-    assert set(flows["owner"]) == {C2_OWNER}
-    assert f"Remote:    {STORY_C2} ({C2_OWNER})" in readme
-
-
-def test_profile_lists_other_ips_of_the_same_owner() -> None:
-    # 218.92.0.107 and 61.177.172.140 are both Chinanet (AS4134) brute-forcers: the
-    # story's brute-force waves (days -9 and -4) come from both.
-    assert {"218.92.0.107", "61.177.172.140"} <= set(PLAN.bruteforce_ips)
-    at = open_link({**fixed_link(PLAN.day(PLAN.bruteforce_days[-1])), "remote": "218.92.0.107"})
-    assert "Other IPs of Chinanet" in markdown(at)
-    peers = table_with(at, {"ip1", "country", "devices", "toxic_flows"})
-    assert "61.177.172.140" in set(peers["ip1"]) and "218.92.0.107" not in set(peers["ip1"])
-
-
-@pytest.mark.parametrize(("remote", "message"), [
-    ("192.168.1.10", "is not a public IP address"),
-    ("2001:db8::1", "is not a public IP address"),
-])
-def test_a_link_to_a_non_public_address_says_so(remote: str, message: str) -> None:
-    at = open_link({**fixed_link(), "remote": remote})
-    assert not any("Remote host" in s for s in subheaders(at))
-    assert any(message in plain(i.value) for i in at.info), [i.value for i in at.info]
-
-
-def test_masked_profile_link_keeps_the_owner_and_hides_the_ip(day_rows: list[dict]) -> None:
-    alias = Masker(SECRET).mask_value("public_ip", STORY_C2)
-    at = open_link({**fixed_link(), "remote": alias, "mask": "true"})
-    assert subheaders(at) == [f"Remote host {alias}"]
-    text = markdown(at)
-    assert f"**Owner** {C2_OWNER}" in text and "hidden (masking)" in text
-    devices = table_with(at, {"ip0", "dirs", "ports", "blocked_flows"})
-    names = {n for r in day_rows if r["ip1"] == STORY_C2
-             for n in (r.get("last_netbios"), (r.get("custom_ip0") or {}).get("name"),
-                       *(r.get("netbios_list") or ())) if n}
-    assert names  # the beaconing PC has a name to hide
-    shown = devices.to_csv(index=False) + text
-    assert STORY_C2 not in shown and C2_NET.rsplit(".", 1)[0] not in shown
-    assert not any(n in shown for n in names)
-    assert not set(devices["ip0"]) & {r["ip0"] for r in day_rows}
-
-
-def test_masking_turns_a_real_ip_in_a_link_into_its_alias(day_rows: list[dict]) -> None:
-    """A masked view never keeps the real IP: not in the filter, the URL or the page."""
-    alias = Masker(SECRET).mask_value("public_ip", STORY_C2)
-    at = open_link({**fixed_link(), "remote": STORY_C2, "mask": "true"})
-    assert subheaders(at) == [f"Remote host {alias}"]
-    assert at.sidebar.text_input(key="remote").value == alias
-    assert at.query_params["remote"] in (alias, [alias])
-    assert f"**Owner** {C2_OWNER}" in markdown(at)
-    # masking off again: the real address comes back
-    at.sidebar.toggle(key="mask").set_value(False).run()
-    assert not at.exception
-    assert subheaders(at) == [f"Remote host {STORY_C2}"]
-    assert at.sidebar.text_input(key="remote").value == STORY_C2
-
-
-def test_search_box_opens_a_profile_and_refuses_the_rest() -> None:
-    at = open_link(fixed_link())
-    assert not any("Remote host" in s for s in subheaders(at))
-    at.text_input(key="rh_profile_search").input("not an ip").run()
-    assert not at.exception
-    assert any("is not an IP address" in plain(w.value) for w in at.warning)
-    assert not any("Remote host" in s for s in subheaders(at))
-    at.text_input(key="rh_profile_search").input(f" {STORY_C2} ").run()
-    assert not at.exception
-    assert subheaders(at) == [f"Remote host {STORY_C2}"]
-    assert at.sidebar.text_input(key="remote").value == STORY_C2
-
-
-def test_look_back_is_fetched_only_when_asked_and_counted_by_hand() -> None:
-    at = open_link({**fixed_link(), "remote": STORY_C2})
-    assert not any("Look-back" in plain(c.value) for c in at.caption)
-    at.button_group(key="profile_lookback").set_value(7).run()
-    assert not at.exception
-    assert any("Look-back (7 days before the range): flows of" in plain(c.value)
-               for c in at.caption), [c.value for c in at.caption]
-    start = datetime(FIXED_DAY.year, FIXED_DAY.month, FIXED_DAY.day, tzinfo=PARIS)
-    truth = Simulator(SimulatorConfig(rate_limit_per_min=None))
-    before = [r for r in truth.rows(MAIN, start - timedelta(days=7), start)
-              if r["ip1"] == STORY_C2]
-    devices = {r["ip0"] for r in before}
-    assert before
-    assert f"In the 7 days before the range: {len(before):,} flows with {len(devices):,} " \
-        "device(s)" in markdown(at).replace("**", "")
-
 
 def test_remote_chart_hover_shows_the_owner() -> None:
     from flux_dashboard import analytics as A
@@ -445,47 +249,3 @@ def test_remote_chart_hover_shows_the_owner() -> None:
     owners = {row[1]: row[5] for row in trace.customdata}  # (label text, ..., owner, ...)
     # C2: 1630 bytes; 8.8.4.4: 79; 8.8.8.8: 55 -> three bars, each with its owner
     assert sorted(owners.values()) == ["GOOGLE", "GOOGLE", "LIMENET"]
-
-
-def test_toxic_search_finds_rows_by_owner(day_rows: list[dict]) -> None:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.secrets["FLUX_APPTEST"] = "1"
-    for k, v in fixed_link().items():
-        at.query_params[k] = v
-    at.run()
-    at.switch_page("pages/4_toxic.py").run()
-    at.text_input(key="toxic_search").input(C2_OWNER.split()[0].lower()).run()  # any case
-    assert not at.exception
-    table = table_with(at, {"time", "ip1", "owner", "threats"})
-    expected = [r for r in day_rows if r["toxic"] and r["ip1"] == STORY_C2]
-    assert len(table) == len(expected) > 0
-    assert set(table["ip1"]) == {STORY_C2} and set(table["owner"]) == {C2_OWNER}
-
-
-def test_masked_search_opens_the_alias_and_never_echoes_what_was_typed() -> None:
-    alias = Masker(SECRET).mask_value("public_ip", C2)
-    at = open_link({**fixed_link(), "mask": "true"})
-    at.text_input(key="rh_profile_search").input("192.168.1.102").run()
-    assert not at.exception
-    shown = [plain(w.value) for w in at.warning]
-    assert any("That is not a masked remote address" in w for w in shown), shown
-    assert not any("192.168.1.102" in w for w in shown)
-    assert at.text_input(key="rh_profile_search").value == ""
-    at.text_input(key="rh_profile_search").input(C2).run()
-    assert not at.exception
-    assert subheaders(at) == [f"Remote host {alias}"]
-    assert at.sidebar.text_input(key="remote").value == alias
-    assert at.text_input(key="rh_profile_search").value == ""
-
-
-def test_closing_the_profile_goes_back_to_every_remote_host(day_rows: list[dict]) -> None:
-    at = open_link({**fixed_link(), "remote": STORY_C2})
-    assert subheaders(at) == [f"Remote host {STORY_C2}"]
-    at.button(key="profile_close").click().run()
-    assert not at.exception, [e.message for e in at.exception]
-    assert not any("Remote host" in s for s in subheaders(at))
-    assert at.text_input(key="remote").value == ""
-    # the page lists every remote host of the day again, not only the profiled one
-    hosts = {r["ip1"] for r in day_rows}
-    shown = table_with(at, {"ip1", "country", "devices", "toxic_flows"})
-    assert len(hosts) > 1 and set(shown["ip1"]) == hosts

@@ -35,17 +35,19 @@ import json, sys, time
 from flux_dashboard.shared import RedisRateLimiter
 url, n, go = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 lim = RedisRateLimiter(url, "api|http://x|fp", 600)
-while time.time() < go:
+while time.monotonic() < go:
     time.sleep(0.005)
 stamps = []
 for _ in range(n):
     lim.acquire()
-    stamps.append(time.time())
+    stamps.append(time.monotonic())
 print(json.dumps(stamps))
 """
 
 
 def _children(script: str, argvs: list[list[str]], timeout: float = 120) -> list[str]:
+    """Run ``script`` once per argv, at once. Their start barriers and time stamps use
+    ``time.monotonic()``: on Linux one clock for every process, never set back."""
     procs = [subprocess.Popen([sys.executable, "-c", script, *a], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for a in argvs]
@@ -61,7 +63,7 @@ def _children(script: str, argvs: list[list[str]], timeout: float = 120) -> list
 def test_two_processes_share_one_evenly_spaced_schedule(redis_url):
     # 600/min = one slot every 0.1 s. Two processes start together; with a limiter
     # each (no sharing) their requests would go out in pairs, 0 s apart.
-    go = time.time() + 2.0
+    go = time.monotonic() + 2.0
     outs = _children(LIMITER_CHILD, [[redis_url, "10", str(go)], [redis_url, "10", str(go)]])
     stamps = sorted(t for out in outs for t in json.loads(out))
     gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
@@ -181,7 +183,7 @@ settings = Settings(api_url=api, api_key=Secret("shared-key"), rate_limit_per_mi
 lim = RedisRateLimiter(redis_url, settings.source_id, 6000)
 loader = Loader(Client(settings, limiter=lim), Store(cache), clock=lambda: NOW,
                 locks=RedisLocks(redis_url), max_concurrency=4)
-while time.time() < go:
+while time.monotonic() < go:
     time.sleep(0.005)
 r = loader.load(54, datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 4, tzinfo=UTC))
 print(json.dumps({"requests": r.flux_requests, "rows": r.frame.height,
@@ -199,7 +201,7 @@ def test_two_processes_loading_the_same_days_fetch_them_once(redis_url, tmp_path
     truth = to_frame(sim.rows(54, datetime(2026, 3, 2, tzinfo=UTC),
                               datetime(2026, 3, 4, tzinfo=UTC))).height
     with sim.serve() as server:
-        go = time.time() + 3.0
+        go = time.monotonic() + 3.0
         argv = [server.url, redis_url, str(tmp_path / "cache"), str(go),
                 now.isoformat()]
         outs = [json.loads(o) for o in _children(LOADER_CHILD, [argv, argv])]
@@ -231,7 +233,7 @@ def test_request_counters_add_up_across_meters(redis_url):
 
 # ------------------------------------------------------------------ errors and settings
 def test_unreachable_redis_is_a_plain_error_without_the_password():
-    from redis_server import free_port
+    from tests.kit.procs import free_port
 
     port = free_port()  # nothing listens there
     url = f"redis://:s3cret-pw@127.0.0.1:{port}/0"

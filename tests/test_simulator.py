@@ -132,8 +132,8 @@ def test_open_hour_grows_and_future_and_pre_install_hours_are_empty():
     closed = sim.rows_for_hour(54, open_hour)
     assert len(closed) > len(late)
     assert sim.rows_for_hour(54, open_hour + timedelta(hours=2)) == []
-    assert sim.rows_for_hour(54, datetime(2025, 12, 31, 23, tzinfo=UTC)) == []
-    assert sim.rows_for_hour(54, datetime(2026, 1, 1, 0, tzinfo=UTC))
+    assert sim.rows_for_hour(54, datetime(2024, 12, 31, 23, tzinfo=UTC)) == []
+    assert sim.rows_for_hour(54, datetime(2025, 1, 1, 0, tzinfo=UTC))
 
 
 def test_late_upload_hides_the_outage_until_upload_then_shows_the_same_rows():
@@ -311,7 +311,7 @@ def test_sensors_list_and_objects(world):
               "hno_hours", "timezone", "latitude", "longitude", "current_cyt"}
     for s in sensors:
         assert set(s) == fields and s["type_fk"] == "DETOXIO" and s["end_trial"] is None
-        assert s["installation_date"] == "2026-01-01T00:00:00.000Z"
+        assert s["installation_date"] == "2025-01-01T00:00:00.000Z"
     main_sensor = client.get("/sensors/54").json()
     assert main_sensor["name"] == "Cabinet Martin – Paris"
     assert main_sensor["timezone"] == "Europe/Paris" and main_sensor["status"] == "CONNECTED"

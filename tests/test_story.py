@@ -1,4 +1,4 @@
-"""The demo story (issue 12): the analyses find the planted incident.
+"""The demo story: the analyses find the planted incident.
 
 Ground truth is the simulator's ``StoryPlan`` (the story's facts: workstation,
 C2 host, days), never the analyses' own output. Each finding is checked twice:
@@ -27,6 +27,7 @@ from flux_dashboard.config import Secret, Settings, load_settings
 from flux_dashboard.service import build_service, embedded_simulator
 from flux_dashboard.simulator import Simulator, SimulatorConfig, StoryPlan
 from flux_dashboard.simulator.story import OUT_ROTATION, ordinary_cyt, ordinary_events
+from tests.kit.clock import PINNED_ISO, today
 
 PARIS = "Europe/Paris"
 HNO = [*range(0, 8), *range(19, 24)]  # the demo sensor's non-working hours (its hno_hours)
@@ -58,11 +59,12 @@ def _load(mode: str, service, plan: StoryPlan) -> Story:
 def story(request, tmp_path_factory) -> Iterator[Story]:
     cache = tmp_path_factory.mktemp(f"story-{request.param}")
     if request.param == "demo":
-        # The app's demo mode: no key, no URL -> the embedded simulator, today's story.
-        settings = load_settings(env={}, secrets={}, cache_dir=cache)
-        assert settings.demo and settings.demo_day is not None
+        # The app's demo mode: no key, no URL -> the embedded simulator, the story of
+        # the (pinned) day.
+        settings = load_settings(env={"FLUX_NOW": PINNED_ISO}, secrets={}, cache_dir=cache)
+        assert settings.demo and settings.demo_day == today()
         service = build_service(settings)
-        plan = embedded_simulator(False, settings.demo_day).story
+        plan = embedded_simulator(settings).story
         assert plan.today == settings.demo_day
         yield _load("demo", service, plan)
         service.close()

@@ -5,7 +5,6 @@ with no request; the CLI runs it."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from flux_dashboard.service import Service
 from flux_dashboard.simulator import Simulator, SimulatorConfig
 from flux_dashboard.store import Store
 from flux_dashboard.sync import SensorStatus, StatusFile, Worker, describe, window
+from tests.kit.procs import scrubbed_env
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 3, 10, 12, 30, tzinfo=UTC)
@@ -171,15 +171,16 @@ def test_status_file_ignores_damage_and_other_sources(tmp_path):
 
 
 def _cli(args, url, cache):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SERENICITY_", "FLUX_"))}
-    env.update({"SERENICITY_API_URL": url, "SERENICITY_API_KEY": "cli-sync-key",
-                "FLUX_RATE_LIMIT": "60000", "FLUX_CACHE_DIR": str(cache)})
+    # A key (to check it never shows): the worker then runs on the real clock, like its
+    # simulator; nothing checked here depends on the date.
+    env = scrubbed_env({"SERENICITY_API_URL": url, "SERENICITY_API_KEY": "cli-sync-key",
+                        "FLUX_RATE_LIMIT": "60000", "FLUX_CACHE_DIR": str(cache)})
     return subprocess.run([sys.executable, "-m", "flux_dashboard", "sync", *args], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_cli_sync_once_and_bad_arguments(tmp_path):
-    sim = Simulator(SimulatorConfig(rate_limit_per_min=None))  # real clock
+    sim = Simulator(SimulatorConfig(rate_limit_per_min=None))  # real clock, as the worker
     with sim.serve() as server:
         done = _cli(["--sensors", "77", "--days", "1", "--once"], server.url, tmp_path)
         assert done.returncode == 0, done.stderr

@@ -1,50 +1,31 @@
 """The UI's own state: derived-cache keys, forced masking, the evidence pack on click.
 
-AppTest runs in demo mode (embedded simulator) with a private cache. Download
-buttons with a callable hand it to Streamlit's media manager, which AppTest
-discards after each run; ``captured_downloads`` records each callable at
-registration so a test can "click" it and open what it produces.
+AppTest runs in demo mode (embedded simulator) under the kit's environment
+(``tests/kit/apptest.py``). Download buttons with a callable hand it to
+Streamlit's media manager, which AppTest discards after each run;
+``captured_downloads`` records each callable at registration so a test can
+"click" it and open what it produces.
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from flux_dashboard.loader import LoadResult
+from tests.kit.apptest import run_page
+from tests.kit.procs import ROOT
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def hermetic_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    cache = tmp_path_factory.mktemp("flux-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("SERENICITY_API_KEY", "SERENICITY_API_URL", "FLUX_RATE_LIMIT",
-                     "FLUX_FORCE_MASK", "FLUX_DEMO_DENSE"):
-            mp.delenv(name, raising=False)
-        mp.setenv("FLUX_CACHE_DIR", str(cache))
-        mp.setenv("FLUX_MASK_SECRET", "ui-state-test-mask-secret")
-        yield
+pytestmark = pytest.mark.usefixtures("app_env")
 
 
 def run(page: str | None = None, **query: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.secrets["FLUX_APPTEST"] = "1"
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
+    return run_page(page, query)
 
 
 # ------------------------------------------------------------------ cache keys
@@ -229,7 +210,7 @@ def test_bound_keys_are_every_widget_bound_to_the_link() -> None:
 
     from flux_dashboard.ui.sidebar import BOUND_KEYS
 
-    root = Path(APP).parent
+    root = ROOT
     bound = set()
     for path in [*root.glob("flux_dashboard/**/*.py"), *root.glob("pages/*.py"), root / "app.py"]:
         for node in ast.walk(ast.parse(path.read_text())):

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from benchmarks import load_test as L
 from benchmarks.ws_session import RunFailed
+from flux_dashboard.clock import parse_instant
 
 
 def test_ws_session_drives_every_load_test_action(tmp_path) -> None:
-    end = datetime.now(UTC).date() - timedelta(days=2)
+    end = parse_instant(L.NOW).date() - timedelta(days=2)
     days = (end - timedelta(days=1), end)  # one closed day: a dense day loads in seconds
     server = L.start_server(tmp_path / "cache", tmp_path / "server.log")
     try:

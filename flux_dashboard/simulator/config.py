@@ -62,7 +62,7 @@ class SimulatorConfig:
     fault_schedule: dict[int, str] = field(default_factory=dict)
     monthly_quota: int | None = None
     forbidden_sensors: tuple[int, ...] = (99,)
-    installed: datetime = datetime(2026, 1, 1, tzinfo=UTC)
+    installed: datetime = datetime(2025, 1, 1, tzinfo=UTC)
     now: Callable[[], datetime] | None = None
     sleep: Callable[[float], None] | None = None
     # Generated hours kept in memory; a dense hour is ~1,500 compact rows (~0.3 MB).

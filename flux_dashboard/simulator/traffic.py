@@ -26,6 +26,7 @@ from bisect import bisect_right
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 
+from flux_dashboard import clock
 from flux_dashboard.simulator.config import SimulatorConfig
 from flux_dashboard.simulator.story import Event, StoryPlan, ordinary_events
 from flux_dashboard.simulator.world import (
@@ -134,7 +135,7 @@ class TrafficModel:
         self._days: OrderedDict[tuple[int, object], list[Event]] = OrderedDict()
 
     def now(self) -> datetime:
-        now = self.config.now() if self.config.now else datetime.now(UTC)
+        now = self.config.now() if self.config.now else clock.real()
         return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
     def site(self, sensor_id: int) -> Site:

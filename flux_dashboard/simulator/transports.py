@@ -12,6 +12,7 @@ serves the API until Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -22,6 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
+from flux_dashboard import clock
 from flux_dashboard.simulator.config import SimulatorConfig
 from flux_dashboard.simulator.query import API_PREFIX, SimulatedTimeout
 
@@ -130,12 +132,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inclusive-to", action="store_true")
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--fault-rate", type=float, default=0.0)
+    p.add_argument("--now", default=os.environ.get("FLUX_NOW") or None,
+                   help="pin the clock to this instant, e.g. 2026-12-06T22:59:50Z "
+                        "(default: FLUX_NOW, else the wall clock)")
     args = p.parse_args(args_in)
+    try:
+        pinned = clock.parse_instant(args.now, "--now") if args.now else None
+    except ValueError as exc:
+        p.error(str(exc))
     cfg = SimulatorConfig(seed=args.seed, dense=args.dense, api_key=args.api_key,
                           max_per_page=args.max_per_page,
                           rate_limit_per_min=args.rate_limit or None,
                           unstable_ties=args.unstable_ties, inclusive_to=args.inclusive_to,
-                          latency_s=args.latency_ms / 1000, fault_rate=args.fault_rate)
+                          latency_s=args.latency_ms / 1000, fault_rate=args.fault_rate,
+                          now=clock.pinned(pinned) if pinned else None)
     # Imported here: the API module imports this one for transport() and serve().
     from flux_dashboard.simulator.api import Simulator
 

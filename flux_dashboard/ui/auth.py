@@ -13,12 +13,12 @@ allowed explicitly (then a permanent banner says so). ``gate()`` returns the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
+from flux_dashboard import clock
 from flux_dashboard import errors as E
 from flux_dashboard.access import (
     ANONYMOUS,
@@ -54,7 +54,8 @@ def hosting() -> Hosting:
 @st.cache_resource(show_spinner=False)
 def _audit(path: str) -> AuditLog:
     cfg = settings()
-    return AuditLog(Path(path), secret=cfg.api_key.reveal() if cfg.api_key else None)
+    return AuditLog(Path(path), secret=cfg.api_key.reveal() if cfg.api_key else None,
+                    clock=cfg.now)
 
 
 def audit_log(host: Hosting) -> AuditLog:
@@ -125,7 +126,8 @@ def gate() -> Session | None:
         return None
     who = Identity.from_claims(claims, groups_claim=policy.groups_claim)
     user = who.email or str(claims.get("sub") or "unknown")
-    if session_expired(who, datetime.now(UTC), host.session_hours):
+    # A token ages in real time, whatever the data's clock says (clock.py).
+    if session_expired(who, clock.wall(), host.session_hours):
         _expired_page(host)
         return None
     grant = policy.grant_for(who)

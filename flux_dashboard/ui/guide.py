@@ -88,7 +88,7 @@ def guide(view: View, page: str) -> None:
         return
     from flux_dashboard.service import embedded_simulator
 
-    plan = embedded_simulator(view.settings.dense_demo, view.settings.demo_day).story
+    plan = embedded_simulator(view.settings).story
     if plan is None:
         return
     alias = masker(view.settings).mask_value if view.masked else None

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -28,7 +28,15 @@ from flux_dashboard.loader import Loader, LoadResult, Progress, ceil_hour, floor
 from flux_dashboard.masking import Masker
 from flux_dashboard.schema import COMPACT_ROW_BYTES, compact
 from flux_dashboard.store import filters_key
-from flux_dashboard.ui.state import Keyed, View, data_key, loader_for, masker, memo
+from flux_dashboard.ui.state import (
+    Keyed,
+    View,
+    data_key,
+    loader_for,
+    masker,
+    memo,
+    settings,
+)
 from flux_dashboard.ui.text import text
 
 log = logging.getLogger(__name__)
@@ -240,7 +248,7 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
             if entry.partial is None:
                 entry.partial = LoadResult(frame=err.partial, start=floor_hour(start),
                                            end=ceil_hour(end), server_filters=server,
-                                           loaded_at=datetime.now(UTC))
+                                           loaded_at=cfg.now())
         offline = isinstance(err, E.LoadCancelledError | E.BudgetExceededError)
         return entry.partial, note, offline
     if err is not None:
@@ -341,7 +349,7 @@ def _cached_only(loader: Any, session: Any, sensor_id: int, start: datetime, end
                 return None
             result = LoadResult(frame=exc.partial, start=floor_hour(start),
                                 end=ceil_hour(end), server_filters=server,
-                                loaded_at=datetime.now(UTC))
+                                loaded_at=settings().now())
             missing = len(exc.hours)
         except E.FluxError as exc:
             st.error(text(exc), icon=":material/cloud_off:")

@@ -69,7 +69,12 @@ def sidebar_and_load(session: Session) -> View | None:
     """Draw the sidebar, load the chosen window and return the page's View (None:
     nothing to show; the reason is already on the page)."""
     first_run = "_flux_seen" not in st.session_state
-    raw_query = {k: st.query_params.get_all(k) for k in st.query_params} if first_run else {}
+    # The link seeds every widget whose state is missing: on the first run, and after a
+    # page switch (the profile jump), whose run ends before the sidebar is drawn, so
+    # Streamlit drops the unbound widgets' state (the switch carries their values in
+    # the link: frame._unbound_link). What it holds is reported on the first run only.
+    link = {k: st.query_params.get_all(k) for k in st.query_params}
+    raw_query = link if first_run else {}
     st.session_state["_flux_seen"] = True
     try:
         cfg = settings()
@@ -99,12 +104,12 @@ def sidebar_and_load(session: Session) -> View | None:
     by_id = {int(s["id"]): s for s in available}
     mask = masker(cfg) if masked else None
     _mask_remote_filter(mask, (raw_query.get("remote") or [""])[-1])
-    sensor_id, denied = _sensor_picker(session, sb, by_id, mask, raw_query)
+    sensor_id, denied = _sensor_picker(session, sb, by_id, mask, link)
     sensor = by_id[sensor_id]
     zone, tz = _sensor_zone(sb, sensor, sensor_id)
-    start, end, problems = _time_range(sb, cfg, zone, raw_query)
+    start, end, problems = _time_range(sb, cfg, zone, link)
     refresh = _refresh_buttons(sb)
-    device_slot, partial_filters, hno, filter_problems = _filter_inputs(sb, sensor, raw_query)
+    device_slot, partial_filters, hno, filter_problems = _filter_inputs(sb, sensor, link)
     problems += filter_problems
     range_label = (f"{start.astimezone(zone):%a %d %b %Y %H:%M} → "
                    f"{end.astimezone(zone):%a %d %b %Y %H:%M} ({tz})")
@@ -127,7 +132,7 @@ def sidebar_and_load(session: Session) -> View | None:
     names = memo(("names", dkey),
                  lambda: dict(base.group_by("ip0").agg(pl.col("device_name").last())
                               .sort("device_name").iter_rows()))
-    _seed_multi("device", list(names), raw_query)
+    _seed_multi("device", list(names), link)
     devices = device_slot.multiselect(
         "Devices", list(names), key="device",
         format_func=lambda ip: f"{names.get(ip, ip)} · {ip}" if names.get(ip) != ip else ip,
@@ -220,7 +225,7 @@ def _time_range(sb, cfg, zone: ZoneInfo, raw_query: dict[str, list[str]]
     wrong with it (in plain words)."""
     preset = PRESETS[sb.selectbox("Time range", list(PRESETS), key="range",
                                   bind="query-params")]
-    now = datetime.now(UTC)
+    now = cfg.now()
     problems: list[str] = []
     if preset == "custom":
         today = now.astimezone(zone).date()
@@ -241,8 +246,8 @@ def _time_range(sb, cfg, zone: ZoneInfo, raw_query: dict[str, list[str]]
         for k, v in (("from_day", from_day), ("from_hour", from_hour), ("to_day", to_day),
                      ("to_hour", to_hour)):
             _set_query(k, [str(v)])
-        start = _local_dt(from_day, HOURS.index(from_hour), zone)
-        end = _local_dt(to_day, HOURS.index(to_hour), zone)
+        start = _local_dt(from_day or today, HOURS.index(from_hour), zone)
+        end = _local_dt(to_day or today, HOURS.index(to_hour), zone)
     else:
         for k in _CUSTOM_KEYS:  # a relative range: no stale fixed dates in the link
             if k in st.query_params:
@@ -310,7 +315,7 @@ def sync_line(sensor_id: int, zone: ZoneInfo) -> str | None:
     """'Synced up to 14:00 · 30 days warm' from the sync worker's status file, if any."""
     cfg = settings()
     status = StatusFile(cfg.cache_dir, cfg.source_id).read().get(int(sensor_id))
-    return describe(status, zone, datetime.now(UTC))
+    return describe(status, zone, cfg.now())
 
 
 _MASKED_PUBLIC = ipaddress.ip_network("2001:db8::/32")  # where masked remote IPs live
@@ -383,8 +388,7 @@ def _hour(raw: dict[str, list[str]], key: str) -> str:
     return values[-1] if values and values[-1] in HOURS else "00:00"
 
 
-def _local_dt(day: date | None, hour: int | None, zone: ZoneInfo) -> datetime:
-    day = day or date.today()
+def _local_dt(day: date, hour: int | None, zone: ZoneInfo) -> datetime:
     return datetime(day.year, day.month, day.day, int(hour or 0), tzinfo=zone).astimezone(UTC)
 
 

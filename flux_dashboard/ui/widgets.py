@@ -9,7 +9,7 @@ the evidence pack, built on click from the view and the same loader.
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import polars as pl
@@ -134,7 +134,7 @@ def evidence_button(view: View, *, device: str | None = None, remote: str | None
             flows=df, sensor=view.sensor, start=view.start, end=view.end, tz=view.tz,
             filters_description=view.filters.describe(view.device_names),
             digest_text=digest_text, figures=figures, storylines=Hn.storylines(df),
-            generated_at=datetime.now(UTC), device=device, remote=remote,
+            generated_at=view.settings.now(), device=device, remote=remote,
             carbon_g_per_gb=view.settings.carbon_g_per_gb)
         record(session, "evidence_pack", sensor=int(view.sensor["id"]), device=device,
                **({"remote": remote} if remote else {}),

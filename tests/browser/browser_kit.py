@@ -16,11 +16,10 @@ import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
-from zoneinfo import ZoneInfo
 
 import polars as pl
 from playwright.sync_api import Browser, Locator, Page, expect
@@ -63,17 +62,6 @@ def wait_for_run(page: Page, action: Callable[[], Any] | None = None,
     expect(app).to_have_attribute("data-test-connection-state", "CONNECTED", timeout=timeout)
     expect(app).not_to_have_attribute("data-test-script-state", "compilationError", timeout=1)
     expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=timeout)
-
-
-def closed_days(days: int, ago: int = 0, tz: str = "Europe/Paris") -> str:
-    """Query string of ``days`` whole local days ending ``ago`` days before today's
-    midnight in ``tz``: closed hours, so totals do not move when the clock turns an
-    hour during a test (a relative range does: "Last 7 days" lost a flow at 00:00 UTC
-    between a test's first and last count)."""
-    end = datetime.now(ZoneInfo(tz)).date() - timedelta(days=ago)
-    start = end - timedelta(days=days)
-    return (f"range=Custom&from_day={start.isoformat()}&from_hour=00:00"
-            f"&to_day={end.isoformat()}&to_hour=00:00")
 
 
 def open_page(page: Page, url: str, h1: str) -> None:

@@ -1,8 +1,9 @@
 """Fixtures for the real-browser suite: Streamlit servers and Debian's Chromium.
 
 Each server is ``streamlit run app.py`` in a child process with its own empty
-cache directory and no API key in its environment. Two session-scoped servers
-serve most tests: one in demo mode (embedded simulator) and one reading a
+cache directory, no API key in its environment and the clock pinned to the
+suite's instant (``tests.kit.clock.PINNED``), like the simulator it reads.
+Two session-scoped servers serve most tests: one in demo mode (embedded simulator) and one reading a
 simulator served over HTTP from this test process. ``fresh_server`` starts a
 throw-away server for checks that need a page URL to be the very first request.
 
@@ -17,11 +18,13 @@ so nothing written between two tests is skipped.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from servers import ROOT, STARTED, Server, server_log_tracebacks, start_server
+
+from tests.kit.clock import PINNED, pinned_clock
 
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1500, "height": 2400}
@@ -53,7 +56,7 @@ def api_simulator():
     """The simulator behind ``simulator_api`` (tests count its flux requests)."""
     from flux_dashboard.simulator import Simulator, SimulatorConfig
 
-    return Simulator(SimulatorConfig(rate_limit_per_min=None))
+    return Simulator(SimulatorConfig(rate_limit_per_min=None, now=pinned_clock))
 
 
 @pytest.fixture(scope="session")
@@ -109,8 +112,8 @@ def originals(sensors):
 
     from flux_dashboard.simulator import Simulator, SimulatorConfig
 
-    twin = Simulator(SimulatorConfig(rate_limit_per_min=None))
-    end = datetime.now(UTC) + timedelta(hours=1)
+    twin = Simulator(SimulatorConfig(rate_limit_per_min=None, now=pinned_clock))
+    end = PINNED + timedelta(hours=1)
     rows = [r for sid in sensors for r in twin.rows(sid, end - timedelta(days=2), end)]
     found = identifiers_from_api_rows(rows, list(sensors.values()))
     assert len(found.ips) > 100 and len(found.macs) > 30 and len(found.names) > 30, found

@@ -23,7 +23,6 @@ from browser_kit import (
     UI_TIMEOUT,
     assert_no_errors,
     choose,
-    closed_days,
     metric_value,
     open_page,
     query,
@@ -31,21 +30,28 @@ from browser_kit import (
     wait_for_charts,
     wait_for_run,
 )
-from clock import in_one_hour
 from playwright.sync_api import Page, expect
 from servers import STARTED, Server, server_log_tracebacks
 
 from flux_dashboard.simulator import HTML_NAME
+from tests.kit.clock import days_before, days_query
+from tests.kit.demo import INCIDENT_DAY
 
 pytestmark = pytest.mark.browser
 
 
 # ------------------------------------------------------------------ every page, both modes
+# The toxic and hunting pages open the incident's last brute-force day: an ordinary day
+# may have no toxic flow to chart and no storyline to list.
+PAGE_QUERY = {"toxic": days_query(INCIDENT_DAY), "hunting": days_query(INCIDENT_DAY)}
+
+
 @pytest.mark.parametrize(("path", "h1", "nav", "chart", "table_", "metric"), PAGES,
                          ids=PAGE_IDS)
 def test_page_renders(page: Page, server, screenshot_dir, path, h1, nav, chart, table_,
                       metric):
-    open_page(page, f"{server.url}/{path}", h1)
+    query = f"?{PAGE_QUERY[path]}" if path in PAGE_QUERY else ""
+    open_page(page, f"{server.url}/{path}{query}", h1)
     source = {"demo": "Demo sensor, simulated data",
               "api": "Serenicity API · 127.0.0.1:"}[server.mode]
     expect(sidebar(page)).to_contain_text(source)
@@ -67,7 +73,7 @@ def test_page_renders(page: Page, server, screenshot_dir, path, h1, nav, chart, 
 def test_filter_lands_in_url_and_link_reproduces_view(page: Page, server, browser):
     # A week: it holds the demo story's beacon days, so toxic OUT flows exist (the last
     # 24 hours of the story are quiet: inbound scans only).
-    open_page(page, f"{server.url}/?{closed_days(7)}", "Overview")  # closed hours: counts stay put
+    open_page(page, f"{server.url}/?{days_before(7)}", "Overview")  # closed hours: counts stay put
     flows = metric_value(page, "Flows")
     expect(flows).to_have_text(re.compile(r"^\d[\d,]*$"))
     all_flows = flows.inner_text()
@@ -179,6 +185,8 @@ def test_every_server_a_test_starts_is_checked(tmp_path, monkeypatch, request):
     import httpx
     import servers
 
+    from tests.kit import procs
+
     class Running:  # a child that is up until stopped
         def poll(self):
             return None
@@ -186,12 +194,15 @@ def test_every_server_a_test_starts_is_checked(tmp_path, monkeypatch, request):
         def terminate(self):
             pass
 
+        def send_signal(self, sig):
+            pass
+
         def wait(self, timeout=None):
             return 0
 
     assert "server_logs_clean" in request.fixturenames  # autouse: runs after every test
-    monkeypatch.setattr(servers.subprocess, "Popen", lambda *a, **k: Running())
-    monkeypatch.setattr(servers.httpx, "get", lambda *a, **k: httpx.Response(200, text="ok"))
+    monkeypatch.setattr(procs.subprocess, "Popen", lambda *a, **k: Running())
+    monkeypatch.setattr(procs.httpx, "get", lambda *a, **k: httpx.Response(200, text="ok"))
     started = [servers.start_server(tmp_path / f"s{i}", "demo") for i in range(3)]
     try:
         assert STARTED[-3:] == started
@@ -203,50 +214,3 @@ def test_every_server_a_test_starts_is_checked(tmp_path, monkeypatch, request):
         for s in started:
             if s in STARTED:
                 STARTED.remove(s)
-
-
-# ------------------------------------------------------------------ the hour retry
-def test_in_one_hour_runs_again_only_across_an_hour(monkeypatch):
-    """A failure within one UTC hour is raised; a failure or a result during which the
-    hour turned runs the steps again, once."""
-    import clock
-
-    def hours(*seen: int) -> None:
-        it = iter(seen)
-        monkeypatch.setattr(clock, "_utc_hour", lambda: next(it))
-
-    calls = []
-
-    def failing():
-        calls.append(1)
-        raise AssertionError("counts differ")
-
-    hours(5, 5)  # start, failure: the same hour
-    with pytest.raises(AssertionError):
-        in_one_hour(failing)
-    assert len(calls) == 1
-
-    hours(5, 6)  # the hour turned during the steps
-    calls.clear()
-    outcomes = iter([AssertionError("counts differ"), "ok"])
-
-    def straddling():
-        calls.append(1)
-        out = next(outcomes)
-        if isinstance(out, Exception):
-            raise out
-        return out
-
-    assert in_one_hour(straddling) == "ok" and len(calls) == 2
-
-    hours(5, 6)
-    calls.clear()
-    with pytest.raises(AssertionError):  # the second run's failure is not retried
-        in_one_hour(failing)
-    assert len(calls) == 2
-
-    hours(5, 6)  # a result read across the turn is read again
-    results = iter(["before", "after"])
-    assert in_one_hour(lambda: next(results)) == "after"
-    hours(5, 5)
-    assert in_one_hour(lambda: "same hour") == "same hour"

@@ -20,7 +20,6 @@ from browser_kit import (
     add_option,
     assert_no_errors,
     choose,
-    closed_days,
     dataframes,
     download,
     expect_chart_title,
@@ -46,8 +45,10 @@ from browser_kit import (
     wait_for_run,
     widget,
 )
-from clock import in_one_hour
 from playwright.sync_api import Page, expect
+
+from tests.kit.clock import PINNED, PLAN, days_before, days_query
+from tests.kit.clock import today as pinned_today
 
 pytestmark = pytest.mark.browser
 
@@ -102,9 +103,8 @@ def test_pin_these_dates_puts_fixed_dates_in_the_url(page: Page, request, browse
     expect(caption).to_contain_text(f"({tz})")
     range_text = caption.inner_text()
 
-    before = expected_pin(preset, datetime.now(UTC), tz)
+    expected = expected_pin(preset, PINNED, tz)
     press(page, "pin_btn")
-    after = expected_pin(preset, datetime.now(UTC), tz)
     expect(widget(page, "range").get_by_role("combobox")).to_have_value("Custom")
     expect(widget(page, "pin_btn")).to_have_count(0)  # only offered for relative ranges
     expect(page).to_have_url(re.compile(r"[?&]range=Custom(&|$)"))
@@ -114,9 +114,9 @@ def test_pin_these_dates_puts_fixed_dates_in_the_url(page: Page, request, browse
     # an absent day would mean "today" tomorrow. An hour may only be absent when it is
     # the fixed default 00:00 (Streamlit drops bound values equal to the default).
     for k in ("from_hour", "to_hour"):
-        if got[k] == "<absent>" and before[k] == after[k] == "00:00":
+        if got[k] == "<absent>" and expected[k] == "00:00":
             got[k] = "00:00"
-    assert got in (before, after), f"URL after Pin: {page.url}\nexpected: {before}"
+    assert got == expected, f"URL after Pin: {page.url}\nexpected: {expected}"
     expect(caption).to_have_text(range_text)  # the same range, now fixed
     assert_no_errors(page)
 
@@ -135,7 +135,7 @@ def test_pin_these_dates_puts_fixed_dates_in_the_url(page: Page, request, browse
 def test_custom_range_inputs(page: Page, server, sensors):
     """Custom range: the From/To days and hours change the range, the caption and the URL."""
     zone = ZoneInfo(sensors[54]["timezone"])
-    today = datetime.now(zone).date()
+    today = pinned_today(zone)
     # Two whole past days, the first not the 1st, so its day before is in the same month
     # (the calendar opens on the month of the current value).
     start = today - timedelta(days=3 if (today - timedelta(days=2)).day == 1 else 2)
@@ -174,11 +174,6 @@ def test_custom_range_inputs(page: Page, server, sensors):
 
 # ------------------------------------------------------------------ Refresh buttons
 def test_refresh_buttons_fetch_again(page: Page, server, api_simulator):
-    # Its subject is the open hour, so the range stays relative (see in_one_hour).
-    in_one_hour(lambda: _refresh_buttons_fetch_again(page, server, api_simulator))
-
-
-def _refresh_buttons_fetch_again(page: Page, server, api_simulator):
     open_page(page, f"{server.url}/", "Overview")
     wait_for_charts(page)
     flows = metric_int(page, "Flows")
@@ -220,16 +215,11 @@ def test_sensor_select_switches_the_whole_view(page: Page, server, sensors, api_
     expect(caption).to_contain_text("(#54)")
     flows_54, devices_54 = metric_int(page, "Flows"), metric_int(page, "Devices")
 
-    # The page shows the rows the simulator holds for these 24 hours. Sensor 77's data
-    # ends two hours ago and its last hour is still being filled (the app may hold an
-    # older copy of it): at least every row of the hours before it, at most all rows.
-    def simulator_rows() -> list[dict]:
-        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-        return api_simulator.rows(77, end - timedelta(hours=24), end)
-
-    before = simulator_rows()
+    # The page shows the rows the simulator holds for these 24 hours (both at the
+    # pinned clock: the open hour is the same for both).
+    end = PINNED.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    rows = api_simulator.rows(77, end - timedelta(hours=24), end)
     choose(page, "sensor_id", "#77")
-    after = simulator_rows()
     small = sensors[77]
     expect(widget(page, "sensor_id").get_by_role("combobox")).to_have_value(
         re.compile("disconnected"))
@@ -238,10 +228,8 @@ def test_sensor_select_switches_the_whole_view(page: Page, server, sensors, api_
     expect(caption).to_contain_text(f"({small['timezone']})")
     expect(sidebar(page)).to_contain_text(f"Times in the sensor's time zone: {small['timezone']}")
     expect(metric_value(page, "Flows")).not_to_have_text(f"{flows_54:,}")
-    last_hour = max(r["start_of_hour"] for r in before)
-    complete = [r for r in before if r["start_of_hour"] != last_hour]
-    assert len(complete) <= metric_int(page, "Flows") <= len(after)
-    assert metric_int(page, "Devices") == len({r["ip0"] for r in after}) != devices_54
+    assert metric_int(page, "Flows") == len(rows) > 0
+    assert metric_int(page, "Devices") == len({r["ip0"] for r in rows}) != devices_54
     wait_for_charts(page)
     assert_no_errors(page)
 
@@ -266,7 +254,7 @@ def _toxic_caption(page: Page) -> tuple[int, int]:
 
 def test_threat_and_off_hours_filters(page: Page, server, sensors, tmp_path):
     # A closed week: it holds the demo story's C2 beacon days (the last 24 hours are quiet).
-    open_page(page, f"{server.url}/toxic?{closed_days(7)}", "Toxic flows")
+    open_page(page, f"{server.url}/toxic?{days_before(7)}", "Toxic flows")
     _, total = _toxic_caption(page)
     assert total > 0
 
@@ -308,7 +296,7 @@ def test_threat_and_off_hours_filters(page: Page, server, sensors, tmp_path):
 
 def test_text_filters(page: Page, server):
     """Remote IP, MAC, protocol and port inputs: bound to the URL, applied to the data."""
-    open_page(page, f"{server.url}/?{closed_days(1)}", "Overview")  # counts compared later
+    open_page(page, f"{server.url}/?{days_before(1)}", "Overview")  # counts compared later
     wait_for_charts(page)
     flows = metric_int(page, "Flows")
 
@@ -378,7 +366,7 @@ def test_overview_day_selects(page: Page, server):
     # local day when it starts at the sensor's midnight), and a day's cyT read before
     # a choice is still that day's after it (a relative range's first day shrinks
     # when the clock turns an hour).
-    open_page(page, f"{server.url}/?{closed_days(7)}", "Overview")
+    open_page(page, f"{server.url}/?{days_before(7)}", "Overview")
     wait_for_charts(page)
     heading = page.get_by_test_id("stMain").locator("h3").filter(has_text="What changed on")
     expect(heading).to_be_visible()
@@ -446,7 +434,7 @@ def test_heatmap_value_switch(page: Page, server):
 
 # ------------------------------------------------------------------ Remote hosts
 def test_remote_hosts_direction_and_sort(page: Page, server):
-    open_page(page, f"{server.url}/remotes?{closed_days(1)}", "Remote hosts")  # total kept
+    open_page(page, f"{server.url}/remotes?{days_before(1)}", "Remote hosts")  # total kept
     wait_for_charts(page)
     count = page.get_by_text(re.compile(r"^[\d,]+ public IPs · \d+ countries"))
 
@@ -481,7 +469,10 @@ def test_remote_hosts_direction_and_sort(page: Page, server):
 
 # ------------------------------------------------------------------ Threat hunting
 def test_hunting_baseline_and_sensitivity(page: Page, server):
-    open_page(page, f"{server.url}/hunting?{closed_days(1)}", "Threat hunting")  # 7 vs 14
+    # The story's night-upload day: its upload anomalies are there at k = 3 whatever the
+    # pinned date (an ordinary day may have none).
+    upload_day = days_query(PLAN.day(PLAN.upload_day))
+    open_page(page, f"{server.url}/hunting?{upload_day}", "Threat hunting")  # 7 vs 14
     expect(page.get_by_text(re.compile(r"Baseline \(7 days before the range\): flows of"))) \
         .to_be_visible()
     page.get_by_role("tab", name=re.compile("First-seen remotes")).click()

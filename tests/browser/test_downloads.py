@@ -30,7 +30,6 @@ from browser_kit import (
     check_pack,
     check_report,
     choose,
-    closed_days,
     dataframes,
     download,
     expect_rows,
@@ -57,6 +56,8 @@ from browser_kit import (
 from playwright.sync_api import Locator, Page, expect
 
 from flux_dashboard.simulator import HTML_NAME
+from tests.kit.clock import days_before, days_query
+from tests.kit.demo import INCIDENT_DAY
 
 pytestmark = pytest.mark.browser
 
@@ -87,7 +88,7 @@ def test_toxic_table_toggles_search_and_downloads(page: Page, server, tmp_path):
     page.add_init_script(NO_SAVE_PICKER)
     # A week of the demo story: the C2 beacon (critical, partly blocked) and a
     # bruteforce wave (not critical) give both toggles something to remove.
-    open_page(page, f"{server.url}/toxic?{closed_days(7)}", "Toxic flows")  # totals stay put
+    open_page(page, f"{server.url}/toxic?{days_before(7)}", "Toxic flows")  # totals stay put
     table = dataframes(page).last
     shown, total = _toxic_counts(page)
     assert shown == total > 0
@@ -137,7 +138,8 @@ def test_toxic_table_toggles_search_and_downloads(page: Page, server, tmp_path):
 
 # ------------------------------------------------------------------ storylines
 def test_storyline_downloads_match_the_table(page: Page, server, tmp_path):
-    open_page(page, f"{server.url}/hunting", "Threat hunting")
+    # The incident's beacon day: storylines to list (an ordinary day may have none).
+    open_page(page, f"{server.url}/hunting?{days_query(INCIDENT_DAY)}", "Threat hunting")
     panel = page.get_by_test_id("stTabPanel").filter(has=widget(page, "stories_dl_csv"))
     table = panel.get_by_test_id("stDataFrame")
     shown = table_rows(table)
@@ -155,7 +157,7 @@ def test_remote_host_downloads_follow_the_filter(page: Page, server, tmp_path):
     """CSV and Parquet of the Remote hosts table hold the rows its caption counts, before
     and after the filter box; the filtered rows are those holding the text in their IP,
     owner or country (counted here from the unfiltered file)."""
-    open_page(page, f"{server.url}/remotes?{closed_days(1)}", "Remote hosts")  # total kept
+    open_page(page, f"{server.url}/remotes?{days_before(1)}", "Remote hosts")  # total kept
     count = page.get_by_text(re.compile(r"^[\d,]+ (of [\d,]+ )?public IPs · \d+ countries"))
     expect(count).to_be_visible()
     total = int(count.inner_text().split()[0].replace(",", ""))
@@ -184,8 +186,9 @@ def test_remote_host_downloads_follow_the_filter(page: Page, server, tmp_path):
 # ------------------------------------------------------------------ evidence packs
 def test_evidence_packs_hold_what_the_pages_show(page: Page, server, browser, tmp_path,
                                                  sensors):
-    # Closed hours: the pack's counts are checked against the hunting page's next run.
-    open_page(page, f"{server.url}/?{closed_days(1)}", "Overview")
+    # The incident's last brute-force day (a beacon day too: storylines, toxic flows both
+    # ways); the pack's counts are checked against the hunting page's next run.
+    open_page(page, f"{server.url}/?{days_query(INCIDENT_DAY)}", "Overview")
     wait_for_charts(page)
     flows = metric_int(page, "Flows")
     toxic = metric_int(page, "Toxic IN") + metric_int(page, "Toxic OUT")
@@ -242,7 +245,9 @@ DOWNLOADS = {
 def test_masked_pages_urls_and_downloads_leak_nothing(page: Page, server, browser, originals,
                                                        tmp_path, screenshot_dir):
     page.add_init_script(NO_SAVE_PICKER)
-    open_page(page, f"{server.url}/", "Overview")
+    # The incident's last brute-force day: toxic flows and storylines on every page and
+    # in every file (an ordinary day may have none, and its scan would prove nothing).
+    open_page(page, f"{server.url}/?{days_query(INCIDENT_DAY)}", "Overview")
     wait_for_charts(page)
     # Unmasked, originals are on the page and in each file (or the scans below would
     # prove nothing).

@@ -12,9 +12,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from browser_kit import LOAD_TIMEOUT, closed_days, wait_for_run
+from browser_kit import LOAD_TIMEOUT, wait_for_run
 from playwright.sync_api import Browser, Page, expect
 from servers import Server, start_server
+
+from tests.kit.clock import PINNED, PINNED_ISO, days_before, pinned_clock
+from tests.kit.procs import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -23,7 +26,8 @@ pytestmark = pytest.mark.browser
 def slow_sim():
     from flux_dashboard.simulator import Simulator, SimulatorConfig
 
-    sim = Simulator(SimulatorConfig(rate_limit_per_min=None, latency_s=0.25, max_per_page=100))
+    sim = Simulator(SimulatorConfig(rate_limit_per_min=None, latency_s=0.25, max_per_page=100,
+                                    now=pinned_clock))
     served = sim.serve(port=0)
     yield sim, served.url
     served.shutdown()
@@ -83,7 +87,7 @@ def test_cancel_then_resume_fetches_only_the_rest(slow_server, slow_sim, page, t
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
 
     # A cold load of the same day from scratch, for comparison (same data, new cache).
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     from flux_dashboard.client import Client
     from flux_dashboard.config import load_settings
@@ -91,10 +95,15 @@ def test_cancel_then_resume_fetches_only_the_rest(slow_server, slow_sim, page, t
     from flux_dashboard.store import Store
 
     cfg = load_settings(env={"SERENICITY_API_URL": slow_sim[1], "FLUX_RATE_LIMIT": "60000",
-                             "FLUX_CACHE_DIR": str(tmp_path)}, secrets={})
-    end = ceil_hour(datetime.now(UTC))
-    cold = Loader(Client(cfg), Store(tmp_path), per_page=100, max_concurrency=1).load(
-        54, end - timedelta(hours=24), end).flux_requests
+                             "FLUX_CACHE_DIR": str(tmp_path), "FLUX_NOW": PINNED_ISO},
+                        secrets={})
+    end = ceil_hour(PINNED)
+    latency, sim.config.latency_s = sim.config.latency_s, 0.0  # a count: no need to wait
+    try:
+        cold = Loader(Client(cfg), Store(tmp_path), per_page=100, max_concurrency=1,
+                      clock=cfg.now).load(54, end - timedelta(hours=24), end).flux_requests
+    finally:
+        sim.config.latency_s = latency
     # The loads' own requests, as the app audited them (its cost estimates aside).
     audit = slow_server.log_path.parent / "cache" / "audit.jsonl"
     events = [json.loads(x) for x in audit.read_text().splitlines()]
@@ -110,9 +119,8 @@ def test_closing_the_tab_cancels_a_load_nobody_waits_for(slow_server, slow_sim, 
     sim, _ = slow_sim
     ctx = browser.new_context(viewport={"width": 1500, "height": 1600})
     page = ctx.new_page()
-    # A range no other test loaded: its hours are not cached yet. (Not "Yesterday": after
-    # 00:00 UTC the other test's "Last 24 hours" holds all but an hour of it, and that
-    # hour loaded before Cancel could be seen, in CI at 01:00 in Paris.)
+    # Three days no other test loaded (the other one loads the last 24 hours): over a
+    # hundred requests at 0.25 s each, so the load outlasts the grace period.
     audit = slow_server.log_path.parent / "cache" / "audit.jsonl"
 
     def cancelled() -> int:
@@ -120,12 +128,13 @@ def test_closing_the_tab_cancels_a_load_nobody_waits_for(slow_server, slow_sim, 
         return sum(1 for x in lines if json.loads(x)["event"] == "load_cancelled")
 
     before = cancelled()  # the other test of this module cancels a load too
-    page.goto(f"{slow_server.url}/remotes?{closed_days(1, ago=3)}")
+    page.goto(f"{slow_server.url}/remotes?{days_before(3, ago=3)}")
     expect(page.get_by_role("button", name="Cancel the load")).to_be_visible(timeout=LOAD_TIMEOUT)
     ctx.close()  # the tab is gone while the load runs
-    # The grace period (ui.loading.DETACH_GRACE_S, 8 s), then the load stops.
-    time.sleep(12)
+    closed = flux_requests(sim)
+    # The grace period (ui.loading.DETACH_GRACE_S, 8 s), then the load stops: audited.
+    wait_until(lambda: cancelled() == before + 1, timeout=60, what="the load's cancellation")
     stopped_at = flux_requests(sim)
-    time.sleep(3)
+    assert stopped_at > closed, "the load stopped at once: the grace period is not there"
+    time.sleep(2)
     assert flux_requests(sim) <= stopped_at + 1, "the load went on with nobody waiting"
-    assert cancelled() == before + 1

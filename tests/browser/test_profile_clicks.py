@@ -23,7 +23,6 @@ from browser_kit import (
     assert_no_errors,
     check_pack,
     check_report,
-    closed_days,
     dataframes,
     download,
     header_caption,
@@ -41,6 +40,9 @@ from browser_kit import (
     widget,
 )
 from playwright.sync_api import Page, expect
+
+from tests.kit.clock import days_query
+from tests.kit.demo import INCIDENT_DAY
 
 pytestmark = pytest.mark.browser
 
@@ -74,8 +76,9 @@ def _select_first_row(page: Page, key: str) -> None:
 
 def test_profile_from_a_toxic_row_lists_the_devices_of_the_flow_table(
         page: Page, server, tmp_path, originals, screenshot_dir):
-    # Closed hours: the profile's counts are compared with the toxic table's next run.
-    open_page(page, f"{server.url}/toxic?{closed_days(1)}", "Toxic flows")
+    # A day with toxic flows (an ordinary day may have none): the incident's last
+    # brute-force day; the profile's counts are compared with the toxic table's.
+    open_page(page, f"{server.url}/toxic?{days_query(INCIDENT_DAY)}", "Toxic flows")
     ip = _first_row_ip(page, "toxic_table")
     _select_first_row(page, "toxic_table")
 
@@ -131,7 +134,7 @@ def test_profile_pack_look_back_and_close(page: Page, server, api_simulator, bro
     """The profile's own controls, clicked: its devices' Parquet, its evidence pack (the
     flows of that IP only, as many as its KPIs say, a report that opens offline), the
     look-back (its count is the simulator's, over HTTP) and Close."""
-    days = closed_days(1)
+    days = days_query(INCIDENT_DAY)
     open_page(page, f"{server.url}/toxic?{days}", "Toxic flows")
     ip = _first_row_ip(page, "toxic_table")
     _select_first_row(page, "toxic_table")

@@ -12,25 +12,23 @@ app at ``localhost`` (the origin must match ``redirect_uri``).
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from browser_kit import LOAD_TIMEOUT, choose, download, read_csv, wait_for_run
 from playwright.sync_api import Browser, Page, expect
-from servers import STARTED, Server
+from servers import Server, register
+
+from tests.kit.clock import PINNED_ISO, days_query
+from tests.kit.demo import INCIDENT_DAY
+from tests.kit.procs import ROOT, StreamlitServer, scrubbed_env
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
 USERS = {
     "alice": {"email": "alice@corp.example", "email_verified": True, "groups": ["it"],
               "name": "Alice Admin"},
@@ -41,12 +39,6 @@ USERS = {
     "eve": {"email": "eve@else.example", "email_verified": True, "groups": [],
             "name": "Eve Stranger"},
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -82,42 +74,33 @@ def oidc() -> Iterator[str]:
 
 
 def start_hosted(workdir: Path, oidc_url: str, api_url: str) -> Hosted:
+    """``make serve``'s module with the repo's example policy and an ``[auth]`` pointing
+    at the local provider; its log is checked after every test."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    secrets = workdir / "secrets.toml"
-    secrets.write_text(
-        "[auth]\n"
-        f'redirect_uri = "http://localhost:{port}/oauth2callback"\n'
-        f'cookie_secret = "{"k" * 48}"\n'
-        'client_id = "flux-dashboard"\n'
-        'client_secret = "flux-test-client-secret"\n'
-        f'server_metadata_url = "{oidc_url}/.well-known/openid-configuration"\n')
     audit = workdir / "audit.jsonl"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SERENICITY_", "FLUX_"))}
-    env.update({
+    secrets = workdir / "secrets.toml"
+
+    def command(port: int) -> tuple[list[str], dict[str, str]]:
+        # redirect_uri names the port, chosen by the kit: written just before the start.
+        secrets.write_text(
+            "[auth]\n"
+            f'redirect_uri = "http://localhost:{port}/oauth2callback"\n'
+            f'cookie_secret = "{"k" * 48}"\n'
+            'client_id = "flux-dashboard"\n'
+            'client_secret = "flux-test-client-secret"\n'
+            f'server_metadata_url = "{oidc_url}/.well-known/openid-configuration"\n')
+        return [sys.executable, "-m", "flux_dashboard.serve"], {"FLUX_PORT": str(port)}
+
+    env = scrubbed_env({
         "FLUX_SECRETS_FILE": str(secrets), "FLUX_ADDRESS": "127.0.0.1",
-        "FLUX_PORT": str(port), "FLUX_ACCESS_FILE": str(ROOT / "deploy" /
-                                                         "access.example.toml"),
+        "FLUX_ACCESS_FILE": str(ROOT / "deploy" / "access.example.toml"),
         "FLUX_AUDIT_FILE": str(audit), "FLUX_CACHE_DIR": str(workdir / "cache"),
         "SERENICITY_API_URL": api_url, "AUTHLIB_INSECURE_TRANSPORT": "1",
-        "PYTHONUNBUFFERED": "1", "HOME": str(workdir)})
-    log_path = workdir / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "flux_dashboard.serve"], cwd=ROOT,
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        "FLUX_NOW": PINNED_ISO, "HOME": str(workdir)})
     # localhost, not 127.0.0.1: the browser's origin must match redirect_uri
-    hosted = Hosted(Server(f"http://localhost:{port}", proc, log_path, "hosted"), audit)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text == "ok":
-                STARTED.append(hosted.server)  # its log is checked after every test
-                return hosted
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    hosted.stop()
-    raise RuntimeError(f"make serve did not start:\n{hosted.log()[-3000:]}")
+    server = StreamlitServer.start(workdir, env, mode="hosted", command=command,
+                                   host="localhost")
+    return Hosted(register(server), audit)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +150,8 @@ def test_analyst_signs_in_and_sees_data(hosted, context_page, screenshot_dir):
 def test_viewer_sees_only_masked_identifiers(hosted, context_page, tmp_path, screenshot_dir):
     page = context_page
     sign_in(page, hosted.url, "carol")
-    page.goto(f"{hosted.url}/toxic?mask=false")  # a shared link asking for the real names
+    # A shared link asking for the real names, on a day with toxic flows to list.
+    page.goto(f"{hosted.url}/toxic?mask=false&{days_query(INCIDENT_DAY)}")
     wait_for_run(page)
     expect(page.get_by_role("heading", name="Toxic flows")).to_be_visible(timeout=LOAD_TIMEOUT)
     assert "carol@customer.example · viewer" in sidebar_text(page)

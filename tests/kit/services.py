@@ -1,7 +1,8 @@
-"""A real Redis for the tests: Debian's ``redis-server`` on a free loopback port.
+"""Real services for the tests, started on free loopback ports by the tests themselves.
 
-Started and stopped by the fixture (``.ci/run`` and ``make test`` install the
-package when it is missing). Nothing is persisted: ``--save "" --appendonly no``.
+``RedisServer``: Debian's ``redis-server`` (``.ci/run`` and ``make test``
+install the package when it is missing). Nothing is persisted:
+``--save "" --appendonly no``.
 """
 
 from __future__ import annotations
@@ -12,13 +13,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.kit.procs import free_port, stop_process
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisServer:
@@ -51,8 +48,4 @@ class RedisServer:
         redis.Redis.from_url(self.url).flushall()
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc, 10)
