@@ -48,8 +48,18 @@ def make(tmp_path, *, per_page=1000, key="test-key-123", store=True, wrap=None, 
     return sim, loader
 
 
+_TRUTH: dict[tuple, pl.DataFrame] = {}
+
+
 def truth(sim, start, end, **flt):
-    df = to_frame(sim.rows(54, start, end))
+    """The simulator's rows of sensor 54 in [start, end) as a frame. Kept per world and
+    visible state: most tests check the same week against the same world."""
+    t = sim.traffic
+    key = (sim.config.seed, sim.config.dense, t.story.today if t.story else None, t.now(),
+           t.pending_uploads(54), sim.config.installed, start, end)
+    if key not in _TRUTH:
+        _TRUTH[key] = to_frame(sim.rows(54, start, end))
+    df = _TRUTH[key]
     for k, v in flt.items():
         df = df.filter(pl.col(k) == v)
     return df

@@ -331,13 +331,13 @@ class Simulator:
                     and ("only_out" not in f or r[DIR] == "OUT"))]
             items.extend(rows)
             item_hours.extend([h] * len(rows))
-        ipd = self.traffic.ip_ints  # generation already mapped every address of every row
+        ipk = self.traffic.ip_key  # an address as its integer (hours are shared: lazily)
         if sort_by == "startOfHour":
             keys = item_hours
         elif sort_by == "ip0":
-            keys = [ipd[r[IP0]] for r in items]
+            keys = [ipk(r[IP0]) for r in items]
         elif sort_by == "ip1":
-            keys = [ipd[r[IP1]] for r in items]
+            keys = [ipk(r[IP1]) for r in items]
         elif sort_by == "sumFlux":
             keys = [r[SUM] for r in items]
         elif sort_by == "port":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import calendar
 import math
 import random
+import threading
 from bisect import bisect_right
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
@@ -116,13 +117,18 @@ def _merge(merged: dict, key: tuple, occ: int, out: int, inb: int, first: int, t
         m[5] = m[5] or periodic
 
 
+# Generated closed hours, shared by every simulator of the process (see _full_hour);
+# rows are tuples, never changed once made. Bounded by the inserting one's ``cache_hours``.
+_HOURS: OrderedDict[tuple, list[tuple]] = OrderedDict()
+_HOURS_LOCK = threading.Lock()
+
+
 class TrafficModel:
     """Compact rows per (sensor, hour) as visible at ``now()``, and their API dicts."""
 
     def __init__(self, config: SimulatorConfig):
         self.config = config
         self.sites = build_sites(config)
-        self._hours: OrderedDict[tuple[int, int], list[tuple]] = OrderedDict()
         self._open: OrderedDict[tuple[int, int, int], list[tuple]] = OrderedDict()
         self.ip_ints: dict[str, int] = {d.ip: ip_int(d.ip) for site in self.sites.values()
                                         for d in site.devices}
@@ -151,15 +157,21 @@ class TrafficModel:
         return ms - ms % 60_000
 
     def _full_hour(self, sensor_id: int, h: int) -> list[tuple]:
-        key = (sensor_id, h)
-        rows = self._hours.get(key)
-        if rows is not None:
-            self._hours.move_to_end(key)
-            return rows
-        rows = self._generate(self.sites[sensor_id], h)
-        self._hours[key] = rows
-        while len(self._hours) > max(1, self.config.cache_hours):
-            self._hours.popitem(last=False)
+        """The hour's compact rows. They depend on the world only (seed, density, the
+        story's day 0), so every simulator of one world in the process shares them
+        (the tests' ground truth and the API they check, a new instance per test)."""
+        key = (self.config.seed, self.config.dense,
+               self.story.today if self.story else None, sensor_id, h)
+        with _HOURS_LOCK:
+            rows = _HOURS.get(key)
+            if rows is not None:
+                _HOURS.move_to_end(key)
+                return rows
+        rows = self._generate(self.sites[sensor_id], h)  # outside the lock: minutes, dense
+        with _HOURS_LOCK:
+            _HOURS[key] = rows
+            while len(_HOURS) > max(1, self.config.cache_hours):
+                _HOURS.popitem(last=False)
         return rows
 
     def _generate(self, site: Site, h: int) -> list[tuple]:
