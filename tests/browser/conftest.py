@@ -78,7 +78,11 @@ def api_server(tmp_path_factory, simulator_api) -> Iterator[Server]:
 
 @pytest.fixture(params=["demo", "api"])
 def server(request) -> Server:
-    """Parametrises a test over both session servers."""
+    """Parametrises a test over both session servers. The modes differ only in how the
+    data arrives (the embedded simulator, or the same simulator over HTTP), so each
+    control test runs in one of them (``parametrize("server", ["api"], indirect=True)``),
+    alternating across the suite, and in the mode its checks need (request counts: api);
+    every page's render, the filter link and the masked scan run in both."""
     return request.getfixturevalue(f"{request.param}_server")
 
 

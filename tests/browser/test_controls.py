@@ -132,6 +132,7 @@ def test_pin_these_dates_puts_fixed_dates_in_the_url(page: Page, request, browse
         context.close()
 
 
+@pytest.mark.parametrize("server", ["demo"], indirect=True)
 def test_custom_range_inputs(page: Page, server, sensors):
     """Custom range: the From/To days and hours change the range, the caption and the URL."""
     zone = ZoneInfo(sensors[54]["timezone"])
@@ -173,6 +174,7 @@ def test_custom_range_inputs(page: Page, server, sensors):
 
 
 # ------------------------------------------------------------------ Refresh buttons
+@pytest.mark.parametrize("server", ["api"], indirect=True)
 def test_refresh_buttons_fetch_again(page: Page, server, api_simulator):
     open_page(page, f"{server.url}/", "Overview")
     wait_for_charts(page)
@@ -209,6 +211,7 @@ def test_refresh_buttons_fetch_again(page: Page, server, api_simulator):
 
 
 # ------------------------------------------------------------------ sensor select
+@pytest.mark.parametrize("server", ["api"], indirect=True)
 def test_sensor_select_switches_the_whole_view(page: Page, server, sensors, api_simulator):
     open_page(page, f"{server.url}/", "Overview")
     caption = header_caption(page)
@@ -252,6 +255,7 @@ def _toxic_caption(page: Page) -> tuple[int, int]:
     return int(m[1].replace(",", "")), int(m[2].replace(",", ""))
 
 
+@pytest.mark.parametrize("server", ["demo"], indirect=True)
 def test_threat_and_off_hours_filters(page: Page, server, sensors, tmp_path):
     # A closed week: it holds the demo story's C2 beacon days (the last 24 hours are quiet).
     open_page(page, f"{server.url}/toxic?{days_before(7)}", "Toxic flows")
@@ -294,6 +298,7 @@ def test_threat_and_off_hours_filters(page: Page, server, sensors, tmp_path):
     assert_no_errors(page)
 
 
+@pytest.mark.parametrize("server", ["api"], indirect=True)
 def test_text_filters(page: Page, server):
     """Remote IP, MAC, protocol and port inputs: bound to the URL, applied to the data."""
     open_page(page, f"{server.url}/?{days_before(1)}", "Overview")  # counts compared later
@@ -342,6 +347,7 @@ def test_text_filters(page: Page, server):
 
 
 # ------------------------------------------------------------------ navigation links
+@pytest.mark.parametrize("server", ["demo"], indirect=True)
 def test_nav_links_keep_the_filters(page: Page, server):
     open_page(page, f"{server.url}/", "Overview")
     set_toggle(page, "toxic", True)
@@ -361,6 +367,7 @@ def test_nav_links_keep_the_filters(page: Page, server):
 
 
 # ------------------------------------------------------------------ Overview selects
+@pytest.mark.parametrize("server", ["api"], indirect=True)
 def test_overview_day_selects(page: Page, server):
     # Seven closed days: the selects offer several days ("Last 24 hours" holds one
     # local day when it starts at the sensor's midnight), and a day's cyT read before
@@ -416,6 +423,7 @@ def _cyt_by_day(fig: dict) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------ Protocols heatmap value
+@pytest.mark.parametrize("server", ["demo"], indirect=True)
 def test_heatmap_value_switch(page: Page, server):
     open_page(page, f"{server.url}/protocols", "Protocols & ports")
     wait_for_charts(page)
@@ -433,6 +441,7 @@ def test_heatmap_value_switch(page: Page, server):
 
 
 # ------------------------------------------------------------------ Remote hosts
+@pytest.mark.parametrize("server", ["api"], indirect=True)
 def test_remote_hosts_direction_and_sort(page: Page, server):
     open_page(page, f"{server.url}/remotes?{days_before(1)}", "Remote hosts")  # total kept
     wait_for_charts(page)
@@ -468,6 +477,7 @@ def test_remote_hosts_direction_and_sort(page: Page, server):
 
 
 # ------------------------------------------------------------------ Threat hunting
+@pytest.mark.parametrize("server", ["demo"], indirect=True)
 def test_hunting_baseline_and_sensitivity(page: Page, server):
     # The story's night-upload day: its upload anomalies are there at k = 3 whatever the
     # pinned date (an ordinary day may have none).
@@ -531,6 +541,7 @@ def test_hunting_tab_survives_a_baseline_change(page: Page, fresh_server):
 
 
 # ------------------------------------------------------------------ Devices drill-down
+@pytest.mark.parametrize("server", ["api"], indirect=True)
 def test_device_drill_down(page: Page, server):
     open_page(page, f"{server.url}/devices", "Devices")
     wait_for_charts(page)

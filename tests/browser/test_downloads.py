@@ -84,6 +84,7 @@ def _toxic_downloads(page: Page, table: Locator, dest: Path, shown: int) -> list
     return rows
 
 
+@pytest.mark.parametrize("server", ["demo"], indirect=True)
 def test_toxic_table_toggles_search_and_downloads(page: Page, server, tmp_path):
     page.add_init_script(NO_SAVE_PICKER)
     # A week of the demo story: the C2 beacon (critical, partly blocked) and a
@@ -137,6 +138,7 @@ def test_toxic_table_toggles_search_and_downloads(page: Page, server, tmp_path):
 
 
 # ------------------------------------------------------------------ storylines
+@pytest.mark.parametrize("server", ["api"], indirect=True)
 def test_storyline_downloads_match_the_table(page: Page, server, tmp_path):
     # The incident's beacon day: storylines to list (an ordinary day may have none).
     open_page(page, f"{server.url}/hunting?{days_query(INCIDENT_DAY)}", "Threat hunting")
@@ -153,6 +155,7 @@ def test_storyline_downloads_match_the_table(page: Page, server, tmp_path):
 
 
 # ------------------------------------------------------------------ remote hosts
+@pytest.mark.parametrize("server", ["demo"], indirect=True)
 def test_remote_host_downloads_follow_the_filter(page: Page, server, tmp_path):
     """CSV and Parquet of the Remote hosts table hold the rows its caption counts, before
     and after the filter box; the filtered rows are those holding the text in their IP,
@@ -184,6 +187,7 @@ def test_remote_host_downloads_follow_the_filter(page: Page, server, tmp_path):
 
 
 # ------------------------------------------------------------------ evidence packs
+@pytest.mark.parametrize("server", ["api"], indirect=True)
 def test_evidence_packs_hold_what_the_pages_show(page: Page, server, browser, tmp_path,
                                                  sensors):
     # The incident's last brute-force day (a beacon day too: storylines, toxic flows both

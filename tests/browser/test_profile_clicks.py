@@ -74,6 +74,7 @@ def _select_first_row(page: Page, key: str) -> None:
                                                 box["y"] + ROW_HEIGHT + ROW_HEIGHT / 2))
 
 
+@pytest.mark.parametrize("server", ["demo"], indirect=True)
 def test_profile_from_a_toxic_row_lists_the_devices_of_the_flow_table(
         page: Page, server, tmp_path, originals, screenshot_dir):
     # A day with toxic flows (an ordinary day may have none): the incident's last
@@ -129,6 +130,7 @@ def test_profile_from_a_toxic_row_lists_the_devices_of_the_flow_table(
     page.screenshot(path=str(screenshot_dir / f"{server.mode}-remote-profile-masked.png"))
 
 
+@pytest.mark.parametrize("server", ["api"], indirect=True)
 def test_profile_pack_look_back_and_close(page: Page, server, api_simulator, browser,
                                           tmp_path):
     """The profile's own controls, clicked: its devices' Parquet, its evidence pack (the
