@@ -55,8 +55,10 @@ redis-server:
 
 # Every suite pins the app's clock to one instant (tests/kit/clock.py); choose another
 # with FLUX_TEST_NOW, e.g. `make test FLUX_TEST_NOW=2026-10-25T22:59:50Z`.
-# The 15 slowest tests are listed at the end of every run.
-PYTEST := $(BIN)/python -m pytest --durations=15
+# Test files run on TEST_WORKERS processes (pytest-xdist; one file stays on one worker,
+# so its servers and shared runs are made once); the 15 slowest tests are listed last.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test: install-dev chromium redis-server
 	$(BIN)/python -m ruff check .
