@@ -3,10 +3,13 @@
 A signed-in user (an OIDC identity: email, ``email_verified``, groups) is
 matched against the policy file (TOML, ``FLUX_ACCESS_FILE``). Rules are read
 top to bottom and the first rule that matches decides, as in a firewall, so
-the file reads as it acts. A rule matches by exactly one of ``email``,
-``domain`` (only when the provider says the email is verified) or ``group``
-(the claim named by ``groups_claim``, default ``groups``). It grants a role
-and a list of sensor ids, or ``"*"`` for all:
+the file reads as it acts. A rule matches by exactly one of ``email`` or
+``domain`` (both only when the provider says the email is verified: an
+unverified address is anyone's to claim) or ``group`` (the claim named by
+``groups_claim``, default ``groups``). A provider that never sends
+``email_verified`` but vouches for every address itself (a single-tenant Entra
+ID) can say so with ``trust_unverified_email = true``. A rule grants a role and a
+list of sensor ids, or ``"*"`` for all:
 
 - ``admin``: every listed sensor, full data, and the activity page;
 - ``analyst``: full data for the listed sensors;
@@ -100,12 +103,13 @@ class Rule:
     sensors: frozenset[int] | None
     label: str
 
-    def matches(self, who: Identity) -> bool:
+    def matches(self, who: Identity, trust_unverified: bool = False) -> bool:
         email = who.email.lower()
+        verified = who.email_verified or trust_unverified
         if self.kind == "email":
-            return bool(email) and email == self.value
+            return verified and bool(email) and email == self.value
         if self.kind == "domain":
-            return who.email_verified and email.rpartition("@")[2] == self.value and "@" in email
+            return verified and email.rpartition("@")[2] == self.value and "@" in email
         return self.value in who.groups
 
 
@@ -114,10 +118,11 @@ class Policy:
     rules: tuple[Rule, ...] = ()
     groups_claim: str = "groups"
     source: str = ""
+    trust_unverified_email: bool = False
 
     def grant_for(self, who: Identity) -> Grant | None:
         for rule in self.rules:
-            if rule.matches(who):
+            if rule.matches(who, self.trust_unverified_email):
                 return Grant(rule.role, rule.sensors, rule.label)
         return None
 
@@ -130,15 +135,19 @@ class Policy:
         groups_claim = data.get("groups_claim", "groups")
         if not isinstance(groups_claim, str) or not groups_claim:
             raise E.ConfigError(f"{source}: groups_claim must be a claim name.")
-        unknown = set(data) - {"groups_claim", "rule"}
+        unknown = set(data) - {"groups_claim", "trust_unverified_email", "rule"}
         if unknown:
             raise E.ConfigError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}; "
-                                "expected groups_claim and [[rule]] tables.")
+                                "expected groups_claim, trust_unverified_email and [[rule]] "
+                                "tables.")
+        trust = data.get("trust_unverified_email", False)
+        if not isinstance(trust, bool):
+            raise E.ConfigError(f"{source}: trust_unverified_email must be true or false.")
         raw_rules = data.get("rule", [])
         if not isinstance(raw_rules, list):
             raise E.ConfigError(f"{source}: rules are [[rule]] tables.")
         rules = tuple(_rule(r, i + 1, source) for i, r in enumerate(raw_rules))
-        return cls(rules, groups_claim, source)
+        return cls(rules, groups_claim, source, trust)
 
     @classmethod
     def from_file(cls, path: Path) -> Policy:
@@ -220,6 +229,7 @@ class Hosting:
     global_daily_budget: int | None = None
     monthly_quota: int | None = None
     force_mask: bool = False
+    hosted: bool = False  # started by `make serve` (FLUX_HOSTED, set by serve.py)
 
     @classmethod
     def load(cls, settings: Settings, secrets: Mapping[str, Any] | None = None,
@@ -242,6 +252,7 @@ class Hosting:
                                        env.get("FLUX_GLOBAL_DAILY_BUDGET"), None),
             monthly_quota=_whole("FLUX_MONTHLY_QUOTA", env.get("FLUX_MONTHLY_QUOTA"), None),
             force_mask=_flag(env.get("FLUX_FORCE_MASK")),
+            hosted=_flag(env.get("FLUX_HOSTED")),
         )
 
     def policy(self) -> Policy:
@@ -266,15 +277,19 @@ def is_loopback(address: str | None) -> bool:
         return False
 
 
-def anonymous_refusal(settings: Settings, hosting: Hosting, address: str | None) -> str | None:
+def anonymous_refusal(settings: Settings, hosting: Hosting, address: str | None, *,
+                      hosted: bool = False) -> str | None:
     """Why an anonymous server must not show data, or None when it may.
 
     A real API key, no sign-in, and a server reachable beyond this machine:
-    anyone who can reach the port would see every sensor the key can read.
+    anyone who can reach the port would see every sensor the key can read. A
+    hosted server (``make serve``) counts as reachable whatever its address: a
+    loopback address behind a reverse proxy serves the network all the same.
     """
     no_key = settings.api_key is None or settings.api_key.reveal() == DEMO_KEY
+    hosted = hosted or hosting.hosted
     if settings.demo or no_key or hosting.auth or hosting.allow_anonymous \
-            or is_loopback(address):
+            or (is_loopback(address) and not hosted):
         return None
     return ("This dashboard reads a real API key and is reachable from the network without "
             "sign-in: configure sign-in ([auth] in .streamlit/secrets.toml with "

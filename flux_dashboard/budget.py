@@ -8,6 +8,14 @@ rename), so the app's sessions, a second process and the CLI add to the same
 counts and a restart keeps them. Days are UTC days; months are UTC months.
 ``Budgets.check`` says, in one plain sentence, why a load of a given cost
 must not start, or returns None.
+
+A load spends in two steps, so that two tabs cannot both pass a budget that
+only one fits (each read the usage, then counted when its thread ended):
+``reserve`` checks the budgets against what is spent *and* reserved by loads
+still running, and books the load's estimate, in one atomic step (under the
+file lock here, in one Lua script on Redis); ``settle`` then replaces the
+booking by what the load really spent. A booking left by a process that died
+lapses after ``Reservation.ttl_s``.
 """
 
 from __future__ import annotations
@@ -17,12 +25,15 @@ import json
 import os
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from flux_dashboard import clock as clock_mod
+from flux_dashboard import errors as E
 
 KEEP_DAYS = 40
 ALL = "*"  # the deployment-wide counter of a day
@@ -33,6 +44,31 @@ class Usage:
     user_today: int
     today: int
     month: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Requests booked for one load until it settles (``Meter.reserve``)."""
+
+    id: str
+    user: str
+    requests: int
+    day: str
+    month: str
+    until: float  # wall-clock epoch seconds: a booking of a dead process lapses then
+
+    @staticmethod
+    def ttl_s(requests: int, rate_per_min: int) -> float:
+        """How long a booking holds: twice the load's time at the rate limit, and at
+        least ten minutes (a load that outlives it is settled all the same)."""
+        return max(600.0, 2 * 60.0 * requests / max(1, rate_per_min))
+
+
+def _booked(data: dict, now: float) -> dict[str, dict]:
+    """Unexpired bookings of the file's data (expired ones are dropped)."""
+    raw = data.get("reserved") if isinstance(data.get("reserved"), dict) else {}
+    return {k: v for k, v in raw.items()
+            if isinstance(v, dict) and float(v.get("until", 0)) > now}
 
 
 class Meter:
@@ -51,18 +87,17 @@ class Meter:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return {"days": {}, "months": {}}
+            return {"days": {}, "months": {}, "reserved": {}}
         if not isinstance(data, dict):
-            return {"days": {}, "months": {}}
+            return {"days": {}, "months": {}, "reserved": {}}
         days = data.get("days") if isinstance(data.get("days"), dict) else {}
         months = data.get("months") if isinstance(data.get("months"), dict) else {}
-        return {"days": days, "months": months}
+        reserved = data.get("reserved") if isinstance(data.get("reserved"), dict) else {}
+        return {"days": days, "months": months, "reserved": reserved}
 
-    def add(self, user: str, requests: int) -> Usage:
-        """Count ``requests`` made for ``user`` now; returns the new usage."""
-        if requests <= 0:
-            return self.usage(user)
-        day, month = self._keys()
+    @contextmanager
+    def _locked(self):
+        """The file's data under the exclusive lock; written back on exit."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")
         with self._lock:
@@ -70,10 +105,7 @@ class Meter:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 data = self._read()
-                counts = data["days"].setdefault(day, {})
-                counts[user] = int(counts.get(user, 0)) + requests
-                counts[ALL] = int(counts.get(ALL, 0)) + requests
-                data["months"][month] = int(data["months"].get(month, 0)) + requests
+                yield data
                 oldest = (self.clock().astimezone(UTC) - timedelta(days=KEEP_DAYS)
                           ).strftime("%Y-%m-%d")
                 data["days"] = {d: c for d, c in data["days"].items() if d >= oldest}
@@ -83,7 +115,58 @@ class Meter:
                 os.replace(tmp, self.path)
             finally:
                 os.close(fd)
+
+    @staticmethod
+    def _count(data: dict, user: str, requests: int, day: str, month: str) -> None:
+        counts = data["days"].setdefault(day, {})
+        counts[user] = int(counts.get(user, 0)) + requests
+        counts[ALL] = int(counts.get(ALL, 0)) + requests
+        data["months"][month] = int(data["months"].get(month, 0)) + requests
+
+    def add(self, user: str, requests: int) -> Usage:
+        """Count ``requests`` made for ``user`` now; returns the new usage."""
+        if requests <= 0:
+            return self.usage(user)
+        day, month = self._keys()
+        with self._locked() as data:
+            self._count(data, user, requests, day, month)
         return self._usage(data, user, day, month)
+
+    def reserve(self, user: str, requests: int, budgets: Budgets,
+                ttl_s: float = 600.0) -> Reservation:
+        """Book ``requests`` for ``user`` if the budgets allow them on top of what is
+        spent and booked; BudgetExceededError (its message says which budget) if not."""
+        day, month = self._keys()
+        now = clock_mod.wall().timestamp()
+        with self._locked() as data:
+            booked = _booked(data, now)
+            mine = sum(int(b["n"]) for b in booked.values() if b.get("user") == user
+                       and b.get("day") == day)
+            today = sum(int(b["n"]) for b in booked.values() if b.get("day") == day)
+            month_n = sum(int(b["n"]) for b in booked.values() if b.get("month") == month)
+            used = self._usage(data, user, day, month)
+            refusal = budgets.check(Usage(used.user_today + mine, used.today + today,
+                                          used.month + month_n), requests)
+            if refusal:
+                data["reserved"] = booked
+                raise E.BudgetExceededError(refusal, hours=[])
+            r = Reservation(uuid.uuid4().hex, user, max(0, requests), day, month,
+                            now + ttl_s)
+            booked[r.id] = {"user": user, "n": r.requests, "day": day, "month": month,
+                            "until": r.until}
+            data["reserved"] = booked
+        return r
+
+    def settle(self, reservation: Reservation, spent: int) -> Usage:
+        """Replace the booking by the requests the load really made."""
+        with self._locked() as data:
+            booked = _booked(data, clock_mod.wall().timestamp())
+            booked.pop(reservation.id, None)
+            data["reserved"] = booked
+            if spent > 0:
+                self._count(data, reservation.user, spent, reservation.day,
+                            reservation.month)
+        return self._usage(data, reservation.user, reservation.day, reservation.month)
 
     def usage(self, user: str = ALL) -> Usage:
         day, month = self._keys()

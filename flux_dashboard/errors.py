@@ -15,7 +15,10 @@
     │   ├── BudgetExceededError    a request budget or the quota stopped the load
     │   └── LoadCancelledError     the user cancelled the load (what completed is cached)
     ├── ConfigError                a setting is invalid
-    └── AccessDeniedError          the signed-in user may not see this (policy, not the API)
+    ├── AccessDeniedError          the signed-in user may not see this (policy, not the API)
+    ├── MemoryLimitError           a window larger than this server keeps in memory
+    └── AuditUnavailableError      hosted: an action that must be audited, and the audit
+                                   trail cannot be written (refused)
 
 Messages say what to do next. None of them ever contains the API key: the
 client builds them from status codes, parameters it chose and response bodies,
@@ -104,6 +107,14 @@ class ConfigError(FluxError):
 
 class AccessDeniedError(FluxError):
     """Refused by the access policy, before any request to the API."""
+
+
+class MemoryLimitError(FluxError):
+    """A window too large for the memory this server keeps for one range; nothing read."""
+
+
+class AuditUnavailableError(FluxError):
+    """The audit trail cannot be written, and the action must be audited: refused."""
 
 
 class BudgetExceededError(IncompleteDataError):

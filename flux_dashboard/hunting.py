@@ -50,14 +50,24 @@ UNQUALIFIED = "Unqualified"  # same wording as analytics.threat_label_expr
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>$:=\"'^])")
 
 
+# GFM turns bare "https://…", "http://…", "www.…" and "a@b.c" into links after the
+# escapes are resolved (on the text's final characters), so no escape prevents it. A
+# word joiner (U+2060, invisible, no line break) inside each pattern breaks it.
+_AUTOLINK = re.compile(r"(?i)(?<=[a-z]:)(?=//)|(?<=\bwww)(?=\.)|(?<=@)")
+WORD_JOINER = "\u2060"
+
+
 def escape_markdown(text: str) -> str:
     """Make any text render literally in (Streamlit) markdown.
 
-    ``&``, ``<`` and ``>`` become HTML entities (so raw HTML never renders)
-    and every markdown punctuation character is backslash-escaped, so links,
-    images, emphasis, directives and LaTeX from data values stay plain text.
+    ``&``, ``<`` and ``>`` become HTML entities (so raw HTML never renders),
+    every markdown punctuation character is backslash-escaped, so links,
+    images, emphasis, directives and LaTeX from data values stay plain text,
+    and bare URLs, ``www.`` names and e-mail addresses get an invisible word
+    joiner, so that GFM cannot turn them into links either.
     """
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _AUTOLINK.sub(WORD_JOINER, text)
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 

@@ -6,9 +6,12 @@
 else), checks them, and exits with
 one plain line when something would make the hosted link unsafe or broken:
 an incomplete ``[auth]`` section, a ``redirect_uri`` that is not an absolute
-``…/oauth2callback`` URL, a short ``cookie_secret``, a missing or invalid
-access policy, or a real API key served to the network without sign-in (and
-without ``FLUX_ALLOW_ANONYMOUS=1``). Then it replaces itself with
+``…/oauth2callback`` URL, a short ``cookie_secret``, a ``FLUX_PUBLIC_URL`` on
+another origin than ``redirect_uri``, a missing or invalid access policy, or a
+real API key served without sign-in (and without ``FLUX_ALLOW_ANONYMOUS=1``),
+whatever the address: a loopback address behind a reverse proxy is on the
+network all the same. Every check runs whatever else is set. Then it replaces
+itself with
 ``streamlit run app.py`` and production flags: headless, address and port
 from ``FLUX_ADDRESS``/``FLUX_PORT``, XSRF protection and CORS on with the
 public origin as the only allowed origin, ``server.allowedHosts`` set to the
@@ -33,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 AUTH_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret",
              "server_metadata_url")
 MIN_COOKIE_SECRET = 32
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")  # also .streamlit/config.toml's
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class Plan:
                  "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
                  "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "none",
                  "--client.toolbarMode", "minimal", "--server.enableAgentApi", "false",
+                 "--client.disableDataExport", "true",
                  "--server.runOnSave", "false", "--server.fileWatcherType", "none",
                  # exactly the file checked here, not ~/.streamlit or the script's folder
                  "--secrets.files", str(self.secrets_file)]
@@ -62,6 +67,9 @@ class Plan:
             parts = urlsplit(self.public_url)
             flags += ["--server.corsAllowedOrigins", f"{parts.scheme}://{parts.netloc}",
                       "--server.allowedHosts", parts.hostname or ""]
+        elif is_loopback(self.address):  # DNS rebinding: only this machine's own names
+            for host in LOCAL_HOSTS:
+                flags += ["--server.allowedHosts", host]
         if self.base_path:
             flags += ["--server.baseUrlPath", self.base_path]
         return flags
@@ -107,6 +115,11 @@ def _check_auth(auth: Mapping) -> str:
     return f"{parts.scheme}://{parts.netloc}{base}"
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
 def plan(env: Mapping[str, str], secrets_path: Path) -> Plan:
     """What ``make serve`` would run, or ConfigError with one plain line."""
     secrets = read_secrets(secrets_path)
@@ -122,7 +135,14 @@ def plan(env: Mapping[str, str], secrets_path: Path) -> Plan:
     public = env.get("FLUX_PUBLIC_URL") or None
     rules = 0
     if hosting.auth:
-        public = public or _check_auth(secrets["auth"])
+        # Always checked: FLUX_PUBLIC_URL once skipped every [auth] check, a 3-character
+        # cookie_secret included (anyone could then forge the identity cookie).
+        signed_in_at = _check_auth(secrets["auth"])
+        if public and _origin(public) != _origin(signed_in_at):
+            raise E.ConfigError(f"FLUX_PUBLIC_URL ({_origin(public)}) and [auth] redirect_uri "
+                                f"({_origin(signed_in_at)}) name different origins: sign-in "
+                                "only works at redirect_uri's. Make them the same.")
+        public = public or signed_in_at
         if hosting.access_file is None:
             raise E.ConfigError("Sign-in is configured but FLUX_ACCESS_FILE is not: nobody "
                                 "could see anything (see deploy/access.example.toml).")
@@ -131,7 +151,7 @@ def plan(env: Mapping[str, str], secrets_path: Path) -> Plan:
             raise E.ConfigError(f"The access policy {hosting.access_file} has no rule: nobody "
                                 "could see anything.")
     else:
-        refusal = anonymous_refusal(settings, hosting, address)
+        refusal = anonymous_refusal(settings, hosting, address, hosted=True)
         if refusal:
             raise E.ConfigError(refusal)
     if public:
@@ -154,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     if check_only:
         return 0
     args = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), *p.flags()]
+    # The app then applies the hosted rules too (no anonymous real key on any address).
+    os.environ["FLUX_HOSTED"] = "1"
     os.execv(sys.executable, args)
     return 0  # not reached
 

@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 
 from flux_dashboard import clock as clock_mod
 from flux_dashboard import errors as E
-from flux_dashboard.budget import ALL, KEEP_DAYS, Usage
+from flux_dashboard.budget import ALL, KEEP_DAYS, Budgets, Reservation, Usage
 
 PREFIX = "flux:"
 LOCK_TTL_S = 60.0
@@ -284,19 +284,90 @@ return 0
 
 
 # ---------------------------------------------------------------- request counters
+# Book a load's requests if every budget allows them on top of what is spent and
+# booked. KEYS: spent (user's day, day, month), bookings (the same three, sorted sets of
+# "id:n" scored by expiry). ARGV: now, until, id, n, limits (user's day, day, month;
+# -1: none), seconds to keep. Returns {0 or the refused budget's number, then the
+# spent + booked counts of the three}.
+_BOOK = """
+local function booked(key)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+  local total = 0
+  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    total = total + tonumber(string.match(m, ':(%d+)$'))
+  end
+  return total
+end
+local n = tonumber(ARGV[4])
+local seen = {}
+for i = 1, 3 do
+  seen[i] = tonumber(redis.call('GET', KEYS[i]) or '0') + booked(KEYS[i + 3])
+end
+for i = 1, 3 do
+  local limit = tonumber(ARGV[4 + i])
+  if n > 0 and limit >= 0 and seen[i] + n > limit then
+    return {i, seen[1], seen[2], seen[3]}
+  end
+end
+for i = 4, 6 do
+  redis.call('ZADD', KEYS[i], ARGV[2], ARGV[3] .. ':' .. ARGV[4])
+  redis.call('EXPIRE', KEYS[i], ARGV[8])
+end
+return {0, seen[1], seen[2], seen[3]}
+"""
+
+
 class RedisMeter:
-    """``budget.Meter`` on Redis: counters per user per UTC day, per day, per month."""
+    """``budget.Meter`` on Redis: counters per user per UTC day, per day, per month, and
+    the bookings of running loads (``reserve``/``settle``, atomic in one script)."""
 
     def __init__(self, url: str, clock: Callable[[], datetime] | None = None) -> None:
         self.url = url
         self.clock = clock or clock_mod.real
 
-    def _keys(self, user: str) -> tuple[str, str, str]:
+    def _keys(self, user: str, day: str | None = None, month: str | None = None,
+              kind: str = "") -> tuple[str, str, str]:
+        now = self.clock().astimezone(UTC)
+        day, month = day or now.strftime("%Y-%m-%d"), month or now.strftime("%Y-%m")
+        uid = hashlib.blake2b(user.encode(), digest_size=8).hexdigest()
+        return (f"{PREFIX}meter{kind}:day:{day}:{uid}", f"{PREFIX}meter{kind}:day:{day}:{ALL}",
+                f"{PREFIX}meter{kind}:month:{month}")
+
+    def reserve(self, user: str, requests: int, budgets: Budgets,
+                ttl_s: float = 600.0) -> Reservation:
+        """``budget.Meter.reserve`` on Redis: checked and booked in one atomic script."""
         now = self.clock().astimezone(UTC)
         day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
-        uid = hashlib.blake2b(user.encode(), digest_size=8).hexdigest()
-        return (f"{PREFIX}meter:day:{day}:{uid}", f"{PREFIX}meter:day:{day}:{ALL}",
-                f"{PREFIX}meter:month:{month}")
+        wall = clock_mod.wall().timestamp()
+        r = Reservation(uuid.uuid4().hex, user, max(0, requests), day, month, wall + ttl_s)
+        limits = [-1 if b is None else b for b in
+                  (budgets.user_daily, budgets.global_daily, budgets.monthly_quota)]
+        keys = [*self._keys(user, day, month), *self._keys(user, day, month, ":booked")]
+        keep = int(timedelta(days=KEEP_DAYS).total_seconds())
+        with _plain_errors(self.url, "book the load's requests"):
+            refused, *seen = connect(self.url).eval(
+                _BOOK, len(keys), *keys, wall, r.until, r.id, r.requests, *limits, keep)
+        if int(refused):
+            usage = Usage(*(int(v) for v in seen))
+            raise E.BudgetExceededError(budgets.check(usage, r.requests) or
+                                        "A request budget is spent.", hours=[])
+        return r
+
+    def settle(self, reservation: Reservation, spent: int) -> Usage:
+        """Drop the booking and count what the load really spent."""
+        r = reservation
+        spent_keys = self._keys(r.user, r.day, r.month)
+        booked_keys = self._keys(r.user, r.day, r.month, ":booked")
+        keep = int(timedelta(days=KEEP_DAYS).total_seconds())
+        with _plain_errors(self.url, "count requests"):
+            pipe = connect(self.url).pipeline()  # MULTI/EXEC: all or nothing
+            for key in booked_keys:
+                pipe.zrem(key, f"{r.id}:{r.requests}")
+            for key in spent_keys:
+                pipe.incrby(key, max(0, int(spent)))
+                pipe.expire(key, keep)
+            res = pipe.execute()
+        return Usage(user_today=int(res[3]), today=int(res[5]), month=int(res[7]))
 
     def add(self, user: str, requests: int) -> Usage:
         if requests <= 0:

@@ -71,21 +71,33 @@ _LINK = re.compile(r"(?<!\\)\]\(\s*<?https?://evil", re.I)
 _IMAGE = re.compile(r"(?<!\\)!\[")
 
 
+# What GFM turns into a link by itself, in the text as rendered (escapes resolved):
+# a bare http(s) URL, a www. name, an e-mail address.
+BARE = "see https://evil.example/sso http://evil.example/x www.evil.example ops@evil.example"
+_AUTOLINK = re.compile(r"(?i)https?://|\bwww\.|[\w.+-]@[\w-]+\.")
+
+
 def markdown_links_to_evil(at: AppTest) -> list[str]:
     """Markdown bodies that would render a link or an image (to evil.example): an
-    unescaped ``](https://evil`` or ``![`` outside code spans."""
+    unescaped ``](https://evil`` or ``![`` outside code spans, or text that GFM
+    autolinks once the escapes are resolved (a bare URL, www., an e-mail address)."""
     bad = []
     for body in markdown_bodies(at):
         outside_code = _CODE_SPAN.sub("", body)
-        if _LINK.search(outside_code) or _IMAGE.search(outside_code):
+        rendered = re.sub(r"\\(.)", r"\1", outside_code)
+        if _LINK.search(outside_code) or _IMAGE.search(outside_code) or \
+                _AUTOLINK.search(rendered):
             bad.append(body)
     return bad
 
 
+FIELDS = ["remote", "sensor", "protocol", "port", "mac", "device", "threat"]
+
+
 @pytest.mark.parametrize("query", [
-    {"remote": PHISH}, {"sensor": PHISH}, {"protocol": PHISH}, {"port": PHISH},
-    {"mac": PHISH}, {"device": PHISH}, {"threat": PHISH}, {PHISH: "1"},
-], ids=["remote", "sensor", "protocol", "port", "mac", "device", "threat", "unknown-name"])
+    *({k: value} for value in (PHISH, BARE) for k in FIELDS), {PHISH: "1"}, {BARE: "1"},
+], ids=[*(f"{k}-{kind}" for kind in ("markdown", "bare") for k in FIELDS),
+        "unknown-name-markdown", "unknown-name-bare"])
 def test_link_values_never_render_as_links_or_images(query: dict[str, str]) -> None:
     at = new_app(query)
     at.run()

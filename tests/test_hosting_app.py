@@ -17,7 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from flux_dashboard import clock
-from tests.kit.apptest import demo_api, hermetic, use_real_key
+from tests.kit.apptest import demo_api, hermetic, said, use_real_key
 from tests.kit.clock import PINNED, PLAN, days_link, pinned_clock
 from tests.kit.demo import FIXED_DAY
 from tests.kit.procs import free_port
@@ -133,8 +133,8 @@ def test_expired_session_must_sign_in_again():
 
 def test_unknown_user_gets_the_ask_an_administrator_page(env):
     at = run(EVE)
-    assert "eve@else\\.example" in at.error[0].value and "Ask an administrator" in \
-        at.error[0].value
+    assert "eve@else.example" in said(at.error)[0] and "Ask an administrator" in \
+        said(at.error)[0]
     assert [b.label for b in at.button] == ["Sign out"]
     assert not at.metric and not at.sidebar.selectbox
     assert any(e["event"] == "denied" and e["user"] == "eve@else.example"
@@ -143,8 +143,8 @@ def test_unknown_user_gets_the_ask_an_administrator_page(env):
 
 def test_sidebar_shows_who_is_signed_in():
     at = run(BOB)
-    shown = " ".join(c.value for c in at.sidebar.caption)
-    assert "bob@corp\\.example · analyst" in shown
+    shown = " ".join(said(at.sidebar.caption))
+    assert "bob@corp.example · analyst" in shown
     assert "Sign out" in [b.label for b in at.sidebar.button]
 
 
@@ -346,8 +346,8 @@ def test_with_redis_the_app_counts_in_redis_and_a_dead_redis_is_a_plain_message(
     monkeypatch.setenv("FLUX_CONFIRM_REQUESTS", "100000")
     at = run(None, auth=False, range="Last 24 hours")
     assert at.metric
-    # Every data request (rows and hourly counts) is counted once, in Redis.
-    data = sum(1 for path, _ in api.requests if "/flux" in path)
+    # Every request (rows, hourly counts, the sensor list) is counted once, in Redis.
+    data = sum(1 for path, _ in api.requests if "/flux" in path or path.endswith("/sensors"))
     assert RedisMeter(redis_url, clock=pinned_clock).usage().today == data > 0
 
 

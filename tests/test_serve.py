@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -78,16 +79,72 @@ def test_access_policy_is_required_and_checked(files):
         plan(env(files), files / "secrets.toml")
 
 
-def test_real_key_without_sign_in_needs_loopback_or_explicit_anonymity(files):
+def test_real_key_without_sign_in_needs_sign_in_or_explicit_anonymity(files):
+    """`make serve` is the hosted mode: a real key without [auth] is refused on every
+    address (a loopback address behind a reverse proxy serves the network all the
+    same), unless anonymity is explicit. It once passed on 127.0.0.1."""
     (files / "secrets.toml").write_text('SERENICITY_API_KEY = "a-real-key-1234567890"\n')
-    with pytest.raises(E.ConfigError, match="FLUX_ALLOW_ANONYMOUS=1") as err:
-        plan(env(files), files / "secrets.toml")
-    assert "a-real-key" not in str(err.value)
-    assert plan(env(files, FLUX_ADDRESS="127.0.0.1"), files / "secrets.toml").auth is False
+    for address in ("0.0.0.0", "127.0.0.1", "localhost", "::1"):
+        with pytest.raises(E.ConfigError, match="FLUX_ALLOW_ANONYMOUS=1") as err:
+            plan(env(files, FLUX_ADDRESS=address), files / "secrets.toml")
+        assert "a-real-key" not in str(err.value)
     assert plan(env(files, FLUX_ALLOW_ANONYMOUS="1"), files / "secrets.toml").auth is False
     # the demo needs no sign-in anywhere
     (files / "secrets.toml").write_text("")
     assert plan(env(files), files / "secrets.toml").rules == 0
+
+
+# The matrix of deploy/README.md ("What make serve refuses"): FLUX_PUBLIC_URL, the
+# address and the [auth] section, each combination accepted or refused as documented.
+BROKEN_AUTH = {
+    "http-redirect": (("https://flux.corp.example", "http://flux.corp.example"),
+                      "https outside"),
+    "short-cookie": (("0123456789abcdef0123456789abcdef-long", "abc"),
+                     "cookie_secret must be at least"),
+    "no-client-secret": (("client_secret = \"s3cr3t\"\n", ""), "lacks client_secret"),
+    "no-metadata": (("server_metadata_url = \"https://login.corp.example/.well-known/"
+                     "openid-configuration\"\n", ""), "lacks server_metadata_url"),
+}
+PUBLIC_URLS = {"unset": None, "same-origin": "https://flux.corp.example/soc",
+               "other-origin": "https://dashboard.other.example"}
+
+
+@pytest.mark.parametrize("public", PUBLIC_URLS)
+@pytest.mark.parametrize("address", ["0.0.0.0", "127.0.0.1"])
+@pytest.mark.parametrize("auth", ["complete", *BROKEN_AUTH, "none-real-key", "none-demo"])
+def test_serve_matrix(files, public, address, auth):
+    secrets = files / "secrets.toml"
+    if auth in BROKEN_AUTH:
+        secrets.write_text(AUTH.replace(*BROKEN_AUTH[auth][0]))
+    elif auth == "none-real-key":
+        secrets.write_text('SERENICITY_API_KEY = "a-real-key-1234567890"\n')
+    elif auth == "none-demo":
+        secrets.write_text("")
+    extra = {"FLUX_ADDRESS": address}
+    if PUBLIC_URLS[public]:
+        extra["FLUX_PUBLIC_URL"] = PUBLIC_URLS[public]
+    if auth in BROKEN_AUTH:  # every check runs, whatever FLUX_PUBLIC_URL says
+        with pytest.raises(E.ConfigError, match=BROKEN_AUTH[auth][1]):
+            plan(env(files, **extra), secrets)
+    elif auth == "none-real-key":  # whatever the address
+        with pytest.raises(E.ConfigError, match="FLUX_ALLOW_ANONYMOUS=1"):
+            plan(env(files, **extra), secrets)
+    elif auth == "complete" and public == "other-origin":
+        with pytest.raises(E.ConfigError, match="different origins"):
+            plan(env(files, **extra), secrets)
+    else:
+        p = plan(env(files, **extra), secrets)
+        assert p.address == address and p.auth == (auth == "complete")
+        flags = dict(zip(p.flags()[::2], p.flags()[1::2], strict=False))
+        assert flags["--client.disableDataExport"] == "true"
+        hosts = [v for k, v in zip(p.flags()[::2], p.flags()[1::2], strict=True)
+                 if k == "--server.allowedHosts"]
+        if p.public_url:
+            assert hosts == [urlsplit(p.public_url).hostname]
+        elif address == "127.0.0.1":  # loopback: this machine's own names only
+            assert hosts == ["localhost", "127.0.0.1", "::1"]
+        else:
+            assert hosts == []
 
 
 def test_serve_check_exits_with_one_plain_line(files):

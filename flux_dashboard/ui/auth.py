@@ -8,15 +8,25 @@ administrator" page. Without it, a server that reads a real API key and
 listens beyond loopback refuses to show data unless anonymous access is
 allowed explicitly (then a permanent banner says so). ``gate()`` returns the
 ``Session`` or None after drawing the page that explains why not.
+
+Files are built on click, outside the script run (download callables): each
+build calls ``still_allowed`` first, which checks the identity again at that
+moment (signed out, token expired in real time, rule removed or narrowed in
+the access file). In hosted mode (sign-in, or ``make serve``) an action that
+must be audited is refused when its audit line cannot be written
+(``record`` raises ``AuditUnavailableError``). ``spender`` gives the session's
+``spending.Spender``: every load of every page goes through it.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from flux_dashboard import clock
 from flux_dashboard import errors as E
@@ -30,7 +40,9 @@ from flux_dashboard.access import (
 )
 from flux_dashboard.audit import AuditLog
 from flux_dashboard.budget import Budgets, Meter
+from flux_dashboard.config import memory_budget
 from flux_dashboard.service import request_meter
+from flux_dashboard.spending import Spender
 from flux_dashboard.ui.state import _secrets, settings
 from flux_dashboard.ui.text import text
 
@@ -41,10 +53,27 @@ class Session:
     grant: Grant
     signed_in: bool
     hosting: Hosting
+    identity: Identity | None = None  # the sign-in's claims (None: no sign-in)
+    session_id: str = ""  # Streamlit's session (browser tab) id
 
     @property
     def role(self) -> str:
         return self.grant.role
+
+    @property
+    def must_audit(self) -> bool:
+        """Hosted (sign-in, or `make serve`): audited actions need their audit line."""
+        return self.hosting.auth or self.hosting.hosted
+
+
+# Tabs whose user signed out: their pending file builds are refused.
+_SIGNED_OUT: set[str] = set()
+_SIGNED_OUT_LOCK = threading.Lock()
+
+
+def _session_id() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else ""
 
 
 def hosting() -> Hosting:
@@ -77,8 +106,13 @@ def budgets(host: Hosting) -> Budgets:
     return Budgets(host.user_daily_budget, host.global_daily_budget, host.monthly_quota)
 
 
-def record(session: Session, event: str, **fields: Any) -> None:
-    """Append an audit event for this session (never raises into the page)."""
+def record(session: Session, event: str, *, required: bool = True, **fields: Any) -> None:
+    """Append an audit event for this session.
+
+    When it cannot be written: in hosted mode an action that must be audited
+    (``required``: exports, packs, loads) raises ``AuditUnavailableError``, so the
+    caller refuses it; otherwise a log warning.
+    """
     try:
         audit_log(session.hosting).record(event, user=session.user, role=session.role,
                                           **fields)
@@ -86,6 +120,53 @@ def record(session: Session, event: str, **fields: Any) -> None:
         import logging
 
         logging.getLogger(__name__).warning("could not write the audit trail")
+        if required and session.must_audit:
+            raise E.AuditUnavailableError(
+                "This action is refused because the audit trail cannot be written right "
+                "now. Ask an administrator to check FLUX_AUDIT_FILE.") from None
+
+
+def spender(session: Session) -> Spender:
+    """What this session's loads are measured, booked and audited against."""
+    cfg, host = settings(), session.hosting
+    return Spender(user=session.user, meter=meter(), budgets=budgets(host),
+                   confirm_over=host.confirm_requests, metered=not cfg.demo,
+                   rate_per_min=cfg.rate_limit_per_min,
+                   audit=lambda event, **kw: record(session, event, **kw),
+                   memory_limit=memory_budget("hot", cfg.memory_mb))
+
+
+def still_allowed(session: Session, sensor_id: object = None, *, masked: bool | None = None,
+                  admin: bool = False) -> str | None:
+    """Why a file built now for this session must be refused, or None.
+
+    Checked when the file is built (a download click runs outside the script
+    run, possibly long after the page was drawn): the tab's user has not signed
+    out, the token has not expired (real time), and the access file, read
+    again, still grants this sensor (unmasked only if the grant is not masked;
+    the Activity page's files: still an admin).
+    """
+    if not session.signed_in:
+        return None
+    with _SIGNED_OUT_LOCK:
+        if session.session_id and session.session_id in _SIGNED_OUT:
+            return "You signed out: sign in again to download."
+    host = session.hosting
+    if session.identity is None or session_expired(session.identity, clock.wall(),
+                                                   host.session_hours):
+        return (f"Your session has expired (sessions last {host.session_hours} hours): "
+                "sign in again to download.")
+    try:
+        grant = host.policy().grant_for(session.identity)
+    except E.ConfigError:
+        return "The access policy cannot be read right now: ask an administrator."
+    if grant is None or (sensor_id is not None and not grant.allows(sensor_id)):
+        return "Your access to this sensor was withdrawn: ask an administrator."
+    if masked is False and grant.masked:
+        return "Your account now sees masked identifiers only: reload the page."
+    if admin and not grant.is_admin:
+        return "This download is for administrators only."
+    return None
 
 
 def _claims() -> dict:
@@ -104,7 +185,8 @@ def gate() -> Session | None:
         st.error(f"Configuration problem: {text(exc)}", icon=":material/settings:")
         return None
     if not host.auth:
-        refusal = anonymous_refusal(cfg, host, st.get_option("server.address"))
+        refusal = anonymous_refusal(cfg, host, st.get_option("server.address"),
+                                    hosted=host.hosted)
         if refusal:
             st.error(text(refusal), icon=":material/lock:")
             return None
@@ -112,7 +194,7 @@ def gate() -> Session | None:
             st.warning("Anonymous access is on (FLUX_ALLOW_ANONYMOUS=1): anyone who can reach "
                        "this address sees every sensor of the API key.",
                        icon=":material/lock_open:")
-        return Session("anonymous", ANONYMOUS, False, host)
+        return Session("anonymous", ANONYMOUS, False, host, None, _session_id())
 
     claims = _claims()
     if not claims.get("is_logged_in"):
@@ -134,14 +216,17 @@ def gate() -> Session | None:
     if grant is None:
         if not st.session_state.get("_flux_denied_logged"):
             st.session_state["_flux_denied_logged"] = True
-            audit_log(host).record("denied", user=user, role="none",
-                                   reason="no access rule matches")
+            try:
+                audit_log(host).record("denied", user=user, role="none",
+                                       reason="no access rule matches")
+            except OSError:
+                pass  # refused anyway
         _no_access_page(user)
         return None
-    session = Session(user, grant, True, host)
+    session = Session(user, grant, True, host, who, _session_id())
     if st.session_state.get("_flux_signed_in_as") != user:
         st.session_state["_flux_signed_in_as"] = user
-        record(session, "sign_in", rule=grant.rule)
+        record(session, "sign_in", required=False, rule=grant.rule)
     return session
 
 
@@ -170,7 +255,10 @@ def _no_access_page(user: str) -> None:
 
 
 def _sign_out(session: Session) -> None:
-    record(session, "sign_out")
+    with _SIGNED_OUT_LOCK:
+        if session.session_id:
+            _SIGNED_OUT.add(session.session_id)
+    record(session, "sign_out", required=False)
     st.logout()
 
 

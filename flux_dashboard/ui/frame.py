@@ -51,6 +51,10 @@ def frame() -> View:
 def run_app() -> None:
     st.set_page_config(page_title="Flux · Serenicity flows", page_icon=":material/lan:",
                        layout="wide", initial_sidebar_state="expanded")
+    # Tables' own "Download as CSV" skips the audit and the formula guard of our download
+    # buttons: off in every mode, whatever config file the server was started with.
+    if not st.get_option("client.disableDataExport"):
+        st.set_option("client.disableDataExport", True)
 
     def page(u: str, t: str, i: str, f: str) -> st.Page:
         return st.Page(str(ROOT / f), title=t, icon=i, url_path=u, default=(u == "overview"))
@@ -108,7 +112,7 @@ def _audit_view(session: Session, page: str, view: View) -> None:
     if st.session_state.get("_flux_audited_view") == signature:
         return
     st.session_state["_flux_audited_view"] = signature
-    record(session, "page_view", page=page, sensor=int(view.sensor["id"]),
+    record(session, "page_view", required=False, page=page, sensor=int(view.sensor["id"]),
            range=[view.start, view.end], filters=view.filters.describe(),
            masked=view.masked, requests=view.result.flux_requests)
 
@@ -121,7 +125,7 @@ def admin_frame() -> Session:
     session = current_session()
     if session is None or not session.grant.is_admin:
         if session is not None:
-            record(session, "denied", page="activity", reason="admin only")
+            record(session, "denied", required=False, page="activity", reason="admin only")
         st.error("This page is for administrators.", icon=":material/block:")
         st.stop()
     return session

@@ -9,6 +9,7 @@ preparation of loaded frames (countries, then masking) shared by all sessions.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -21,12 +22,13 @@ import streamlit as st
 from cachetools import TTLCache
 
 from flux_dashboard import errors as E
+from flux_dashboard import spending
 from flux_dashboard.config import Settings, memory_budget
 from flux_dashboard.filters import Filters
 from flux_dashboard.geo import enrich
 from flux_dashboard.loader import Loader, LoadResult, Progress, ceil_hour, floor_hour
 from flux_dashboard.masking import Masker
-from flux_dashboard.schema import COMPACT_ROW_BYTES, compact
+from flux_dashboard.schema import compact
 from flux_dashboard.store import filters_key
 from flux_dashboard.ui.state import (
     Keyed,
@@ -87,16 +89,26 @@ def _detach(entry: _Running) -> None:
 
 
 def cancel_load(key: tuple) -> None:
-    """Callback of the Cancel button: stop the load (for every session waiting on it).
-
-    What it completed is cached, so any of them resumes from there.
-    """
+    """Callback of the Cancel button: this session stops waiting for the load, which
+    stops only when no other session waits for it (another user's view is never left
+    incomplete by someone else's click). What it completed is cached, so loading again
+    resumes from there."""
     st.session_state["_flux_cancelled"] = key
     with _running_lock:
         entry = _running.get(key)
     log.info("cancel requested for %s", key[1:])
     if entry is not None:
+        request_cancel(entry)
+
+
+def request_cancel(entry: _Running) -> bool:
+    """Cancel the load if nobody waits for it (the canceller's own run has already
+    detached when its callback runs); True when it was cancelled."""
+    with _running_lock:
+        alone = entry.waiters <= 0
+    if alone:
         entry.cancel.set()
+    return alone
 
 
 def _resume(key: tuple) -> None:
@@ -115,19 +127,38 @@ def _confirm(key: tuple) -> None:
     st.session_state.setdefault("_flux_confirmed", set()).add(key)
 
 
+def _confirm_panel(cfg: Settings, host: Any, usage: Any, estimate: Any, key: tuple,
+                   what: str = "This range", button: str = "confirm_load") -> None:
+    """The question a costly load asks first, with its cost in time and budget."""
+    from flux_dashboard.ui.auth import budgets
+
+    minutes = estimate.requests / max(1, cfg.rate_limit_per_min)
+    with st.container(border=True):
+        st.warning(
+            f"{text(what)} needs about {estimate.requests:,} API requests "
+            f"({estimate.missing_hours:,} hours are not cached yet): about "
+            f"{minutes:,.0f} min at {cfg.rate_limit_per_min:,} requests/min, "
+            f"{budgets(host).share_of_today(usage, estimate.requests)}.",
+            icon=":material/request_quote:")
+        c1, c2 = st.columns(2)
+        c1.button(f":material/download: Load ({estimate.requests:,} requests)",
+                  key=button, type="primary", on_click=_confirm, args=(key,))
+        c2.caption("Or choose a shorter range in the sidebar: cached hours cost nothing.")
+
+
 def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end: datetime,
               filters: Filters, refresh: bool | str) -> tuple[LoadResult, str, bool] | None:
     """Load in a worker thread while this (script) thread draws the progress bar.
 
     ``refresh``: False, ``"open"`` (the hour still being written) or ``"range"``.
-    A load costing more than ``FLUX_CONFIRM_REQUESTS`` asks first; budgets cap
-    what it may spend (cached hours stay available); it can be cancelled, and
-    what it completed is cached, so loading again resumes where it stopped.
-    Returns (result, note about missing hours, offline): offline when the
-    window was not (fully) loaded on purpose (cancelled, budget spent), so the
+    The load is admitted by ``spending.begin`` (memory, estimate, confirmation,
+    booking against the budgets, audit) and settled when its thread ends; it can
+    be cancelled, and what it completed is cached, so loading again resumes where
+    it stopped. Returns (result, note about missing hours, offline): offline when
+    the window was not (fully) loaded on purpose (cancelled, budget spent), so the
     page's other loads must not fetch either.
     """
-    from flux_dashboard.ui.auth import budgets, meter, record
+    from flux_dashboard.ui.auth import meter, record, spender
 
     loader = loader_for(session.grant)
     host = session.hosting
@@ -150,53 +181,33 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
         entry = _running.get(key)
     if again:
         st.session_state.pop("_flux_cancelled", None)
-    cancelled_here = st.session_state.get("_flux_cancelled") == key
-    if entry is None and not loader.holds(sensor_id, start, end, server):
-        too_big = _too_big(loader, cfg, sensor_id, start, end, server)
-        if too_big:
-            st.error(too_big, icon=":material/memory:")
-            return None
-    if entry is None and cancelled_here:
-        # Cancelled by this user: show what is cached, offer to resume.
+    if st.session_state.get("_flux_cancelled") == key:
+        # Cancelled by this user (for everyone only if nobody else waited): show what
+        # is cached, offer to resume.
         _cancelled_panel(key)
         return _cached_only(loader, session, sensor_id, start, end, server,
                             "Showing the cached hours of this range only.")
-    if entry is None and cfg.demo:  # the embedded simulator costs nothing: no questions
-        spendable = None
-    elif entry is None:
+    if entry is None:
+        confirmed = key in st.session_state.get("_flux_confirmed", set())
         try:
-            usage = meter().usage(session.user)
-            estimate = loader.estimate(sensor_id, start, end, server_filters=server)
+            booking = spending.begin(spender(session), loader, sensor_id, start, end,
+                                     server=server, purpose="page", confirmed=confirmed,
+                                     refresh=refresh)
+        except spending.NeedsConfirmation as exc:
+            _confirm_panel(cfg, host, meter().usage(session.user), exc.estimate, key)
+            return None
+        except E.BudgetExceededError as exc:
+            record(session, "budget_refused", required=False, sensor=int(sensor_id),
+                   range=[start, end])
+            st.error(text(exc), icon=":material/money_off:")
+            return _cached_only(loader, session, sensor_id, start, end, server,
+                                "Request budget spent: showing the cached hours only.")
+        except E.MemoryLimitError as exc:
+            st.error(text(exc), icon=":material/memory:")
+            return None
         except E.FluxError as exc:
             st.error(text(exc), icon=":material/cloud_off:")
             return None
-        spendable = _spendable(host, usage)
-        count_requests(session, estimate.spent)
-        confirmed = key in st.session_state.get("_flux_confirmed", set())
-        refusal = budgets(host).check(usage, estimate.requests)
-        if refusal:
-            record(session, "budget_refused", sensor=int(sensor_id), range=[start, end],
-                   requests=estimate.requests)
-            st.error(text(refusal), icon=":material/money_off:")
-            return _cached_only(loader, session, sensor_id, start, end, server,
-                                "Request budget spent: showing the cached hours only.")
-        if estimate.requests > host.confirm_requests and not confirmed and not refresh:
-            minutes = estimate.requests / max(1, cfg.rate_limit_per_min)
-            with st.container(border=True):
-                st.warning(
-                    f"This range needs about {estimate.requests:,} API requests "
-                    f"({estimate.missing_hours:,} hours are not cached yet): about "
-                    f"{minutes:,.0f} min at {cfg.rate_limit_per_min:,} requests/min, "
-                    f"{budgets(host).share_of_today(usage, estimate.requests)}.",
-                    icon=":material/request_quote:")
-                c1, c2 = st.columns(2)
-                c1.button(f":material/download: Load ({estimate.requests:,} requests)",
-                          key="confirm_load", type="primary", on_click=_confirm,
-                          args=(key,))
-                c2.caption("Or choose a shorter range in the sidebar: cached hours cost "
-                           "nothing.")
-            return None
-    if entry is None:
         entry = _Running(key, threading.Event())
         box = entry.box
 
@@ -205,40 +216,40 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
                 box["result"] = loader.load(sensor_id, start, end, server_filters=server,
                                             progress=lambda p: box.__setitem__("progress", p),
                                             refresh=refresh, cancel=entry.cancel,
-                                            max_requests=spendable)
+                                            max_requests=booking.allowance)
             except BaseException as exc:  # handed to the script thread below
                 box["error"] = exc
             finally:
                 # Here, not in the script run: a click or a closed tab may interrupt
-                # that run, and the requests must be counted and audited all the same.
-                err = box.get("error")
+                # that run, and the requests must be settled and audited all the same.
                 last: Progress | None = box.get("progress")
                 spent = box["result"].flux_requests if "result" in box else \
                     (last.requests_done if last is not None else 0)
-                count_requests(session, spent)
-                event = ("load_cancelled" if isinstance(err, E.LoadCancelledError)
-                         else "load_finished")
-                record(session, event, sensor=int(sensor_id), range=[start, end],
-                       requests=spent, ok=err is None)
+                try:
+                    booking.finish(spent, box.get("error"))
+                except E.FluxError as exc:  # shared state down: the load is not lost for it
+                    log.warning("load not settled: %s", exc)
                 with _running_lock:
                     entry.finished_at = time.monotonic()
 
-        record(session, "load_started", sensor=int(sensor_id), range=[start, end])
         entry.thread = threading.Thread(target=work, name="flux-load", daemon=True)
         # Published with its thread already started: another session that finds the
         # entry joins that thread at once ("cannot join thread before it is started"
         # was seen when it was published first).
         with _running_lock:
-            _running[key] = entry
-            entry.thread.start()
+            if key in _running:  # another session started it meanwhile: join that one
+                booking.finish(0)
+                entry = _running[key]
+            else:
+                _running[key] = entry
+                entry.thread.start()
     _wait(entry)
     box = entry.box
     err = box.get("error")
     if isinstance(err, E.IncompleteDataError) and err.partial is not None:
         hours = err.hours
         if isinstance(err, E.LoadCancelledError):
-            if cancelled_here:
-                _cancelled_panel(key)
+            _cancelled_panel(key)
             note = (f"Showing the cached hours of this range only: {len(hours)} hour(s) "
                     "are not loaded yet and are left out.")
         else:
@@ -260,38 +271,6 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
                      "persists, the server log has the details.", icon=":material/bug_report:")
         return None
     return box["result"], "", False
-
-
-def _too_big(loader: Any, cfg: Settings, sensor_id: int, start: datetime, end: datetime,
-             server: dict) -> str | None:
-    """Why this window must not be loaded into memory, or None.
-
-    A window is held whole in the loader's memory (its share of ``FLUX_MEMORY_MB``);
-    one larger than that could not be kept, so every click would read it from
-    disk again, with one more full copy each time. Judged from the disk cache's
-    metadata before anything is read (no estimate without cached hours).
-    """
-    rows = loader.expected_rows(sensor_id, start, end, server)
-    limit = memory_budget("hot", cfg.memory_mb)
-    if rows is None or rows * COMPACT_ROW_BYTES <= limit:
-        return None
-    days = max((end - start).total_seconds() / 86400, 1 / 24)
-    fit = int(days * limit / (rows * COMPACT_ROW_BYTES))
-    narrower = (f"choose at most {fit} days" if fit >= 1 else "choose a shorter range "
-                "(less than a day)")
-    return (f"This range holds about {rows / 1e6:,.1f} million flows, about "
-            f"{rows * COMPACT_ROW_BYTES / 2**20:,.0f} MB in memory: more than this server keeps "
-            f"for one range ({limit / 2**20:,.0f} MB of its {cfg.memory_mb:,} MB memory "
-            f"budget). To see it, {narrower} in the sidebar, or ask an administrator to "
-            "raise FLUX_MEMORY_MB.")
-
-
-def _spendable(host: Any, usage: Any) -> int | None:
-    """Requests a load may still make under the budgets (None: no limit)."""
-    left = [b - u for b, u in ((host.user_daily_budget, usage.user_today),
-                               (host.global_daily_budget, usage.today),
-                               (host.monthly_quota, usage.month)) if b is not None]
-    return max(0, min(left)) if left else None
 
 
 def _wait(entry: _Running) -> None:
@@ -364,17 +343,6 @@ def _cached_only(loader: Any, session: Any, sensor_id: int, start: datetime, end
                     if missing else note), True
 
 
-def count_requests(session: Any, requests: int) -> None:
-    """Add a load's API requests to the meter (per user, per day, per month)."""
-    if requests > 0:
-        from flux_dashboard.ui.auth import meter
-
-        try:
-            meter().add(session.user, requests)
-        except E.FluxError as exc:  # shared state (Redis) down: the load is not lost for it
-            log.warning("request meter not updated: %s", exc)
-
-
 def progress_text(p: Progress) -> str:
     left = p.seconds_left
     eta = f" · about {left:.0f} s left at {p.rate_limit_per_min:,} requests/min" if left >= 1 \
@@ -406,24 +374,29 @@ def _filtered(view: View, result: LoadResult, mask: Masker | None = None) -> Key
 
 
 def load_window(view: View, loader: Loader, mask: Masker | None, start: datetime,
-                end: datetime) -> Keyed:
+                end: datetime, spend: spending.Spender) -> Keyed:
     """Another window's flows, prepared and filtered like the view (no Streamlit calls).
 
-    For download callables, which run outside the script run. Raises FluxError;
-    an incomplete window raises too (an evidence pack is never silently partial).
+    For download callables, which run outside the script run: admitted, booked and
+    audited like any load (``spend``), with nobody to ask, so a load that would need
+    confirmation is refused. Raises FluxError; an incomplete window raises too (an
+    evidence pack is never silently partial).
     """
-    result = loader.load(view.sensor["id"], start, end,
-                         server_filters=dict(view.result.server_filters),
-                         max_requests=0 if view.offline else None)
-    count_requests(view.session, result.flux_requests)
+    result = spending.load(spend, loader, view.sensor["id"], start, end,
+                           server=dict(view.result.server_filters), purpose="evidence pack",
+                           offline=view.offline)
     return _filtered(view, result, mask)
 
 
 def lookback(view: View, start: datetime, end: datetime, why: str) -> Keyed | None:
-    """Flows of another window (e.g. a baseline) through the same loader and cache.
+    """Flows of another window (e.g. a baseline) through the same loader, cache and
+    gate as the page's own load (memory, confirmation, budgets, audit).
 
-    Says what it fetches and why; returns None after a visible warning on error.
+    Says what it fetches and why; returns None after a visible warning, or after
+    asking to confirm a costly load.
     """
+    from flux_dashboard.ui.auth import meter, spender
+
     loader = loader_for(view.session.grant)
     server = dict(view.result.server_filters)
     cached = loader.cached_coverage(view.sensor["id"], start, end, server)
@@ -432,10 +405,19 @@ def lookback(view: View, start: datetime, end: datetime, why: str) -> Keyed | No
         ("cached hours only: the main load was stopped" if view.offline
          else "fetching what is not cached yet")
     st.caption(f":material/history: {text(why)}: flows of {span} ({note}).")
+    key = ("lookback", view.settings.source_id, int(view.sensor["id"]), start, end,
+           tuple(sorted(server.items())))
+    confirmed = key in st.session_state.get("_flux_confirmed", set())
     try:
         with st.spinner(f"Loading {why.lower()}…"):
-            result = loader.load(view.sensor["id"], start, end, server_filters=server,
-                                 max_requests=0 if view.offline else None)
+            result = spending.load(spender(view.session), loader, view.sensor["id"], start,
+                                   end, server=server, purpose=why, confirmed=confirmed,
+                                   offline=view.offline)
+    except spending.NeedsConfirmation as exc:
+        button = "confirm_" + hashlib.blake2b(repr(key).encode(), digest_size=6).hexdigest()
+        _confirm_panel(view.settings, view.session.hosting, meter().usage(view.session.user),
+                       exc.estimate, key, what=why, button=button)
+        return None
     except E.IncompleteDataError as exc:
         # A comparison against part of a baseline would call known things new: none.
         st.warning(f"Could not load {text(why.lower())} completely, so the comparison is "
@@ -445,7 +427,6 @@ def lookback(view: View, start: datetime, end: datetime, why: str) -> Keyed | No
         st.warning(f"Could not load {text(why.lower())}: {text(exc)}",
                    icon=":material/warning:")
         return None
-    count_requests(view.session, result.flux_requests)
     return _filtered(view, result)
 
 

@@ -24,6 +24,7 @@ from flux_dashboard import charts as C
 from flux_dashboard import remote_profile as P
 from flux_dashboard.store import filters_key
 from flux_dashboard.ui.loading import lookback
+from flux_dashboard.ui.sidebar import REAL_OF, masking_forced
 from flux_dashboard.ui.state import Keyed, View, masker, memo, service
 from flux_dashboard.ui.text import text
 from flux_dashboard.ui.widgets import chart, downloads, evidence_button, table
@@ -70,13 +71,18 @@ def search_box(view: View) -> None:
     """The page's "open a profile" box: a valid public IP sets the Remote IP filter."""
     def searched() -> None:
         value = st.session_state.get(SEARCH_KEY, "")
-        ip, problem = P.check_remote(value, False)
-        if ip is not None and view.masked:  # a real public IP: open its alias
-            alias = masker(view.settings).mask_value("public_ip", ip)
-            st.session_state.setdefault("_flux_remote_real", {})[alias] = ip
-            ip = alias
-        elif view.masked:
-            ip, problem = P.check_remote(value, True)
+        forced = masking_forced(view.session)
+        ip, problem = P.check_remote(value, forced or view.masked)
+        if ip is None and view.masked and not forced:
+            # The presenter's masking: a real public IP opens its alias. Never when
+            # masking is forced: that would confirm a viewer's guess.
+            ip, problem = P.check_remote(value, False)
+            if ip is not None:
+                alias = masker(view.settings).mask_value("public_ip", ip)
+                st.session_state.setdefault(REAL_OF, {})[alias] = ip
+                ip = alias
+            else:
+                ip, problem = P.check_remote(value, True)
         st.session_state[SEARCH_KEY] = ""  # masked, a typed address must not stay shown
         if ip is None:
             st.session_state[_PROBLEM] = problem

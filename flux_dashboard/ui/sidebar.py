@@ -103,7 +103,7 @@ def sidebar_and_load(session: Session) -> View | None:
         return None
     by_id = {int(s["id"]): s for s in available}
     mask = masker(cfg) if masked else None
-    _mask_remote_filter(mask, (raw_query.get("remote") or [""])[-1])
+    _mask_identifier_filters(mask, masking_forced(session), link)
     sensor_id, denied = _sensor_picker(session, sb, by_id, mask, link)
     sensor = by_id[sensor_id]
     zone, tz = _sensor_zone(sb, sensor, sensor_id)
@@ -191,8 +191,9 @@ def _sensor_picker(session: Session, sb, by_id: dict[int, dict], mask: Masker | 
             st.error(f"You are not allowed to see sensor “{text(wanted[:40])}”. Ask an "
                      "administrator for access, or choose one of your sensors in the "
                      "sidebar.", icon=":material/block:")
-            record(session, "denied", sensor=int(wanted) if _SENSOR_ID.fullmatch(wanted)
-                   else None, reason="sensor not allowed", asked=wanted[:40])
+            record(session, "denied", required=False,
+                   sensor=int(wanted) if _SENSOR_ID.fullmatch(wanted) else None,
+                   reason="sensor not allowed", asked=wanted[:40])
         elif wanted and not ok:
             st.warning(f"Sensor “{text(wanted[:40])}” from the link is not available with "
                        "this key; showing the first sensor instead.",
@@ -319,29 +320,85 @@ def sync_line(sensor_id: int, zone: ZoneInfo) -> str | None:
 
 
 _MASKED_PUBLIC = ipaddress.ip_network("2001:db8::/32")  # where masked remote IPs live
+_MASKED_LOCAL_V4 = ipaddress.ip_network("240.0.0.0/6")  # masked LAN IPv4 (class E)
+_MASKED_LOCAL_V6 = ipaddress.ip_network("fd00::/8")  # masked other local IPs (ULA)
+_MAC_ALIAS = re.compile(r"02(?::[0-9a-f]{2}){5}")
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}")
 
 
-def _mask_remote_filter(mask: Masker | None, from_link: str = "") -> None:
-    """Keep the Remote IP filter (and so the URL) in the masking's terms.
+REAL_OF = "_flux_real_of"  # alias -> the real identifier it replaced in a filter
+# The identifier filters: (widget key, label, masking kind). Device is a list.
+_IDENTIFIER_FILTERS = (("remote", "Remote IP", "public_ip"), ("mac", "MAC", "mac"),
+                       ("device", "Devices", "local_ip"))
 
-    Masked frames hold aliases, so a real IP in the filter would match nothing
-    and stay in the link: it becomes its alias (the same one the tables show).
-    Unmasked again, the real IP comes back, remembered on the server only.
-    Runs before the filter's widget is drawn.
-    """
-    value = (st.session_state.get("remote") or from_link or "").strip()
+
+def is_alias(kind: str, value: str) -> bool:
+    """Whether ``value`` has the shape of a masking alias of ``kind`` (masking.py)."""
+    if kind == "mac":
+        return bool(_MAC_ALIAS.fullmatch(value.lower()))
     try:
         addr = ipaddress.ip_address(value)
     except ValueError:
-        return
-    real_of: dict[str, str] = st.session_state.setdefault("_flux_remote_real", {})
-    # As written (not normalised): the frames hold the API's and the masker's spellings.
-    if mask is not None and not (addr.version == 6 and addr in _MASKED_PUBLIC):
-        alias = mask.mask_value("public_ip", value)
-        real_of[alias] = value
-        st.session_state["remote"] = alias
-    elif mask is None and value in real_of:
-        st.session_state["remote"] = real_of[value]
+        return False
+    if kind == "public_ip":
+        return addr.version == 6 and addr in _MASKED_PUBLIC
+    return addr in _MASKED_LOCAL_V4 if addr.version == 4 else addr in _MASKED_LOCAL_V6
+
+
+def _mask_identifier_filters(mask: Masker | None, forced: bool,
+                             link: dict[str, list[str]]) -> None:
+    """Keep the identifier filters (Remote IP, MAC, devices), and so the link, in the
+    masking's terms. Runs before their widgets are drawn.
+
+    Masked frames hold aliases. When the presenter turns masking on, a real value in
+    a filter becomes its alias (the one the tables show), remembered on the server
+    to come back when masking is turned off. When masking is forced (a viewer, a
+    demo deployment), a filter takes aliases only: a real value is cleared with the
+    same words whatever it is, never converted, since converting would tell a viewer
+    whether a guessed address is in the data.
+    """
+    real_of: dict[str, str] = st.session_state.setdefault(REAL_OF, {})
+    cleared = []
+    for key, label, kind in _IDENTIFIER_FILTERS:
+        state = st.session_state.get(key)
+        if state is None:  # first run or after a page switch: the link's value
+            state = link.get(key, []) if key == "device" else (link.get(key) or [""])[-1]
+        values = [v.strip() for v in ([state] if isinstance(state, str) else state or [])]
+        values = [v for v in values if v]
+        if not values:
+            continue
+        if mask is None:
+            new = [real_of.get(v, v) for v in values]
+        elif forced:
+            new = [v for v in values if is_alias(kind, v)]
+            if len(new) < len(values):
+                cleared.append(label)
+        else:
+            new = []
+            for v in values:
+                if not is_alias(kind, v) and _valid(kind, v):
+                    # As the frames spell it: a MAC as filters.py normalises it.
+                    alias = mask.mask_value(kind, v.lower().replace("-", ":")
+                                            if kind == "mac" else v)
+                    real_of[alias] = v
+                    v = alias
+                new.append(v)
+        if new != values:
+            st.session_state[key] = new if key == "device" else (new[0] if new else "")
+    if cleared:
+        st.warning(f"{', '.join(cleared)}: masking is on for your account, so filters take "
+                   "masked values only, as the tables show them. The filter was cleared.",
+                   icon=":material/visibility_off:")
+
+
+def _valid(kind: str, value: str) -> bool:
+    if kind == "mac":
+        return bool(_MAC.fullmatch(value))
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def preset_range(preset: str, now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:

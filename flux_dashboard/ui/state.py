@@ -26,6 +26,7 @@ from cachetools import TTLCache
 
 from flux_dashboard.access import Grant, GuardedLoader
 from flux_dashboard.config import Settings, load_settings, memory_budget
+from flux_dashboard.errors import FluxError
 from flux_dashboard.filters import Filters
 from flux_dashboard.loader import LoadResult
 from flux_dashboard.masking import Masker, load_secret
@@ -57,7 +58,18 @@ def service() -> Service:
 
 @st.cache_data(ttl=300, show_spinner=False)
 def _sensors(source_id: str) -> list[dict]:
-    return service().client.sensors()
+    """The key's sensors: one request per source every five minutes, whoever asks,
+    counted in the deployment's meter (as "server": no user caused it alone)."""
+    listed = service().client.sensors()
+    cfg = settings()
+    if not cfg.demo:
+        from flux_dashboard.service import request_meter
+
+        try:
+            request_meter(cfg).add("server", 1)
+        except (FluxError, OSError):  # a meter that is down never hides the sensors
+            pass
+    return listed
 
 
 def sensors(cfg: Settings) -> list[dict]:

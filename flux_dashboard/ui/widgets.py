@@ -4,6 +4,12 @@ Owns how data reaches the screen and the user's disk: readable table
 headers, bytes as KB/MB/GB, charts with the offline map config, CSV/Parquet
 downloads of exactly what a page shows (formula-like cells neutralised), and
 the evidence pack, built on click from the view and the same loader.
+
+A file is built when its button is clicked, outside the script run: the build
+first checks the identity again (``auth.still_allowed``) and writes its audit
+line; a refused build (signed out, expired, access withdrawn, audit trail
+unwritable in hosted mode) gives a file of the same type that holds the reason
+only (``refused_file``), never the data.
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ import polars as pl
 import streamlit as st
 
 from flux_dashboard import report
-from flux_dashboard.errors import FluxError
+from flux_dashboard.errors import AuditUnavailableError, FluxError
 from flux_dashboard.loader import HOUR
-from flux_dashboard.ui.auth import Session, record
+from flux_dashboard.ui.auth import Session, record, spender, still_allowed
 from flux_dashboard.ui.loading import coverage_banner, load_window
 from flux_dashboard.ui.state import View, loader_for, masker
 from flux_dashboard.ui.text import text
@@ -59,17 +65,30 @@ def downloads(source: View | Session, df: pl.DataFrame, name: str, key: str) -> 
     view = source if isinstance(source, View) else None
     session = view.session if view is not None else source
 
-    def audited(fmt: str) -> None:
+    def refusal(fmt: str) -> str | None:
+        """Why this build is refused now (nothing built, a 'denied' line), or None
+        after the export's audit line is written."""
         where = ({"sensor": int(view.sensor["id"]), "masked": view.masked,
                   "range": [view.start, view.end]} if view is not None else {})
-        record(session, "export", name=name, format=fmt, rows=df.height, **where)
+        why = still_allowed(session, where.get("sensor"), masked=where.get("masked"),
+                            admin=view is None)
+        try:
+            if why:
+                record(session, "denied", required=False, reason=why, name=name, **where)
+                return why
+            record(session, "export", name=name, format=fmt, rows=df.height, **where)
+        except AuditUnavailableError as exc:
+            return str(exc)
+        return None
 
-    def csv() -> str:
-        audited("csv")
-        return report.csv_safe(df).write_csv()
+    def csv() -> str | bytes:
+        why = refusal("csv")
+        return refused_file("csv", why) if why else report.csv_safe(df).write_csv()
 
     def parquet() -> bytes:
-        audited("parquet")
+        why = refusal("parquet")
+        if why:
+            return refused_file("parquet", why)
         buf = io.BytesIO()
         # Text as text: the page's categoricals (schema.compact) are an in-memory form.
         df.with_columns(pl.col(pl.Categorical).cast(pl.String)).write_parquet(buf)
@@ -97,11 +116,19 @@ def evidence_button(view: View, *, device: str | None = None, remote: str | None
     loader = loader_for(view.session.grant)
     mask = masker(view.settings) if view.masked else None
     session = view.session
+    spend = spender(session)
+    sensor_id = int(view.sensor["id"])
 
     def build() -> bytes:
         from flux_dashboard import analytics as A
         from flux_dashboard import charts as C
         from flux_dashboard import hunting as Hn
+
+        why = still_allowed(session, sensor_id, masked=view.masked)
+        if why:
+            record(session, "denied", required=False, reason=why, sensor=sensor_id,
+                   name="evidence pack")
+            return refused_file("zip", why)
 
         def mine(df: pl.DataFrame) -> pl.DataFrame:
             if remote is not None:
@@ -114,8 +141,9 @@ def evidence_button(view: View, *, device: str | None = None, remote: str | None
         day_end = min(day_end, view.end)
         prev_start, prev_end = Hn.weeks_before(day_start, day_end, view.tz)
         try:
-            current = mine(load_window(view, loader, mask, day_start, day_end).frame)
-            previous = mine(load_window(view, loader, mask, prev_start, prev_end).frame)
+            current = mine(load_window(view, loader, mask, day_start, day_end, spend).frame)
+            previous = mine(load_window(view, loader, mask, prev_start, prev_end,
+                                        spend).frame)
             digest_text = Hn.digest(current, previous, view.tz, last_day,
                                     last_day - timedelta(days=7)).as_text()
         except FluxError as exc:  # the pack still builds; it says why there is no digest
@@ -136,9 +164,12 @@ def evidence_button(view: View, *, device: str | None = None, remote: str | None
             digest_text=digest_text, figures=figures, storylines=Hn.storylines(df),
             generated_at=view.settings.now(), device=device, remote=remote,
             carbon_g_per_gb=view.settings.carbon_g_per_gb)
-        record(session, "evidence_pack", sensor=int(view.sensor["id"]), device=device,
-               **({"remote": remote} if remote else {}),
-               rows=df.height, masked=view.masked, range=[view.start, view.end])
+        try:
+            record(session, "evidence_pack", sensor=sensor_id, device=device,
+                   **({"remote": remote} if remote else {}),
+                   rows=df.height, masked=view.masked, range=[view.start, view.end])
+        except AuditUnavailableError as exc:
+            return refused_file("zip", str(exc))
         return pack
 
     who = "device" if device else ("remote host" if remote else "sensor")
@@ -150,6 +181,23 @@ def evidence_button(view: View, *, device: str | None = None, remote: str | None
                        mime="application/zip", key=key, on_click="ignore",
                        help="Zip: flows.csv, toxic_flows.csv, storylines.csv, digest and an "
                             "HTML report that opens offline")
+
+
+def refused_file(fmt: str, why: str) -> bytes:
+    """A file of the promised type (csv, parquet, zip) holding only why it was refused."""
+    message = f"This download was refused: {why}"
+    if fmt == "csv":
+        return report.csv_safe(pl.DataFrame({"refused": [message]})).write_csv().encode()
+    if fmt == "parquet":
+        buf = io.BytesIO()
+        pl.DataFrame({"refused": [message]}).write_parquet(buf)
+        return buf.getvalue()
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("REFUSED.txt", message + "\n")
+    return buf.getvalue()
 
 
 def level_counts(days_per_level: dict[int, int], days: int) -> None:

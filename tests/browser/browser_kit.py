@@ -23,7 +23,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import polars as pl
 from playwright.sync_api import Browser, Locator, Page, expect
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 LOAD_TIMEOUT = 90_000  # a cold first load can take tens of seconds on a small machine
 UI_TIMEOUT = 30_000
@@ -329,39 +328,14 @@ def download(page: Page, key: str, dest: Path) -> Path:
     return path
 
 
-# st.dataframe's toolbar "Download as CSV" saves through the File System Access
-# picker when the browser has one (a native dialog Playwright cannot drive);
-# without it, it falls back to an ordinary download. Add before page.goto().
-NO_SAVE_PICKER = "delete window.showSaveFilePicker; window.showSaveFilePicker = undefined;"
-
-
-def export_table(page: Page, table: Locator, dest: Path) -> Path:
-    """Download one table through its toolbar's "Download as CSV" (see NO_SAVE_PICKER)."""
-    button = table.get_by_role("button", name="Download as CSV")
-    for attempt in range(3):
-        # The toolbar shows while the pointer is over the table; a rerun or a
-        # chart drawing next to it can make it fade just before the click.
-        table.scroll_into_view_if_needed()
-        table.hover()
-        expect(button).to_be_visible()
-        try:
-            with page.expect_download(timeout=15_000) as info:
-                button.click(timeout=5_000)
-            d = info.value
-            break
-        except PlaywrightTimeoutError:
-            if attempt == 2:
-                raise
-    dest.mkdir(parents=True, exist_ok=True)
-    path = dest / f"{len(list(dest.iterdir())):02d}-{d.suggested_filename}"
-    d.save_as(path)
-    return path
-
-
-def export_visible_tables(page: Page, dest: Path) -> list[Path]:
-    tables = dataframes(page)
-    return [export_table(page, tables.nth(i), dest) for i in range(tables.count())
-            if tables.nth(i).is_visible()]
+def table_toolbar(page: Page, table: Locator) -> Locator:
+    """The toolbar an ``st.dataframe`` shows while the pointer is over it (its buttons:
+    search, fullscreen; never "Download as CSV": ``client.disableDataExport``)."""
+    table.scroll_into_view_if_needed()
+    table.hover()
+    toolbar = table.get_by_test_id("stElementToolbar")
+    expect(toolbar.get_by_role("button").first).to_be_visible()
+    return toolbar
 
 
 def read_csv(data: bytes | Path) -> list[dict[str, str]]:

@@ -140,8 +140,9 @@ def numbers(array: object) -> list[float]:
 
 
 def plain(text: str) -> str:
-    """Markdown/HTML-escaped text as a reader sees it."""
-    return html.unescape(re.sub(r"\\(.)", r"\1", text))
+    """Markdown/HTML-escaped text as a reader sees it (without the invisible word
+    joiners that keep bare URLs and e-mail addresses from becoming links)."""
+    return html.unescape(re.sub(r"\\(.)", r"\1", text)).replace("\u2060", "")
 
 
 def said(elements) -> list[str]:
