@@ -13,8 +13,10 @@ pass here, in the same order:
 4. **booking**: the estimate is reserved against the budgets and the quota in
    one atomic step (``budget.Meter.reserve``), so two tabs cannot both pass a
    budget only one fits, and the load may spend at most what it booked;
-5. **audit**: ``load_started`` with its purpose and estimate; in hosted mode an
-   audit trail that cannot be written refuses the load;
+5. **audit**: ``load_started`` with its purpose and estimate (a window the loader
+   holds in memory costs nothing and is not audited); in hosted mode an audit
+   trail that cannot be written refuses the load; a refusal by a budget is
+   audited too (``budget_refused``);
 6. **settle**: what the load really spent replaces the booking, and
    ``load_finished`` or ``load_cancelled`` is audited with that count.
 
@@ -62,7 +64,9 @@ class Spender:
     confirm_over: int  # requests a load may cost without asking (0: never ask)
     metered: bool  # False: the embedded demo, no API behind it
     rate_per_min: int
-    audit: Callable[..., None]  # (event, **fields); raises AuditUnavailableError to refuse
+    # (event, *, required=True, **fields): raises AuditUnavailableError to refuse a
+    # required event it cannot write
+    audit: Callable[..., None]
     memory_limit: int | None = None  # bytes one window may take in memory
 
 
@@ -139,22 +143,34 @@ def begin(spender: Spender, loader: Any, sensor_id: int, start: datetime, end: d
         raise E.MemoryLimitError(refusal)
     fields = {"sensor": int(sensor_id), "range": [start, end], "purpose": purpose}
     estimate = reservation = None
-    if spender.metered and (refresh or not loader.holds(sensor_id, start, end, server)):
+    works = bool(refresh) or not loader.holds(sensor_id, start, end, server)
+    if spender.metered and works:
+        try:  # a spent budget refuses before the estimate spends its own requests
+            spender.meter.settle(spender.meter.reserve(spender.user, 1, spender.budgets), 0)
+        except E.BudgetExceededError:
+            spender.audit("budget_refused", required=False, **fields)
+            raise
         estimate = loader.estimate(sensor_id, start, end, server_filters=server)
         if estimate.spent:
             spender.meter.add(spender.user, estimate.spent)
         if 0 < spender.confirm_over < estimate.requests and not confirmed and not refresh:
             raise NeedsConfirmation(estimate, spender.confirm_over)
-        reservation = _reserve(spender, estimate.requests)
-    booking = Booking(spender, estimate, reservation, fields)
-    try:
-        spender.audit("load_started", estimated=estimate.requests if estimate else 0,
-                      **fields)
-    except BaseException:
-        booking.done = True
-        if reservation is not None:
-            spender.meter.settle(reservation, 0)
-        raise
+        try:
+            reservation = _reserve(spender, estimate.requests)
+        except E.BudgetExceededError:
+            spender.audit("budget_refused", required=False, requests=estimate.requests,
+                          **fields)
+            raise
+    booking = Booking(spender, estimate, reservation, fields, done=not works)
+    if works:
+        try:
+            spender.audit("load_started", estimated=estimate.requests if estimate else 0,
+                          estimate_requests=estimate.spent if estimate else 0, **fields)
+        except BaseException:
+            booking.done = True
+            if reservation is not None:
+                spender.meter.settle(reservation, 0)
+            raise
     return booking
 
 

@@ -71,6 +71,19 @@ def test_email_match_is_exact_and_case_insensitive():
     assert p.grant_for(who("xalice@corp.example")) is None
 
 
+def test_an_email_rule_needs_a_verified_email():
+    """Suspected, and proven: an email rule ignored ``email_verified``, so with a provider
+    where users set their own address, anyone could claim the admin's address. It
+    needs a verified one now (or a policy that says the provider vouches for all)."""
+    p = Policy.from_toml(POLICY)
+    assert p.grant_for(who("alice@corp.example", verified=False)) is None
+    assert p.grant_for(Identity.from_claims({"email": "alice@corp.example"})) is None
+    trusting = Policy.from_toml("trust_unverified_email = true\n" + POLICY)
+    assert trusting.grant_for(who("alice@corp.example", verified=False)).role == "admin"
+    with pytest.raises(E.ConfigError, match="trust_unverified_email must be true or false"):
+        Policy.from_toml('trust_unverified_email = "yes"\n' + POLICY)
+
+
 def test_domain_needs_a_verified_email_and_the_exact_domain():
     p = Policy.from_toml(POLICY)
     assert p.grant_for(who("carol@customer.example", verified=False)) is None
@@ -281,6 +294,60 @@ def test_meter_counts_per_user_day_and_month_across_instances(tmp_path: Path):
     assert a.usage("alice") == Usage(user_today=5, today=5, month=5)
     path.write_text("{not json")  # damaged: counts restart rather than crash
     assert a.usage("alice") == Usage(0, 0, 0)
+
+
+def test_a_booking_counts_against_the_budget_until_it_is_settled(tmp_path: Path):
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    meter = Meter(tmp_path / "meter.json", clock=lambda: now)
+    budgets = Budgets(user_daily=50)
+    first = meter.reserve("bob", 42, budgets)
+    with pytest.raises(E.BudgetExceededError, match="daily request budget is spent"):
+        meter.reserve("bob", 42, budgets)  # the first load is still running
+    assert meter.usage("bob").user_today == 0  # booked, not spent
+    meter.settle(first, 30)  # it made fewer requests than booked
+    assert meter.usage("bob") == Usage(30, 30, 30)
+    second = meter.reserve("bob", 20, budgets)  # 30 spent + 20 = 50: allowed
+    with pytest.raises(E.BudgetExceededError):
+        meter.reserve("alice", 1, Budgets(global_daily=50))  # the team's budget too
+    meter.settle(second, 0)
+    meter.reserve("bob", 20, budgets)
+
+
+def test_a_booking_of_a_process_that_died_lapses(tmp_path: Path, monkeypatch):
+    from flux_dashboard import clock
+
+    meter = Meter(tmp_path / "meter.json", clock=lambda: datetime(2026, 11, 30, tzinfo=UTC))
+    wall = [datetime(2026, 12, 1, 9, tzinfo=UTC)]
+    monkeypatch.setattr(clock, "wall", lambda: wall[0])
+    meter.reserve("bob", 50, Budgets(user_daily=50), ttl_s=600)
+    with pytest.raises(E.BudgetExceededError):
+        meter.reserve("bob", 1, Budgets(user_daily=50))
+    wall[0] += timedelta(seconds=601)  # never settled: its process is gone
+    meter.reserve("bob", 50, Budgets(user_daily=50))
+
+
+def test_bookings_made_at_once_never_pass_a_budget_together(tmp_path: Path):
+    """Sixteen threads, each with a meter of its own (as processes have), book 10 requests
+    each against a budget of 50 at once: exactly five pass (a file lock makes each
+    check-and-book atomic)."""
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    path = tmp_path / "meter.json"
+    go, passed, refused = threading.Barrier(16), [], []
+
+    def book(i: int) -> None:
+        meter = Meter(path, clock=lambda: now)  # one meter each, as separate processes
+        go.wait()
+        try:
+            passed.append(meter.reserve(f"user{i % 3}", 10, Budgets(global_daily=50)))
+        except E.BudgetExceededError:
+            refused.append(i)
+
+    threads = [threading.Thread(target=book, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(passed) == 5 and len(refused) == 11
 
 
 def test_budgets_refuse_in_plain_words():

@@ -8,7 +8,6 @@ simulator, whose request log shows which sensors were asked for.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,16 +15,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from flux_dashboard import clock
-from tests.kit.apptest import demo_api, hermetic, said, use_real_key
-from tests.kit.clock import PINNED, PLAN, days_link, pinned_clock
+from tests.kit.apptest import APP, demo_api, said, use_real_key
+from tests.kit.clock import PLAN, days_link, pinned_clock
 from tests.kit.demo import FIXED_DAY
+from tests.kit.hosting import ALICE, AUTH, BOB, CAROL, EVE, audit_lines, hosted, signed_in, user
 from tests.kit.procs import free_port
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "c" * 40,
-        "client_id": "flux", "client_secret": "s" * 20,
-        "server_metadata_url": "http://localhost:9/.well-known/openid-configuration"}
 POLICY = """
 [[rule]]
 email = "alice@corp.example"
@@ -45,52 +40,14 @@ sensors = [54]
 PAGES = ["pages/1_overview.py", "pages/2_devices.py", "pages/3_protocols.py",
          "pages/4_toxic.py", "pages/5_remotes.py", "pages/6_hunting.py",
          "pages/7_activity.py"]
+run = signed_in
 
 
 @pytest.fixture(scope="module", autouse=True)
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("hosting")
-    (root / "access.toml").write_text(POLICY)
-    with hermetic(root / "cache", FLUX_ACCESS_FILE=str(root / "access.toml"),
-                  FLUX_AUDIT_FILE=str(root / "audit.jsonl"),
-                  FLUX_MASK_SECRET="hosting-test-mask-secret") as mp:
-        # A sign-in token ages in real time (clock.wall): pinned here too.
-        mp.setattr(clock, "wall", lambda: PINNED)
+    with hosted(root, POLICY, FLUX_MASK_SECRET="hosting-test-mask-secret"):
         yield root
-
-
-def user(email: str, groups=(), age_h: float = 0.0, verified: bool = True) -> dict:
-    return {"is_logged_in": True, "email": email, "email_verified": verified,
-            "groups": list(groups), "iat": int(PINNED.timestamp() - age_h * 3600), "sub": email}
-
-
-ALICE = user("alice@corp.example")
-BOB = user("bob@corp.example", groups=["soc"])
-CAROL = user("carol@customer.example")
-EVE = user("eve@else.example")
-
-
-def run(who: dict | None, page: str | None = None, *, auth: bool = True,
-        **query: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    if auth:
-        at.secrets["auth"] = AUTH
-    else:
-        at.secrets["FLUX_APPTEST"] = "1"
-    if who is not None:
-        at.user = who
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
-
-
-def audit_lines(env: Path) -> list[dict]:
-    path = env / "audit.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
 def sensor_requests(sensor_id: int) -> int:

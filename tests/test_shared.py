@@ -233,6 +233,48 @@ def test_request_counters_add_up_across_meters(redis_url):
     assert nxt.usage().month == 0
 
 
+BOOK_CHILD = """
+import json, sys, time
+from datetime import datetime, timezone
+from flux_dashboard.budget import Budgets
+from flux_dashboard.errors import BudgetExceededError
+from flux_dashboard.shared import RedisMeter
+url, who, go = sys.argv[1], sys.argv[2], float(sys.argv[3])
+meter = RedisMeter(url, clock=lambda: datetime(2026, 11, 30, 12, tzinfo=timezone.utc))
+while time.monotonic() < go:
+    time.sleep(0.001)
+out = []
+for _ in range(5):
+    try:
+        out.append(meter.reserve(who, 10, Budgets(global_daily=50)).requests)
+    except BudgetExceededError:
+        out.append(0)
+print(json.dumps(out))
+"""
+
+
+def test_bookings_on_redis_never_pass_a_budget_together(redis_url):
+    """Two processes book 10 requests five times each, at once, against the team's budget
+    of 50: five bookings pass in all (one script checks and books atomically)."""
+    go = time.monotonic() + 2.0
+    outs = _children(BOOK_CHILD, [[redis_url, "alice", str(go)], [redis_url, "bob", str(go)]])
+    booked = [n for out in outs for n in json.loads(out)]
+    assert sorted(booked).count(10) == 5 and booked.count(0) == 5, booked
+
+
+def test_a_redis_booking_is_settled_with_what_was_spent(redis_url):
+    from flux_dashboard.budget import Budgets, Usage
+
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    meter = RedisMeter(redis_url, clock=lambda: now)
+    first = meter.reserve("bob", 42, Budgets(user_daily=50))
+    with pytest.raises(E.BudgetExceededError, match="daily request budget is spent"):
+        meter.reserve("bob", 42, Budgets(user_daily=50))
+    assert meter.usage("bob") == Usage(0, 0, 0)
+    assert meter.settle(first, 30) == Usage(30, 30, 30)
+    meter.reserve("bob", 20, Budgets(user_daily=50))
+
+
 # ------------------------------------------------------------------ errors and settings
 def test_unreachable_redis_is_a_plain_error_without_the_password():
     from tests.kit.procs import free_port
