@@ -326,6 +326,10 @@ class GuardedLoader:
         self._check(sensor_id)
         return self._loader.estimate(sensor_id, *args, **kw)
 
+    def refetch_estimate(self, sensor_id: int, *args: Any, **kw: Any) -> Any:
+        self._check(sensor_id)
+        return self._loader.refetch_estimate(sensor_id, *args, **kw)
+
     def holds(self, sensor_id: int, *args: Any, **kw: Any) -> bool:
         self._check(sensor_id)
         return self._loader.holds(sensor_id, *args, **kw)

@@ -570,6 +570,27 @@ class Loader:
             self._estimates[key] = result
         return result
 
+    def refetch_estimate(self, sensor_id: int, start: datetime, end: datetime, *,
+                         server_filters: Mapping[str, object] | None = None) -> Estimate:
+        """What ``load(refresh="range")`` would cost: every hour fetched again. The
+        cached hours are priced from their cached row counts (no request), the
+        others as ``estimate`` prices them."""
+        base = self.estimate(sensor_id, start, end, server_filters=server_filters)
+        start, end, params = self._window(start, end, server_filters)
+        if self.store is None:
+            return base
+        hours = hours_between(start, end)
+        have = self.store.hourly_rows(self.source_id, int(sensor_id), filters_key(params),
+                                      sorted({h.date() for h in hours}))
+        cached = [[float(have[h]) for h in hours if h in have]]
+        if not cached[0]:
+            return base
+        page = self._granted_page or self.per_page
+        again = (_predict_planned if self.planning else _predict)(cached, page,
+                                                                  self.max_concurrency)
+        return replace(base, requests=base.requests + again, missing_hours=len(hours),
+                       rows=None if base.rows is None else base.rows + int(sum(cached[0])))
+
     def _forget_estimates(self, sensor_id: int, fkey: str) -> None:
         prefix = (self.source_id, sensor_id, fkey)
         with self._estimates_lock:

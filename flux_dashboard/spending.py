@@ -150,10 +150,14 @@ def begin(spender: Spender, loader: Any, sensor_id: int, start: datetime, end: d
         except E.BudgetExceededError:
             spender.audit("budget_refused", required=False, **fields)
             raise
-        estimate = loader.estimate(sensor_id, start, end, server_filters=server)
+        # A whole-range refresh fetches every hour again: priced as such.
+        estimate = (loader.refetch_estimate if refresh == "range" else loader.estimate)(
+            sensor_id, start, end, server_filters=server)
         if estimate.spent:
             spender.meter.add(spender.user, estimate.spent)
-        if 0 < spender.confirm_over < estimate.requests and not confirmed and not refresh:
+        # Refreshing the open hour costs a request or two: never asked.
+        if 0 < spender.confirm_over < estimate.requests and not confirmed \
+                and refresh != "open":
             raise NeedsConfirmation(estimate, spender.confirm_over)
         try:
             reservation = _reserve(spender, estimate.requests)

@@ -278,3 +278,25 @@ def test_an_export_is_refused_when_its_audit_line_cannot_be_written(root, monkey
     at = signed_in(BOB, TOXIC, **days_link(INCIDENT_DAY - timedelta(days=20)))
     assert any("audit trail cannot be written" in e for e in said(at.error)), said(at.error)
     assert not at.dataframe
+
+
+# ------------------------------------------------------------------ own pass: a refresh
+def test_a_whole_range_refresh_is_priced_as_a_cold_load_and_asks(root, api, monkeypatch):
+    """Found in our own pass: "Refresh the whole range" fetches every hour again, but
+    skipped the question and was priced as the (cached, free) load: a month refreshed
+    with no question, stopped by the booking halfway. It asks first now."""
+    warm = signed_in(BOB, range="Last 7 days")
+    assert warm.metric
+    monkeypatch.setenv("FLUX_CONFIRM_REQUESTS", "5")
+    at = signed_in(BOB, range="Last 7 days")
+    before = flux_requests(api)
+    at.sidebar.button(key="refresh_all_btn").click().run()
+    asked = [w for w in said(at.warning) if w.startswith("Refreshing the whole range needs")]
+    assert asked, said(at.warning)
+    cost = int(asked[0].split("about ")[1].split(" API")[0].replace(",", ""))
+    assert cost > 20 and flux_requests(api) - before <= 8  # the estimate's counts only
+    at.button(key="confirm_load").click().run()
+    assert not at.exception and at.metric and not at.error
+    assert flux_requests(api) - before > 20  # every hour again
+    at.sidebar.button(key="refresh_all_btn").click().run()  # a new refresh asks again
+    assert [w for w in said(at.warning) if w.startswith("Refreshing the whole range")]

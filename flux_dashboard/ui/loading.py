@@ -168,6 +168,15 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
     if filters.toxic_only and loader.cached_coverage(sensor_id, start, end) < 1.0:
         server = {"only_toxic": True}
     key = (cfg.source_id, int(sensor_id), start, end, tuple(sorted(server.items())))
+    # A whole-range refresh asks on its own (it costs a cold load), and is carried to
+    # the run of its confirmation.
+    ok = st.session_state.get("_flux_confirmed", set())
+    if refresh == "range":
+        st.session_state["_flux_refresh_range"] = key
+    elif st.session_state.get("_flux_refresh_range") == key and ("range", *key) in ok:
+        refresh = "range"
+    asked_key = ("range", *key) if refresh == "range" else key
+    confirmed = asked_key in ok
     now = time.monotonic()
     again = bool(refresh) or st.session_state.pop("_flux_resume", None) == key
     with _running_lock:
@@ -188,13 +197,14 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
         return _cached_only(loader, session, sensor_id, start, end, server,
                             "Showing the cached hours of this range only.")
     if entry is None:
-        confirmed = key in st.session_state.get("_flux_confirmed", set())
         try:
             booking = spending.begin(spender(session), loader, sensor_id, start, end,
                                      server=server, purpose="page", confirmed=confirmed,
                                      refresh=refresh)
         except spending.NeedsConfirmation as exc:
-            _confirm_panel(cfg, host, meter().usage(session.user), exc.estimate, key)
+            what = "Refreshing the whole range" if refresh == "range" else "This range"
+            _confirm_panel(cfg, host, meter().usage(session.user), exc.estimate, asked_key,
+                           what=what)
             return None
         except E.BudgetExceededError as exc:
             record(session, "budget_refused", required=False, sensor=int(sensor_id),
@@ -208,6 +218,9 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
         except E.FluxError as exc:
             st.error(text(exc), icon=":material/cloud_off:")
             return None
+        if refresh == "range":
+            st.session_state.pop("_flux_refresh_range", None)
+            ok.discard(asked_key)  # the next refresh of the range asks again
         entry = _Running(key, threading.Event())
         box = entry.box
 
