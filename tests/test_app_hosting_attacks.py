@@ -124,10 +124,11 @@ def test_a_cancel_stops_a_shared_load_only_when_nobody_else_waits():
     from flux_dashboard.ui import loading
 
     entry = loading._Running(("src", 54), threading.Event())
-    loading._attach(entry)  # another user's tab waits for it
-    assert loading.request_cancel(entry) is False and not entry.cancel.is_set()
-    entry.waiters -= 1  # that tab stops waiting (without its grace timer)
-    assert loading.request_cancel(entry) is True and entry.cancel.is_set()
+    loading._attach(entry, "tab-a")  # another user's tab waits for it
+    loading._attach(entry, "tab-b")  # the canceller's run, not detached yet
+    assert loading.request_cancel(entry, "tab-b") is False and not entry.cancel.is_set()
+    del entry.waiters["tab-a"]  # that tab stops waiting (without its grace timer)
+    assert loading.request_cancel(entry, "tab-b") is True and entry.cancel.is_set()
 
 
 # ------------------------------------------------------------------ 4. guessing under masking

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import polars as pl
 import streamlit as st
 from cachetools import TTLCache
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from flux_dashboard import errors as E
 from flux_dashboard import spending
@@ -52,7 +54,8 @@ class _Running:
     cancel: threading.Event
     box: dict[str, Any] = field(default_factory=dict)
     thread: threading.Thread | None = None
-    waiters: int = 0
+    # Sessions (tabs) waiting for it, each with its number of script runs attached.
+    waiters: Counter = field(default_factory=Counter)
     finished_at: float | None = None
     partial: LoadResult | None = None  # built once, so reruns share one copy
 
@@ -67,19 +70,26 @@ DETACH_GRACE_S = 8.0
 KEEP_INCOMPLETE_S = 120.0
 
 
-def _attach(entry: _Running) -> None:
-    with _running_lock:
-        entry.waiters += 1
+def _session_id() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else ""
 
 
-def _detach(entry: _Running) -> None:
+def _attach(entry: _Running, session: str) -> None:
     with _running_lock:
-        entry.waiters -= 1
-        alone = entry.waiters <= 0 and entry.finished_at is None
+        entry.waiters[session] += 1
+
+
+def _detach(entry: _Running, session: str) -> None:
+    with _running_lock:
+        entry.waiters[session] -= 1
+        if entry.waiters[session] <= 0:
+            del entry.waiters[session]
+        alone = not entry.waiters and entry.finished_at is None
     if alone:
         def maybe_cancel() -> None:
             with _running_lock:
-                if entry.waiters <= 0 and entry.finished_at is None:
+                if not entry.waiters and entry.finished_at is None:
                     entry.cancel.set()
                     log.info("load %s cancelled: nobody is waiting for it", entry.key[1:])
 
@@ -98,14 +108,14 @@ def cancel_load(key: tuple) -> None:
         entry = _running.get(key)
     log.info("cancel requested for %s", key[1:])
     if entry is not None:
-        request_cancel(entry)
+        request_cancel(entry, _session_id())
 
 
-def request_cancel(entry: _Running) -> bool:
-    """Cancel the load if nobody waits for it (the canceller's own run has already
-    detached when its callback runs); True when it was cancelled."""
+def request_cancel(entry: _Running, session: str) -> bool:
+    """Cancel the load if no other session waits for it (the canceller's own run may
+    not have detached yet when its callback runs); True when it was cancelled."""
     with _running_lock:
-        alone = entry.waiters <= 0
+        alone = not [s for s in entry.waiters if s != session]
     if alone:
         entry.cancel.set()
     return alone
@@ -158,7 +168,7 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
     the window was not (fully) loaded on purpose (cancelled, budget spent), so the
     page's other loads must not fetch either.
     """
-    from flux_dashboard.ui.auth import meter, record, spender
+    from flux_dashboard.ui.auth import meter, spender
 
     loader = loader_for(session.grant)
     host = session.hosting
@@ -206,9 +216,7 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
             _confirm_panel(cfg, host, meter().usage(session.user), exc.estimate, asked_key,
                            what=what)
             return None
-        except E.BudgetExceededError as exc:
-            record(session, "budget_refused", required=False, sensor=int(sensor_id),
-                   range=[start, end])
+        except E.BudgetExceededError as exc:  # audited by the gate
             st.error(text(exc), icon=":material/money_off:")
             return _cached_only(loader, session, sensor_id, start, end, server,
                                 "Request budget spent: showing the cached hours only.")
@@ -288,7 +296,8 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
 
 def _wait(entry: _Running) -> None:
     """Draw the shared load's progress until it ends (with a Cancel button)."""
-    _attach(entry)
+    session = _session_id()
+    _attach(entry, session)
     try:
         assert entry.thread is not None
         entry.thread.join(0.15)
@@ -307,7 +316,7 @@ def _wait(entry: _Running) -> None:
                     entry.thread.join(0.25)
             holder.empty()
     finally:  # also when the run is interrupted (a click, a closed tab)
-        _detach(entry)
+        _detach(entry, session)
 
 
 # Cached-only windows (a spent budget, a cancelled load, a window being loaded by

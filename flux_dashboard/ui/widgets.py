@@ -52,7 +52,10 @@ def no_flows(view: View) -> bool:
 
 
 def chart(fig, key: str, **kw) -> Any:
-    config = {"displaylogo": False, "topojsonURL": "/app/static/topojson/"}
+    # No "Download plot as png": like the tables' own export, a file built in the
+    # browser would skip the audit; the evidence pack holds every chart.
+    config = {"displaylogo": False, "topojsonURL": "/app/static/topojson/",
+              "modeBarButtonsToRemove": ["toImage"]}
     return st.plotly_chart(fig, key=key, theme=None, config=config, width="stretch", **kw)
 
 

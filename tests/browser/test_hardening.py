@@ -51,9 +51,10 @@ def test_values_from_a_link_never_become_links(page: Page, demo_server, value):
         assert not [h for h in links if h and "evil" in h], links
 
 
-def test_tables_offer_no_download_of_their_own(page: Page, demo_server):
-    """Every table's toolbar shows its other buttons but no "Download as CSV": the page's
-    own buttons (audited, formula-safe) are the only way out."""
+def test_tables_and_charts_offer_no_download_of_their_own(page: Page, demo_server):
+    """Every table's toolbar shows its other buttons but no "Download as CSV", and no
+    chart's mode bar offers "Download plot as a png": the page's own buttons (audited,
+    formula-safe) and the evidence pack are the only way out."""
     open_page(page, f"{demo_server.url}/toxic?{days_query(INCIDENT_DAY)}", "Toxic flows")
     tables = dataframes(page)
     expect(tables.first).to_be_visible()
@@ -61,6 +62,13 @@ def test_tables_offer_no_download_of_their_own(page: Page, demo_server):
     for i in range(tables.count()):
         toolbar = table_toolbar(page, tables.nth(i))
         expect(toolbar.get_by_role("button", name=re.compile("download", re.I))).to_have_count(0)
+    charts = page.get_by_test_id("stPlotlyChart")
+    for i in range(charts.count()):
+        charts.nth(i).scroll_into_view_if_needed()
+        charts.nth(i).hover()
+        bar = charts.nth(i).locator(".modebar")
+        expect(bar.locator(".modebar-btn").first).to_be_attached()
+        expect(bar.locator('[data-title*="Download"]')).to_have_count(0)
 
 
 def test_masking_turns_every_identifier_filter_into_its_alias(page: Page, demo_server,

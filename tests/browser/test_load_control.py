@@ -16,7 +16,14 @@ from browser_kit import LOAD_TIMEOUT, wait_for_run
 from playwright.sync_api import Browser, Page, expect
 from servers import Server, start_server
 
-from tests.kit.clock import PINNED, PINNED_ISO, days_before, pinned_clock
+from tests.kit.clock import (
+    PINNED_ISO,
+    days_before,
+    days_query,
+    local_days,
+    pinned_clock,
+    working_day,
+)
 from tests.kit.procs import wait_until
 
 pytestmark = pytest.mark.browser
@@ -58,8 +65,10 @@ def flux_requests(sim) -> int:
 
 def test_cancel_then_resume_fetches_only_the_rest(slow_server, slow_sim, page, tmp_path):
     sim, _ = slow_sim
-    # Remote hosts: a page without lookbacks, so only the main load is timed here.
-    page.goto(f"{slow_server.url}/remotes?range=Last+24+hours")
+    # Remote hosts: a page without lookbacks, so only the main load is timed here. A
+    # working day: a weekend night's load may be over before 30 requests.
+    day = working_day()
+    page.goto(f"{slow_server.url}/remotes?{days_query(day)}")
     cancel = page.get_by_role("button", name="Cancel the load")
     expect(cancel).to_be_visible(timeout=LOAD_TIMEOUT)
     expect(page.get_by_test_id("stProgress")).to_be_visible()
@@ -87,21 +96,19 @@ def test_cancel_then_resume_fetches_only_the_rest(slow_server, slow_sim, page, t
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
 
     # A cold load of the same day from scratch, for comparison (same data, new cache).
-    from datetime import timedelta
 
     from flux_dashboard.client import Client
     from flux_dashboard.config import load_settings
-    from flux_dashboard.loader import Loader, ceil_hour
+    from flux_dashboard.loader import Loader
     from flux_dashboard.store import Store
 
     cfg = load_settings(env={"SERENICITY_API_URL": slow_sim[1], "FLUX_RATE_LIMIT": "60000",
                              "FLUX_CACHE_DIR": str(tmp_path), "FLUX_NOW": PINNED_ISO},
                         secrets={})
-    end = ceil_hour(PINNED)
     latency, sim.config.latency_s = sim.config.latency_s, 0.0  # a count: no need to wait
     try:
         cold = Loader(Client(cfg), Store(tmp_path), per_page=100, max_concurrency=1,
-                      clock=cfg.now).load(54, end - timedelta(hours=24), end).flux_requests
+                      clock=cfg.now).load(54, *local_days(day)).flux_requests
     finally:
         sim.config.latency_s = latency
     # The loads' own requests, as the app audited them (its cost estimates aside).
@@ -128,7 +135,7 @@ def test_closing_the_tab_cancels_a_load_nobody_waits_for(slow_server, slow_sim, 
         return sum(1 for x in lines if json.loads(x)["event"] == "load_cancelled")
 
     before = cancelled()  # the other test of this module cancels a load too
-    page.goto(f"{slow_server.url}/remotes?{days_before(3, ago=3)}")
+    page.goto(f"{slow_server.url}/remotes?{days_before(3, ago=7)}")
     expect(page.get_by_role("button", name="Cancel the load")).to_be_visible(timeout=LOAD_TIMEOUT)
     ctx.close()  # the tab is gone while the load runs
     closed = flux_requests(sim)

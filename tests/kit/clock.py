@@ -77,3 +77,12 @@ def days_before(days: int, ago: int = 0, zone: ZoneInfo = PARIS) -> str:
     PINNED's local midnight (``days_before(1)``: yesterday)."""
     end = today(zone) - timedelta(days=ago)
     return days_query(end - timedelta(days=days), days)
+
+
+def working_day(ago: int = 2, zone: ZoneInfo = PARIS) -> date:
+    """The latest working day (Monday to Friday) at least ``ago`` days before PINNED's
+    local date: a busy day whatever the pinned weekday."""
+    day = today(zone) - timedelta(days=ago)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day
