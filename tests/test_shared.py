@@ -125,7 +125,9 @@ def test_a_lock_left_by_a_crashed_holder_is_taken_over_after_its_ttl(redis_url):
 
 
 def test_a_live_holder_keeps_its_locks_beyond_the_ttl_and_a_waiter_can_cancel(redis_url):
-    locks = RedisLocks(redis_url, ttl_s=0.6)
+    # A TTL long enough for the heartbeat thread to be scheduled on a busy machine (at
+    # 0.6 s it once missed its renewal with both cores taken), short enough to outlive.
+    locks = RedisLocks(redis_url, ttl_s=1.5)
     got: list[str] = []
     cancel = threading.Event()
 
@@ -139,7 +141,7 @@ def test_a_live_holder_keeps_its_locks_beyond_the_ttl_and_a_waiter_can_cancel(re
     with locks.hold(["d1", "d2"]):
         t = threading.Thread(target=waiter)
         t.start()
-        time.sleep(2.0)  # > 3 TTLs: only the heartbeat keeps the locks
+        time.sleep(3.5)  # > 2 TTLs: only the heartbeat keeps the locks
         assert got == []
         cancel.set()
         t.join(5)
