@@ -32,7 +32,8 @@ from flux_dashboard.client import Client
 from flux_dashboard.config import Secret, Settings
 from flux_dashboard.filters import Filters
 from flux_dashboard.geo import enrich, with_country, with_owner
-from flux_dashboard.loader import Loader, iso
+from flux_dashboard.hours import iso
+from flux_dashboard.loader import Loader
 from flux_dashboard.schema import NATURAL_KEY, to_frame
 from flux_dashboard.simulator import Simulator, SimulatorConfig
 from flux_dashboard.store import Store

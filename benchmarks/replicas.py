@@ -70,7 +70,7 @@ def _keys_hash(frame) -> int:
 
 
 def run(rate: int, days: int) -> dict:
-    from flux_dashboard.loader import SETTLE, floor_hour
+    from flux_dashboard.hours import SETTLE, floor_hour
     from flux_dashboard.schema import to_frame
     from flux_dashboard.simulator import Simulator, SimulatorConfig
 

@@ -28,6 +28,7 @@ from flux_dashboard import charts as C
 from flux_dashboard import hunting as Hn
 from flux_dashboard.filters import Filters
 from flux_dashboard.geo import enrich
+from flux_dashboard.hours import local_day_window
 from flux_dashboard.loader import Loader
 
 
@@ -57,7 +58,7 @@ def comparison_day(frame: pl.DataFrame, tz: str, end: datetime) -> tuple[date, d
 
 
 def day_window(day: date, tz: str) -> tuple[datetime, datetime]:
-    return Hn.local_day_window(day, tz)  # as the Overview: local midnights, DST-safe
+    return local_day_window(day, tz)  # as the Overview: local midnights, DST-safe
 
 
 def lookback_windows(frame: pl.DataFrame, tz: str, start: datetime, end: datetime,

@@ -25,8 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date
 
 import polars as pl
 
@@ -585,34 +584,6 @@ class Digest:
     def as_markdown(self) -> str:
         body = "\n".join(f"- {escape_markdown(s)}" for s in self.sentences)
         return f"**{escape_markdown(self.title)}**\n\n{body}\n"
-
-
-def local_day_window(day: date, tz: str) -> tuple[datetime, datetime]:
-    """``[start, end)`` in UTC of the local calendar ``day`` in ``tz``.
-
-    Built from local midnights, never by adding 24 h: a day with a daylight
-    saving change lasts 23 or 25 hours (Europe/Paris: 2026-03-29, 2026-10-25).
-    """
-    zone = ZoneInfo(tz)
-    nxt = day + timedelta(days=1)
-    return (datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC),
-            datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone).astimezone(UTC))
-
-
-def weeks_before(start: datetime, end: datetime, tz: str, weeks: int = 1
-                 ) -> tuple[datetime, datetime]:
-    """The same local wall-clock hours ``weeks`` weeks earlier, in UTC.
-
-    Shifts by calendar days in the sensor's zone (not by 7 × 24 h), so the
-    baseline of a day after a DST change covers the same local hours.
-    """
-    zone = ZoneInfo(tz)
-
-    def shift(t: datetime) -> datetime:
-        local = t.astimezone(zone).replace(tzinfo=None) - timedelta(days=7 * weeks)
-        return local.replace(tzinfo=zone).astimezone(UTC)
-
-    return shift(start), shift(end)
 
 
 def _local_day(df: pl.DataFrame, tz: str, day: date) -> pl.DataFrame:

@@ -173,6 +173,7 @@ from cachetools import TTLCache
 from flux_dashboard import clock as clock_mod
 from flux_dashboard import errors as E
 from flux_dashboard.client import Client, FluxPage, _parse_meta
+from flux_dashboard.hours import HOUR, SETTLE, ceil_hour, floor_hour, hours_between, iso
 from flux_dashboard.schema import NATURAL_KEY, empty_frame, to_frame
 from flux_dashboard.schema import compact as compact_frame
 from flux_dashboard.shared import LOCAL_LOCKS
@@ -181,8 +182,6 @@ from flux_dashboard.store import Store, filters_key
 
 log = logging.getLogger(__name__)
 
-HOUR = timedelta(hours=1)
-SETTLE = timedelta(minutes=15)  # an hour is final this long after it ends (inferred)
 RECHECK_EVERY = timedelta(minutes=15)  # a recent cached hour is re-counted at most this often
 FILL = 0.9  # keyset windows aim at this share of a page
 ESTIMATE_TTL_S = 180.0  # an estimate is reused this long (Streamlit reruns on every click)
@@ -204,25 +203,6 @@ SPLIT_LEVELS: tuple[tuple[str, str], ...] = (
 )
 FATAL = (E.AuthenticationError, E.ForbiddenError, E.NotFoundError, E.InvalidRequestError,
          E.RateLimitedError)
-
-
-def floor_hour(t: datetime) -> datetime:
-    t = t.astimezone(UTC)
-    return t.replace(minute=0, second=0, microsecond=0)
-
-
-def ceil_hour(t: datetime) -> datetime:
-    f = floor_hour(t)
-    return f if f == t.astimezone(UTC) else f + HOUR
-
-
-def iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-
-def hours_between(start: datetime, end: datetime) -> list[datetime]:
-    n = int((end - start) / HOUR)
-    return [start + i * HOUR for i in range(max(n, 0))]
 
 
 @dataclass

@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from flux_dashboard import errors as E
-from flux_dashboard.loader import HOUR, SETTLE, floor_hour, hours_between
+from flux_dashboard.hours import HOUR, SETTLE, floor_hour, hours_between
 from flux_dashboard.store import filters_key
 
 log = logging.getLogger("flux_dashboard.sync")

@@ -9,7 +9,7 @@ from flux_dashboard import analytics as A
 from flux_dashboard import charts as C
 from flux_dashboard import hunting as Hn
 from flux_dashboard import ui
-from flux_dashboard.loader import ceil_hour
+from flux_dashboard.hours import ceil_hour, local_day_window, weeks_before
 
 view = ui.frame()
 ui.header(view, "Overview")
@@ -67,10 +67,10 @@ with st.container(border=True):
     prev = day - timedelta(days=7)
     c1.subheader(f"What changed on {day:%a %d %b} vs {prev:%a %d %b}", anchor=False)
     # Local calendar days (23 or 25 hours around a DST change), never UTC + 24 h.
-    day_start, day_end = Hn.local_day_window(day, view.tz)
+    day_start, day_end = local_day_window(day, view.tz)
     day_end = min(day_end, ceil_hour(now))
     current = ui.lookback(view, day_start, day_end, "Selected day")
-    baseline = ui.lookback(view, *Hn.weeks_before(day_start, day_end, view.tz),
+    baseline = ui.lookback(view, *weeks_before(day_start, day_end, view.tz),
                            "Same hours a week before")
     if current is not None and baseline is not None:
         dg = view.compute(Hn.digest, baseline, view.tz, day, prev, frame=current)

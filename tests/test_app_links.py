@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from flux_dashboard.hours import preset_range
 from tests.kit.apptest import (
     DEVICES,
     MAIN,
@@ -165,22 +166,15 @@ def test_custom_range_with_start_after_end_is_an_error() -> None:
     assert not at.metric and not at.get("plotly_chart")
 
 
-def _open_range_end() -> datetime:
-    """The end of a relative range at PINNED: the end of the open hour."""
-    end = PINNED.replace(minute=0, second=0, microsecond=0)
-    return end + timedelta(hours=1) if end != PINNED else end
-
-
 def test_pin_turns_a_relative_range_into_fixed_dates() -> None:
     at = new_app({"range": "Last 7 days"})
     at.run()
     before = metrics(at)
     at.sidebar.button(key="pin_btn").click().run()
     assert not at.exception
-    # The Custom fields that hold "last 7 days" (7 × 24 h up to the end of the open
-    # hour), in the sensor's local time.
-    end = _open_range_end()
-    a, b = (end - timedelta(days=7)).astimezone(PARIS), end.astimezone(PARIS)
+    # The Custom fields that hold "last 7 days" at PINNED (hours.preset_range, tested by
+    # hand in test_hours.py), in the sensor's local time.
+    a, b = (t.astimezone(PARIS) for t in preset_range("7d", PINNED, PARIS))
     expected = {"range": "Custom", "from_day": a.date(), "from_hour": f"{a.hour:02d}:00",
                 "to_day": b.date(), "to_hour": f"{b.hour:02d}:00"}
     got = {k: at.session_state[k] for k in expected}
@@ -234,7 +228,7 @@ def test_refresh_whole_range_fetches_every_hour_again() -> None:
     at.sidebar.button(key="refresh_all_btn").click().run()
     assert not at.exception and not at.error
     downloads = _row_downloads(flux_requests(sim, mark))
-    start = _open_range_end() - timedelta(hours=24)
+    start, _ = preset_range("24h", PINNED, PARIS)
     assert downloads and downloads[0] == start, (downloads[:3], start)
     assert [t.value for t in at.title] == ["Overview"] and metrics(at)
 

@@ -423,27 +423,3 @@ def test_empty_inputs_keep_columns():
     assert h.off_hours_toxic(EMPTY, PARIS, HNO).columns == [*FLOW_SCHEMA.names(), "off_hours"]
 
 
-# ------------------------------------------------------------------ DST-safe windows
-@pytest.mark.parametrize("day, start, end, hours", [
-    # spring forward: Paris is UTC+1 until 02:00 local, then UTC+2 -> a 23-hour day
-    (date(2026, 3, 29), utc(2026, 3, 28, 23), utc(2026, 3, 29, 22), 23),
-    # fall back: UTC+2 until 03:00 local, then UTC+1 -> a 25-hour day
-    (date(2026, 10, 25), utc(2026, 10, 24, 22), utc(2026, 10, 25, 23), 25),
-    (date(2026, 11, 24), utc(2026, 11, 23, 23), utc(2026, 11, 24, 23), 24),
-])
-def test_local_day_window_follows_dst(day, start, end, hours):
-    got = h.local_day_window(day, "Europe/Paris")
-    assert got == (start, end)
-    assert (got[1] - got[0]) == timedelta(hours=hours)
-
-
-def test_weeks_before_keeps_local_hours_across_dst():
-    # Sunday 2026-04-05 (CEST) vs Sunday 2026-03-29 (the 23-hour day): whole local days
-    start, end = h.local_day_window(date(2026, 4, 5), "Europe/Paris")
-    assert h.weeks_before(start, end, "Europe/Paris") == h.local_day_window(
-        date(2026, 3, 29), "Europe/Paris")
-    # "so far" windows: 00:00-15:00 local on 2026-11-01 -> 00:00-15:00 local on 2026-10-25
-    s, e = utc(2026, 10, 31, 23), utc(2026, 11, 1, 14)
-    assert h.weeks_before(s, e, "Europe/Paris") == (utc(2026, 10, 24, 22), utc(2026, 10, 25, 14))
-    # a naive 7 x 24 h shift would be an hour off on both sides of that change
-    assert s - timedelta(days=7) != utc(2026, 10, 24, 22)

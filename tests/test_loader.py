@@ -24,7 +24,8 @@ from flux_dashboard import errors as E
 from flux_dashboard import loader as loader_mod
 from flux_dashboard.client import Client, RateLimiter
 from flux_dashboard.config import Secret, Settings
-from flux_dashboard.loader import Estimate, Loader, ceil_hour
+from flux_dashboard.hours import ceil_hour
+from flux_dashboard.loader import Estimate, Loader
 from flux_dashboard.schema import NATURAL_KEY, to_frame
 from flux_dashboard.simulator import LateUpload, Simulator, SimulatorConfig
 from flux_dashboard.store import Store

@@ -18,7 +18,7 @@ from flux_dashboard.ui.frame import PAGES, admin_frame, frame, run_app
 from flux_dashboard.ui.guide import guide
 from flux_dashboard.ui.loading import lookback
 from flux_dashboard.ui.profile import profile_table, remote_profile, search_box
-from flux_dashboard.ui.sidebar import hours_text, preset_range
+from flux_dashboard.ui.sidebar import hours_text
 from flux_dashboard.ui.state import Keyed, View, settings
 from flux_dashboard.ui.text import text
 from flux_dashboard.ui.widgets import (
@@ -38,5 +38,5 @@ from flux_dashboard.ui.widgets import (
 __all__ = ["PAGES", "Keyed", "Session", "View", "admin_frame", "chart", "downloads",
            "evidence_button", "frame", "guide", "header", "hours_text", "human_bytes",
            "level_counts", "lookback", "meter", "no_flows", "only_device", "only_remote",
-           "only_toxic", "preset_range", "profile_table", "remote_profile", "run_app",
+           "only_toxic", "profile_table", "remote_profile", "run_app",
            "search_box", "settings", "table", "text"]

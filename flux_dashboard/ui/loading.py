@@ -28,7 +28,8 @@ from flux_dashboard import spending
 from flux_dashboard.config import Settings, memory_budget
 from flux_dashboard.filters import Filters
 from flux_dashboard.geo import enrich
-from flux_dashboard.loader import Loader, LoadResult, Progress, ceil_hour, floor_hour
+from flux_dashboard.hours import ceil_hour, floor_hour
+from flux_dashboard.loader import Loader, LoadResult, Progress
 from flux_dashboard.masking import Masker
 from flux_dashboard.schema import compact
 from flux_dashboard.store import filters_key

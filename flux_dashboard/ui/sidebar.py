@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -24,7 +24,7 @@ import streamlit as st
 
 from flux_dashboard import errors as E
 from flux_dashboard.filters import Filters
-from flux_dashboard.loader import ceil_hour
+from flux_dashboard.hours import local_datetime, preset_range
 from flux_dashboard.masking import Masker
 from flux_dashboard.schema import THREATS
 from flux_dashboard.sync import StatusFile, describe
@@ -247,8 +247,8 @@ def _time_range(sb, cfg, zone: ZoneInfo, raw_query: dict[str, list[str]]
         for k, v in (("from_day", from_day), ("from_hour", from_hour), ("to_day", to_day),
                      ("to_hour", to_hour)):
             _set_query(k, [str(v)])
-        start = _local_dt(from_day or today, HOURS.index(from_hour), zone)
-        end = _local_dt(to_day or today, HOURS.index(to_hour), zone)
+        start = local_datetime(from_day or today, HOURS.index(from_hour), zone)
+        end = local_datetime(to_day or today, HOURS.index(to_hour), zone)
     else:
         for k in _CUSTOM_KEYS:  # a relative range: no stale fixed dates in the link
             if k in st.query_params:
@@ -401,27 +401,6 @@ def _valid(kind: str, value: str) -> bool:
     return True
 
 
-def preset_range(preset: str, now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    """[start, end) in UTC for a preset, in the sensor's local calendar."""
-    end = ceil_hour(now)  # includes the open hour
-    local_now = now.astimezone(zone)
-    midnight = datetime(local_now.year, local_now.month, local_now.day, tzinfo=zone)
-    if preset == "24h":
-        return end - timedelta(hours=24), end
-    if preset == "7d":
-        return end - timedelta(days=7), end
-    if preset == "30d":
-        return end - timedelta(days=30), end
-    if preset == "yesterday":
-        y = (midnight - timedelta(hours=12)).date()
-        return (datetime(y.year, y.month, y.day, tzinfo=zone).astimezone(UTC),
-                midnight.astimezone(UTC))
-    if preset == "month":
-        first = datetime(local_now.year, local_now.month, 1, tzinfo=zone)
-        return first.astimezone(UTC), end
-    raise ValueError(preset)
-
-
 def _pin(start: datetime, end: datetime, zone: ZoneInfo) -> None:
     """Callback: switch to a custom range holding the current preset's dates."""
     a, b = start.astimezone(zone), end.astimezone(zone)
@@ -443,10 +422,6 @@ def _day(raw: dict[str, list[str]], key: str) -> date | None:
 def _hour(raw: dict[str, list[str]], key: str) -> str:
     values = raw.get(key) or []
     return values[-1] if values and values[-1] in HOURS else "00:00"
-
-
-def _local_dt(day: date, hour: int | None, zone: ZoneInfo) -> datetime:
-    return datetime(day.year, day.month, day.day, int(hour or 0), tzinfo=zone).astimezone(UTC)
 
 
 def hours_text(hours: tuple[int, ...]) -> str:

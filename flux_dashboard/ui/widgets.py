@@ -23,7 +23,7 @@ import streamlit as st
 
 from flux_dashboard import report
 from flux_dashboard.errors import AuditUnavailableError, FluxError
-from flux_dashboard.loader import HOUR
+from flux_dashboard.hours import HOUR, local_day_window, weeks_before
 from flux_dashboard.ui.auth import Session, record, spender, still_allowed
 from flux_dashboard.ui.loading import coverage_banner, load_window
 from flux_dashboard.ui.state import View, loader_for, masker
@@ -140,9 +140,9 @@ def evidence_button(view: View, *, device: str | None = None, remote: str | None
 
         df = mine(view.frame)
         last_day = view.local(view.end - HOUR).date()
-        day_start, day_end = Hn.local_day_window(last_day, view.tz)
+        day_start, day_end = local_day_window(last_day, view.tz)
         day_end = min(day_end, view.end)
-        prev_start, prev_end = Hn.weeks_before(day_start, day_end, view.tz)
+        prev_start, prev_end = weeks_before(day_start, day_end, view.tz)
         try:
             current = mine(load_window(view, loader, mask, day_start, day_end, spend).frame)
             previous = mine(load_window(view, loader, mask, prev_start, prev_end,

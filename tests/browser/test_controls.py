@@ -12,7 +12,7 @@ it if a server logged a traceback.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -47,6 +47,7 @@ from browser_kit import (
 )
 from playwright.sync_api import Page, expect
 
+from flux_dashboard.hours import preset_range
 from tests.kit.clock import PINNED, PLAN, days_before, days_query, local_days
 from tests.kit.clock import today as pinned_today
 
@@ -69,21 +70,11 @@ def _categories(fig: dict) -> set[str]:
 
 # ------------------------------------------------------------------ time range: Pin these dates
 def expected_pin(preset: str, now: datetime, tz: str) -> dict[str, str]:
-    """The URL a pinned preset must produce, computed here from the sensor's time zone."""
+    """The URL a pinned preset must produce: the range of hours.preset_range (tested by
+    hand in test_hours.py) in the sensor's time zone."""
     zone = ZoneInfo(tz)
-    hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    end = hour if hour == now else hour + timedelta(hours=1)  # the open hour included
-    if preset == "Last 24 hours":
-        start = end - timedelta(hours=24)
-    elif preset == "Last 7 days":
-        start = end - timedelta(days=7)
-    elif preset == "Yesterday":
-        today = now.astimezone(zone).date()
-        start = datetime.combine(today - timedelta(days=1), datetime.min.time(), zone)
-        end = datetime.combine(today, datetime.min.time(), zone)
-    else:
-        raise ValueError(preset)
-    a, b = start.astimezone(zone), end.astimezone(zone)
+    code = {"Last 24 hours": "24h", "Last 7 days": "7d", "Yesterday": "yesterday"}[preset]
+    a, b = (t.astimezone(zone) for t in preset_range(code, now, zone))
     return {"range": "Custom", "from_day": a.date().isoformat(), "from_hour": f"{a.hour:02d}:00",
             "to_day": b.date().isoformat(), "to_hour": f"{b.hour:02d}:00"}
 

@@ -1,0 +1,105 @@
+"""Hours and local days: the one place the project does calendar arithmetic.
+
+Flows are stored per UTC hour (``start_of_hour``); people think in the sensor's
+local days, which last 23 or 25 hours on a daylight-saving change. Everything
+here builds local days from local midnights, never by adding 24 hours, and
+shifts by calendar days in the sensor's zone, never by 7 × 24 hours.
+
+- ``floor_hour``, ``ceil_hour``, ``hours_between``, ``iso``: UTC hours;
+- ``SETTLE``: how long after its end an hour is final (inferred from the API);
+- ``local_day_window``, ``local_datetime``, ``local_days``: local days and times;
+- ``weeks_before``: the same local hours a week earlier (the digests' baseline);
+- ``preset_range``: the sidebar's relative ranges ("Last 24 hours", "Yesterday"…).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+HOUR = timedelta(hours=1)
+SETTLE = timedelta(minutes=15)  # an hour is final this long after it ends (inferred)
+
+
+def floor_hour(t: datetime) -> datetime:
+    """The UTC hour that holds ``t``."""
+    t = t.astimezone(UTC)
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(t: datetime) -> datetime:
+    """``t`` if it is a whole UTC hour, else the next one."""
+    f = floor_hour(t)
+    return f if f == t.astimezone(UTC) else f + HOUR
+
+
+def iso(t: datetime) -> str:
+    """An instant as the API writes it: ``2026-11-18T10:00:00.000Z``."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def hours_between(start: datetime, end: datetime) -> list[datetime]:
+    """Every hour of ``[start, end)`` (both whole hours)."""
+    n = int((end - start) / HOUR)
+    return [start + i * HOUR for i in range(max(n, 0))]
+
+
+def local_datetime(day: date, hour: int, zone: ZoneInfo) -> datetime:
+    """``hour``:00 of the local ``day`` in ``zone``, in UTC."""
+    return datetime(day.year, day.month, day.day, int(hour), tzinfo=zone).astimezone(UTC)
+
+
+def local_day_window(day: date, tz: str | ZoneInfo) -> tuple[datetime, datetime]:
+    """``[start, end)`` in UTC of the local calendar ``day`` in ``tz``.
+
+    Built from local midnights, never by adding 24 h: a day with a daylight
+    saving change lasts 23 or 25 hours (Europe/Paris: 2026-03-29, 2026-10-25).
+    """
+    zone = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
+    return local_datetime(day, 0, zone), local_datetime(day + timedelta(days=1), 0, zone)
+
+
+def local_days(start: datetime, end: datetime, tz: str | ZoneInfo) -> list[date]:
+    """The local dates ``[start, end)`` touches, newest first."""
+    zone = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
+    first = start.astimezone(zone).date()
+    last = (end - timedelta(microseconds=1)).astimezone(zone).date()
+    return [last - timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def weeks_before(start: datetime, end: datetime, tz: str | ZoneInfo, weeks: int = 1
+                 ) -> tuple[datetime, datetime]:
+    """The same local wall-clock hours ``weeks`` weeks earlier, in UTC.
+
+    Shifts by calendar days in the sensor's zone (not by 7 × 24 h), so the
+    baseline of a day after a DST change covers the same local hours.
+    """
+    zone = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
+
+    def shift(t: datetime) -> datetime:
+        local = t.astimezone(zone).replace(tzinfo=None) - timedelta(days=7 * weeks)
+        return local.replace(tzinfo=zone).astimezone(UTC)
+
+    return shift(start), shift(end)
+
+
+def preset_range(preset: str, now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of a relative range at ``now``, in the sensor's calendar.
+
+    ``24h``, ``7d``, ``30d``: that long up to the end of the open hour; ``yesterday``:
+    the previous local day, whole; ``month``: from the 1st, local midnight, to the end
+    of the open hour.
+    """
+    end = ceil_hour(now)  # includes the open hour
+    today = now.astimezone(zone).date()
+    if preset == "24h":
+        return end - timedelta(hours=24), end
+    if preset == "7d":
+        return end - timedelta(days=7), end
+    if preset == "30d":
+        return end - timedelta(days=30), end
+    if preset == "yesterday":
+        return local_day_window(today - timedelta(days=1), zone)
+    if preset == "month":
+        return local_datetime(today.replace(day=1), 0, zone), end
+    raise ValueError(preset)

@@ -1,0 +1,103 @@
+"""hours.py: UTC hours, local days across DST changes, the sidebar's relative ranges.
+
+Every expected value is worked out by hand (Europe/Paris: UTC+1 in winter, UTC+2
+in summer; 2026-03-29 has 23 hours, 2026-10-25 has 25).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from flux_dashboard.hours import (
+    ceil_hour,
+    floor_hour,
+    hours_between,
+    iso,
+    local_datetime,
+    local_day_window,
+    local_days,
+    preset_range,
+    weeks_before,
+)
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def test_hours_round_to_utc_hours_and_list_half_open():
+    t = datetime(2026, 11, 18, 11, 30, 5, tzinfo=PARIS)  # 10:30:05 UTC
+    assert floor_hour(t) == utc(2026, 11, 18, 10) and ceil_hour(t) == utc(2026, 11, 18, 11)
+    assert ceil_hour(utc(2026, 11, 18, 10)) == utc(2026, 11, 18, 10)
+    assert hours_between(utc(2026, 11, 18, 22), utc(2026, 11, 19, 1)) == [
+        utc(2026, 11, 18, 22), utc(2026, 11, 18, 23), utc(2026, 11, 19, 0)]
+    assert hours_between(utc(2026, 11, 19), utc(2026, 11, 18)) == []
+    assert iso(datetime(2026, 11, 18, 11, tzinfo=PARIS)) == "2026-11-18T10:00:00.000Z"
+
+
+def test_local_datetime_and_the_local_days_of_a_range():
+    assert local_datetime(date(2026, 3, 29), 3, PARIS) == utc(2026, 3, 29, 1)  # after the jump
+    assert local_datetime(date(2026, 3, 28), 3, PARIS) == utc(2026, 3, 28, 2)
+    # 23:00 UTC on the 17th is already the 18th in Paris; the end is exclusive
+    assert local_days(utc(2026, 11, 16, 23), utc(2026, 11, 18, 23), PARIS) == [
+        date(2026, 11, 18), date(2026, 11, 17)]
+    assert local_days(utc(2026, 11, 16, 23), utc(2026, 11, 18, 23, 0, 1), "Europe/Paris")[0] \
+        == date(2026, 11, 19)
+
+
+@pytest.mark.parametrize(("preset", "now", "start", "end"), [
+    # mid-hour: the open hour is included
+    ("24h", utc(2026, 11, 18, 10, 30), utc(2026, 11, 17, 11), utc(2026, 11, 18, 11)),
+    # on the hour: that hour has not begun to hold data
+    ("24h", utc(2026, 11, 18, 10), utc(2026, 11, 17, 10), utc(2026, 11, 18, 10)),
+    ("7d", utc(2026, 11, 18, 10, 30), utc(2026, 11, 11, 11), utc(2026, 11, 18, 11)),
+    ("30d", utc(2026, 11, 18, 10, 30), utc(2026, 10, 19, 11), utc(2026, 11, 18, 11)),
+    # Yesterday is the whole previous local day: 23:59:50 in Paris is still the 6th
+    ("yesterday", utc(2026, 12, 6, 22, 59, 50), utc(2026, 12, 4, 23), utc(2026, 12, 5, 23)),
+    # ... and 00:00:05 in Paris is the 7th: yesterday is the 6th
+    ("yesterday", utc(2026, 12, 6, 23, 0, 5), utc(2026, 12, 5, 23), utc(2026, 12, 6, 23)),
+    # the day after spring forward: yesterday has 23 hours
+    ("yesterday", utc(2026, 3, 30, 9), utc(2026, 3, 28, 23), utc(2026, 3, 29, 22)),
+    # the day after fall back: 25 hours
+    ("yesterday", utc(2026, 10, 26, 9), utc(2026, 10, 24, 22), utc(2026, 10, 25, 23)),
+    # This month: from the 1st, local midnight (UTC+1 in November)
+    ("month", utc(2026, 11, 18, 10, 30), utc(2026, 10, 31, 23), utc(2026, 11, 18, 11)),
+])
+def test_preset_ranges_by_hand(preset, now, start, end):
+    assert preset_range(preset, now, PARIS) == (start, end)
+
+
+def test_an_unknown_preset_is_an_error():
+    with pytest.raises(ValueError):
+        preset_range("fortnight", utc(2026, 11, 18), PARIS)
+
+
+# ------------------------------------------------------------------ DST-safe windows
+@pytest.mark.parametrize("day, start, end, hours", [
+    # spring forward: Paris is UTC+1 until 02:00 local, then UTC+2 -> a 23-hour day
+    (date(2026, 3, 29), utc(2026, 3, 28, 23), utc(2026, 3, 29, 22), 23),
+    # fall back: UTC+2 until 03:00 local, then UTC+1 -> a 25-hour day
+    (date(2026, 10, 25), utc(2026, 10, 24, 22), utc(2026, 10, 25, 23), 25),
+    (date(2026, 11, 24), utc(2026, 11, 23, 23), utc(2026, 11, 24, 23), 24),
+])
+def test_local_day_window_follows_dst(day, start, end, hours):
+    got = local_day_window(day, "Europe/Paris")
+    assert got == (start, end)
+    assert (got[1] - got[0]) == timedelta(hours=hours)
+
+
+def test_weeks_before_keeps_local_hours_across_dst():
+    # Sunday 2026-04-05 (CEST) vs Sunday 2026-03-29 (the 23-hour day): whole local days
+    start, end = local_day_window(date(2026, 4, 5), "Europe/Paris")
+    assert weeks_before(start, end, "Europe/Paris") == local_day_window(
+        date(2026, 3, 29), "Europe/Paris")
+    # "so far" windows: 00:00-15:00 local on 2026-11-01 -> 00:00-15:00 local on 2026-10-25
+    s, e = utc(2026, 10, 31, 23), utc(2026, 11, 1, 14)
+    assert weeks_before(s, e, "Europe/Paris") == (utc(2026, 10, 24, 22), utc(2026, 10, 25, 14))
+    # a naive 7 x 24 h shift would be an hour off on both sides of that change
+    assert s - timedelta(days=7) != utc(2026, 10, 24, 22)
