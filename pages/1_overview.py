@@ -9,7 +9,7 @@ from flux_dashboard import analytics as A
 from flux_dashboard import charts as C
 from flux_dashboard import hunting as Hn
 from flux_dashboard import ui
-from flux_dashboard.hours import ceil_hour, local_day_window, weeks_before
+from flux_dashboard.hours import ceil_hour, local_day_window, local_days, weeks_before
 
 view = ui.frame()
 ui.header(view, "Overview")
@@ -21,9 +21,8 @@ k = view.compute(A.kpis)
 zone = ZoneInfo(view.tz)
 now = view.settings.now()
 today = now.astimezone(zone).date()
-first = view.local(view.start).date()
-last = view.local(view.end - timedelta(seconds=1)).date()
-in_range = first <= today <= last
+range_days = local_days(view.start, view.end, view.tz)  # newest first
+in_range = range_days[-1] <= today <= range_days[0]
 cw = view.compute(A.cyberweather_summary, view.tz, today if in_range else None)
 carbon = view.compute(A.cybercarbon, view.settings.carbon_g_per_gb)
 
@@ -57,7 +56,7 @@ cols[-1].metric("Cybercarbon (CO2e)", f"≈ {A.human_grams(carbon['co2e_g'])}",
 ui.level_counts(cw.days_per_level, cw.days)
 
 # -- what changed: a whole local day (or today so far) against the same hours a week before
-choices = [last - timedelta(days=i) for i in range((last - first).days + 1)]
+choices = range_days
 default = 1 if choices[0] == today and len(choices) > 1 else 0  # last complete day
 with st.container(border=True):
     c1, c2 = st.columns([3, 1])
@@ -86,7 +85,7 @@ with st.container(border=True):
                    icon=":material/compare_arrows:")
 
 days = view.compute(A.cyberweather, view.tz, "1d")
-day_options = [d.date() for d in days["bucket"].to_list()] or [last]
+day_options = [d.date() for d in days["bucket"].to_list()] or [range_days[0]]
 
 st.subheader("Traffic over time", anchor=False)
 ui.chart(C.traffic_over_time_fig(view.compute(A.traffic_over_time, view.tz, "auto"),
