@@ -222,6 +222,16 @@ class Client:
             raise E.SchemaError("The flux answer has no 'data' list.")
         return FluxPage(_parse_meta(data.get("meta")), data["data"])
 
+    def hour_counts(self, sensor_id: int, params: dict[str, Any]) -> FluxPage:
+        """One page of ``/flux-hour-sensor``: the sensor's statistics per UTC hour (its
+        ``count`` is the rows of that hour). Counted with the flux requests: it is
+        data, metered and rate-limited like them. The items are as the API sent them."""
+        data = self._get_json(f"sensors/{int(sensor_id)}/flux-hour-sensor", params,
+                              what=f"hourly counts of sensor {sensor_id}", flux=True)
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise E.SchemaError("The hourly statistics answer has no 'data' list.")
+        return FluxPage(_parse_meta(data.get("meta")), data["data"])
+
     # -- plumbing
     def _get_json(self, path: str, params: dict[str, Any], *, what: str,
                   flux: bool = False) -> Any:

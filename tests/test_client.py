@@ -204,6 +204,21 @@ def test_key_absent_from_every_error_text():
     assert KEY not in repr(client) and KEY not in repr(client.settings)
 
 
+def test_hour_counts_reads_the_hourly_statistics_as_a_flux_request():
+    item = {"utc_hour": "2026-03-02T10:00:00Z", "count": 812}
+    client, calls, _ = make_client([
+        httpx.Response(200, json={"meta": META, "data": [item]}),
+        httpx.Response(200, json={"meta": META, "items": [item]}),
+    ])
+    page = client.hour_counts(54, {"sort_by": "utc_hour", "page": 1})
+    assert page.rows == [item] and page.meta.total == META["total"]
+    assert calls[0].url.path == "/api/v1/sensors/54/flux-hour-sensor"
+    assert calls[0].url.params["sort_by"] == "utc_hour"
+    assert client.flux_request_count == 1  # data: metered like the flows
+    with pytest.raises(E.SchemaError, match="hourly statistics"):
+        client.hour_counts(54, {})
+
+
 def test_schema_error_on_bad_meta():
     client, _, _ = make_client([httpx.Response(200, json={"meta": {"total": "x"}, "data": []})])
     with pytest.raises(E.SchemaError, match="meta.total"):

@@ -21,11 +21,10 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from flux_dashboard import errors as E
-from flux_dashboard import loader as loader_mod
 from flux_dashboard.client import Client, RateLimiter
 from flux_dashboard.config import Secret, Settings
 from flux_dashboard.hours import ceil_hour
-from flux_dashboard.loader import Estimate, Loader
+from flux_dashboard.loader import Estimate, Loader, cost, estimate, positions, segments
 from flux_dashboard.schema import NATURAL_KEY, to_frame
 from flux_dashboard.simulator import LateUpload, Simulator, SimulatorConfig
 from flux_dashboard.store import Store
@@ -129,7 +128,7 @@ def test_dense_hours_split_on_keys_exactly_once(tmp_path):
     start, end = datetime(2026, 3, 9, 8, tzinfo=UTC), datetime(2026, 3, 9, 14, tzinfo=UTC)
     want = truth(sim, start, end)
     assert want.height > 6 * 2 * 250  # several pages per hour
-    # The key split is the fallback of planned windows (point 10): exercised on its own.
+    # The key split is the fallback of planned windows (loader.segments): exercised on its own.
     loader.planning = False
     result = loader.load(54, start, end)
     same_rows(result.frame, want)
@@ -571,8 +570,8 @@ def test_rows_twice_are_refused_before_they_are_written(tmp_path, monkeypatch):
     """A loader bug that fetches every chunk twice: the load fails, and the disk, written
     as the load goes, holds each row once and exactly the API's rows of its hours."""
     sim, loader = make(tmp_path, per_page=100)
-    real_split = loader_mod._split
-    monkeypatch.setattr(loader_mod, "_split",
+    real_split = segments.split
+    monkeypatch.setattr(segments, "split",
                         lambda a, b, n, rho: real_split(a, b, n, rho) * 2)
     # The range reaches the open hour, so the per-segment count (which would see the
     # doubling) is skipped: only the checks on accepted hours stand in the way.
@@ -581,7 +580,7 @@ def test_rows_twice_are_refused_before_they_are_written(tmp_path, monkeypatch):
         loader.load(54, start, end)
     assert sim.flux_request_count() > 0
     files = list((tmp_path / "cache").rglob("*.parquet"))
-    assert files  # saved as they came (loader docstring, point 9)
+    assert files  # saved as they came (loader.fetch, point 5)
     disk = pl.concat([pl.read_parquet(f) for f in files])
     same_rows(disk, truth(sim, start, end).filter(
         pl.col("start_of_hour").is_in(sorted(hours_of(disk)))))
@@ -632,7 +631,7 @@ def test_server_rate_limit_on_is_never_exceeded(tmp_path):
 
 # ------------------------------------------------ load control: cancel, resume, budgets
 # Estimates, cancellation, request allowances, and hours saved as they complete
-# (loader docstring, points 7-9). Requests are counted at the simulator.
+# (loader.estimate, loader.gate, loader.fetch). Requests are counted at the simulator.
 ALL_WEEK = [WEEK[0] + i * H for i in range(7 * 24)]
 
 
@@ -653,7 +652,7 @@ def test_estimate_is_near_the_cold_load_then_free(tmp_path, hazard):
     est = loader.estimate(54, *WEEK)
     # One count for the one missing segment (a full page: it also shows the page granted),
     # and single hours to learn the sensor's daily profile.
-    assert est.spent == sim.flux_request_count() == 1 + loader_mod.SAMPLE_HOURS
+    assert est.spent == sim.flux_request_count() == 1 + estimate.SAMPLE_HOURS
     assert est.exact and est.missing_hours == 7 * 24
     sim.reset_counters()
     assert loader.estimate(54, *WEEK) == replace(est, spent=0)  # kept: reruns ask again
@@ -701,7 +700,7 @@ def test_estimate_falls_back_when_the_api_fails_and_raises_what_a_load_would(tmp
 def LOST_ON_STOP(loader) -> int:  # noqa: N802 - a bound, read like a constant
     """Requests a stopped load may have spent without saving them (module docstring,
     point 10): the started planned windows' pages, and the next load's head + counts."""
-    return loader.max_concurrency * (loader_mod.WINDOW_PAGES - 1) + 2
+    return loader.max_concurrency * (cost.WINDOW_PAGES - 1) + 2
 
 
 def test_cancel_halfway_keeps_what_completed_and_the_next_load_fetches_the_rest(
@@ -930,7 +929,7 @@ def test_a_segment_that_does_not_add_up_is_taken_back_out_of_the_cache(tmp_path)
 
 
 # ------------------------------------------------ planned windows: hourly counts, splits
-# Point 10 of the loader docstring: hourly counts plan windows sorted by sumFlux.
+# loader.segments: hourly counts plan windows sorted by sumFlux.
 # Pages of 250 rows keep these fast; hazards on.
 PLANNED_HAZARDS = {"unstable_ties": True, "inclusive_to": True, "max_per_page": 250,
                    "volumes_as": "mixed", "meta_urls": False}
@@ -1014,16 +1013,16 @@ def test_sum_runs_resolve_from_positions():
     # grid (ascending [0, 3) [3, 6), descending [4, 7) [1, 4) [0, 1)): no page can help.
     got = {(False, 1): page([1, 2, 5], "a"), (False, 2): page([5, 5, 8], "b"),
            (True, 1): page([9, 8, 5], "c")}
-    frame, need = loader_mod._resolve_sums(got, 7, 3)
+    frame, need = positions.resolve_sums(got, 7, 3)
     assert frame is None and need == []  # a run of 3 at [2, 5) fits no page of the two grids
     # 8 rows, sums 1 2 5 5 6 7 8 9: asc pages [1 2 5] [5 6 7], desc page 1 [9 8 7].
     # The run of 5 at [2, 4) straddles the edge at 3; descending page 2 holds [2, 5): ask it.
     got = {(False, 1): page([1, 2, 5], "a"), (False, 2): page([5, 6, 7], "b"),
            (True, 1): page([9, 8, 7], "c")}
-    frame, need = loader_mod._resolve_sums(got, 8, 3)
+    frame, need = positions.resolve_sums(got, 8, 3)
     assert frame is None and need == [(True, 2)]
     got[(True, 2)] = page([6, 5, 5], "d")  # positions 4, 3, 2 descending: the whole run
-    frame, need = loader_mod._resolve_sums(got, 8, 3)
+    frame, need = positions.resolve_sums(got, 8, 3)
     assert need == [] and frame is not None
     assert sorted((frame["in_bytes"] + frame["out_bytes"]).to_list()) == [1, 2, 5, 5, 6, 7, 8, 9]
 
