@@ -318,33 +318,14 @@ class Loader:
                    progress: ProgressFn | None, whole_range: bool, gate: Gate,
                    cache_only: bool, now: datetime, open_from: datetime,
                    past: list[datetime], settled: list[datetime]) -> LoadResult:
+        """The load once its sensor-days are held: cache, recheck, fetch, result."""
         fkey = filters_key(params)
         cached = empty_frame()
         covered: set[datetime] = set()
         if self.store is not None and settled and not whole_range:
             cached, covered = self.store.read(self.source_id, sensor_id, fkey, settled,
                                               transform=self._form)
-
-        store = self.store
-        unwritable: list[str] = []
-
-        def save(frame: pl.DataFrame, hours: set[datetime]) -> None:
-            # Point 9: a verified batch's settled hours go to disk at once, so an
-            # interrupted load resumes from them. A cache that cannot be written
-            # (disk full...) costs refetching later, never this load.
-            settled_hours = {h for h in hours if h < open_from}
-            if store is None or not settled_hours:
-                return
-            try:
-                store.write(self.source_id, sensor_id, fkey, settled_hours, frame,
-                            checked_at=now)
-            except OSError as exc:
-                if not unwritable:
-                    log.warning("cannot write the cache of sensor %s (%s); loading goes on",
-                                sensor_id, exc.__class__.__name__)
-                unwritable.append(exc.__class__.__name__)
-
-        acc = Accumulator(save)
+        acc = Accumulator(self._saver(sensor_id, fkey, open_from, now))
 
         def report() -> None:
             if progress:
@@ -357,12 +338,11 @@ class Loader:
         error: BaseException | None = None
         if covered and not cache_only:
             try:
-                cached, covered, rechecked, late = recheck(self,
-                    sensor_id, params, fkey, cached, covered, now, report, gate)
+                cached, covered, rechecked, late = recheck(
+                    self, sensor_id, params, fkey, cached, covered, now, report, gate)
             except Stop as stop:  # cancelled while counting: the cache is as it was
                 error = stop
         missing = [h for h in past if h not in covered]
-
         if missing and error is None and not cache_only:
             report()
             try:
@@ -370,6 +350,43 @@ class Loader:
                                open_from, gate)
             except BaseException as exc:  # cached what completed before re-raising
                 error = exc
+        frame = self._assemble(cached, acc)
+        incomplete = sorted(set(missing) - acc.hours)
+        if cache_only and all(h >= open_from for h in incomplete):
+            incomplete = []  # only the open hours: not refreshed, listed in open_hours
+        self._raise_unless_complete(incomplete, error, cache_only, gate, frame, report)
+        report()
+        return LoadResult(frame=frame, start=start, end=end, server_filters=params,
+                          flux_requests=gate.used,
+                          cached_hours=len(covered), fetched_hours=len(acc.hours),
+                          open_hours=[h for h in past if h >= open_from], loaded_at=now,
+                          rechecked_hours=rechecked, late_hours=late)
+
+    def _saver(self, sensor_id: int, fkey: str, open_from: datetime, now: datetime
+               ) -> Callable[[pl.DataFrame, set[datetime]], None]:
+        """Where accepted batches go: their settled hours to disk at once, so that an
+        interrupted load resumes from them. A cache that cannot be written (disk
+        full...) costs refetching later, never this load."""
+        store = self.store
+        unwritable: list[str] = []
+
+        def save(frame: pl.DataFrame, hours: set[datetime]) -> None:
+            settled_hours = {h for h in hours if h < open_from}
+            if store is None or not settled_hours:
+                return
+            try:
+                store.write(self.source_id, sensor_id, fkey, settled_hours, frame,
+                            checked_at=now)
+            except OSError as exc:
+                if not unwritable:
+                    log.warning("cannot write the cache of sensor %s (%s); loading goes on",
+                                sensor_id, exc.__class__.__name__)
+                unwritable.append(exc.__class__.__name__)
+
+        return save
+
+    def _assemble(self, cached: pl.DataFrame, acc: Accumulator) -> pl.DataFrame:
+        """Cached and fetched rows as one frame sorted by hour; a row twice fails the load."""
         fetched = pl.concat(acc.frames) if acc.frames else empty_frame()
         # A row twice means the load went wrong. The cache holds no such thing (each
         # write replaces the hours it names, from one verified window, and the store
@@ -378,14 +395,17 @@ class Loader:
         if dup:
             raise E.IncompleteDataError(f"{dup} rows came back twice; the load was discarded. "
                                         "Try again.", hours=[], partial=None)
-
         frames = [self._form(f) for f in (cached, *acc.frames) if f.height]
         frame = pl.concat(frames or [self._form(empty_frame())], rechunk=True)
         if not frame.get_column("start_of_hour").is_sorted():  # cached days come sorted
             frame = frame.sort("start_of_hour", maintain_order=True)
-        incomplete = sorted(set(missing) - acc.hours)
-        if cache_only and all(h >= open_from for h in incomplete):
-            incomplete = []  # only the open hours: not refreshed, listed in open_hours
+        return frame
+
+    @staticmethod
+    def _raise_unless_complete(incomplete: list[datetime], error: BaseException | None,
+                               cache_only: bool, gate: Gate, frame: pl.DataFrame,
+                               report: Callable[[], None]) -> None:
+        """What stopped the load, as the error it raises (with the partial frame)."""
         if error is not None and isinstance(error, FATAL):
             raise error
         if incomplete and (cache_only or isinstance(error, Stop)):
@@ -402,9 +422,3 @@ class Loader:
                 cause=error)
         if error is not None:
             raise error
-        report()
-        return LoadResult(frame=frame, start=start, end=end, server_filters=params,
-                          flux_requests=gate.used,
-                          cached_hours=len(covered), fetched_hours=len(acc.hours),
-                          open_hours=[h for h in past if h >= open_from], loaded_at=now,
-                          rechecked_hours=rechecked, late_hours=late)
