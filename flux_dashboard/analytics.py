@@ -193,9 +193,18 @@ def human_bytes(n: float | int | None) -> str:
     raise AssertionError("unreachable")
 
 
+def cyt_of(toxic_in, toxic_out):
+    """cyT = 1 x toxic IN flows + 10 x toxic OUT flows (the vendor's definition).
+
+    The one place the formula is written: takes ints (gives an int) or polars
+    columns or expressions (gives an expression).
+    """
+    return toxic_in + 10 * toxic_out
+
+
 def cyt_expr(toxic_in: str = "toxic_in", toxic_out: str = "toxic_out") -> pl.Expr:
-    """cyT = 1 x toxic IN flows + 10 x toxic OUT flows."""
-    return (pl.col(toxic_in) + 10 * pl.col(toxic_out)).cast(pl.Int64).alias("cyt")
+    """:func:`cyt_of` of two columns, as the Int64 column ``cyt``."""
+    return cyt_of(pl.col(toxic_in), pl.col(toxic_out)).cast(pl.Int64).alias("cyt")
 
 
 def cyt_level(cyt: int | None) -> int:
@@ -364,7 +373,7 @@ def kpis(df: pl.DataFrame, tz: str | None = None) -> dict:
     out = row.row(0, named=True)
     # The range's cyT is a total, not a level: levels rate a day or an hour
     # (see ``cyberweather_summary``).
-    out["cyt"] = out["toxic_in"] + 10 * out["toxic_out"]
+    out["cyt"] = cyt_of(out["toxic_in"], out["toxic_out"])
     return out
 
 

@@ -34,7 +34,8 @@ import plotly.graph_objects as go
 import polars as pl
 
 from flux_dashboard.analytics import (
-    CYBERWEATHER_LEVELS,
+    LEVEL_COLOURS,
+    LEVEL_NAMES,
     LEVEL_RANGES,
     OTHERS,
     WEEKDAYS,
@@ -54,11 +55,10 @@ CARBON_COLOUR = "#5f6b7a"  # slate: no toxic or cyberweather meaning
 # Calm colours for plain categories (protocols): no red, green or purple, which
 # carry the toxic and cyberweather meanings.
 CATEGORY_COLOURS = ("#4c78a8", "#72b7b2", "#9aa5b1", "#6b8fb8", "#86bcb6", "#b8c4d0")
-LEVEL_COLOURS: dict[int, str] = {lvl: colour for _, lvl, _, colour in CYBERWEATHER_LEVELS}
-LEVEL_NAMES: dict[int, str] = {lvl: name for _, lvl, name, _ in CYBERWEATHER_LEVELS}
 
 _UNITS = (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3))
 _LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1}
+_CYT_AXIS = "cyT (1 × toxic IN + 10 × toxic OUT)"
 _LEVEL_LEGEND = {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0,
                  "title": {"text": "Level"}}
 _VALUE_TITLES = {
@@ -345,7 +345,7 @@ def cyberweather_fig(frame: pl.DataFrame, title: str = "Cyberweather") -> go.Fig
     fig = go.Figure()
     _level_bars(fig, frame, x, when)
     _base(fig, title, _with_tz("Day" if daily else "Local time", tz),
-          "cyT (1 × toxic IN + 10 × toxic OUT)", barmode="overlay", bargap=0.15,
+          _CYT_AXIS, barmode="overlay", bargap=0.15,
           legend=_LEVEL_LEGEND)
     _one_bucket_ticks(fig, x, fmt)
     fig.update_yaxes(rangemode="tozero")
@@ -363,7 +363,7 @@ def cyberweather_hours_fig(
     _level_bars(fig, frame, hours, when)
     default = f"Cyberweather by hour, {day.isoformat()}" if day else "Cyberweather by hour"
     _base(fig, title or default, _with_tz("Hour of day", tz),
-          "cyT (1 × toxic IN + 10 × toxic OUT)", barmode="overlay", bargap=0.15,
+          _CYT_AXIS, barmode="overlay", bargap=0.15,
           legend=_LEVEL_LEGEND)
     fig.update_xaxes(range=[-0.5, 23.5], tickmode="linear", dtick=1)
     fig.update_yaxes(rangemode="tozero")

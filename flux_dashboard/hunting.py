@@ -31,6 +31,7 @@ import polars as pl
 
 from flux_dashboard.analytics import (
     critical_expr,
+    cyt_of,
     flag_aggs,
     human_bytes,
     threat_label_expr,
@@ -596,11 +597,6 @@ def _toxic_counts(df: pl.DataFrame) -> tuple[int, int]:
     return t.height - n_out, n_out
 
 
-def _cyt(n_in: int, n_out: int) -> int:
-    # Vendor definition: cyT = 1 × toxic IN flows + 10 × toxic OUT flows.
-    return n_in + 10 * n_out
-
-
 def _pct(before: float, after: float) -> str:
     if before == 0:
         return "new" if after else "0%"
@@ -720,7 +716,7 @@ def digest(
 
     tin_b, tout_b = _toxic_counts(before)
     tin_a, tout_a = _toxic_counts(now)
-    cyt_b, cyt_a = _cyt(tin_b, tout_b), _cyt(tin_a, tout_a)
+    cyt_b, cyt_a = cyt_of(tin_b, tout_b), cyt_of(tin_a, tout_a)
 
     s: list[str] = []
     if before.height == 0:

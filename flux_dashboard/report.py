@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import io
+import textwrap
 import zipfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -296,8 +297,8 @@ def _readme(
         "",
         "Notes",
         "  - Timestamps in the CSV files are UTC; the report shows the sensor's time zone.",
-        "  - cyT = 1 x toxic IN flows + 10 x toxic OUT flows; the cyberweather level rates",
-        "    one local day: 0 Clear, 1-5 Light, 6-10 Moderate, 11-99 Severe, 100+ Critical.",
+        *textwrap.wrap(f"- Cyberweather: {A.CYBERWEATHER_RULE}", 86, initial_indent="  ",
+                       subsequent_indent="    "),
         "  - Cybercarbon is an estimate: bytes in + out x gCO2e per GB (see report.html).",
         "  - Text cells starting with = + - @ are prefixed with ' so spreadsheets do not",
         "    run them as formulas.",

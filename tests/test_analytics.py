@@ -85,6 +85,13 @@ def test_kpis_empty():
     assert k["first_hour"] is None and k["last_hour"] is None
 
 
+def test_cyt_of_counts_an_out_flow_as_ten_in_flows_for_ints_and_columns():
+    # 3 toxic IN + 2 toxic OUT -> 3 + 20 = 23; the expression form gives the same.
+    assert A.cyt_of(3, 2) == 23 and A.cyt_of(0, 0) == 0
+    frame = pl.DataFrame({"toxic_in": [3, 0, 1], "toxic_out": [2, 1, 0]})
+    assert frame.select(A.cyt_expr())["cyt"].to_list() == [23, 10, 1]
+
+
 @pytest.mark.parametrize(
     ("cyt", "level"),
     [(0, 0), (1, 1), (5, 1), (6, 2), (10, 2), (11, 3), (99, 3), (100, 4), (12345, 4)],
