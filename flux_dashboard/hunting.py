@@ -22,7 +22,6 @@ reported separately where useful.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -36,6 +35,7 @@ from flux_dashboard.analytics import (
     human_bytes,
     threat_label_expr,
 )
+from flux_dashboard.escaping import escape_markdown, one_line
 from flux_dashboard.geo import OWNER_COLUMNS, with_country, with_owner
 from flux_dashboard.schema import UTC_US
 
@@ -45,45 +45,11 @@ UNQUALIFIED = "Unqualified"  # same wording as analytics.threat_label_expr
 # Small shared helpers
 # ---------------------------------------------------------------------------
 
-# Everything CommonMark lets us backslash-escape, plus ':' (Streamlit's
-# :emoji: / :color[...] / :material/...: directives) and '$' (LaTeX).
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>$:=\"'^])")
-
-
-# GFM turns bare "https://…", "http://…", "www.…" and "a@b.c" into links after the
-# escapes are resolved (on the text's final characters), so no escape prevents it. A
-# word joiner (U+2060, invisible, no line break) inside each pattern breaks it.
-_AUTOLINK = re.compile(r"(?i)(?<=[a-z]:)(?=//)|(?<=\bwww)(?=\.)|(?<=@)")
-WORD_JOINER = "\u2060"
-
-
-def escape_markdown(text: str) -> str:
-    """Make any text render literally in (Streamlit) markdown.
-
-    ``&``, ``<`` and ``>`` become HTML entities (so raw HTML never renders),
-    every markdown punctuation character is backslash-escaped, so links,
-    images, emphasis, directives and LaTeX from data values stay plain text,
-    and bare URLs, ``www.`` names and e-mail addresses get an invisible word
-    joiner, so that GFM cannot turn them into links either.
-    """
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = _AUTOLINK.sub(WORD_JOINER, text)
-    return _MD_SPECIAL.sub(r"\\\1", text)
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
-
-
-def _clean(value: object, limit: int = 60) -> str:
-    """A data value as one safe line of plain text (no control chars, bounded)."""
-    text = _CONTROL.sub(" ", "" if value is None else str(value)).strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
 
 def device_label(ip0: str | None, name: str | None) -> str:
     """'NAS (192.168.1.20)', or just the IP when the device has no name."""
-    ip = _clean(ip0)
-    nm = _clean(name)
+    ip = one_line(ip0)
+    nm = one_line(name)
     return ip if not nm or nm == ip else f"{nm} ({ip})"
 
 
@@ -743,7 +709,7 @@ def digest(
         s.append("No new devices.")
     if new_countries.height:
         names = [
-            _clean(c or cc)
+            one_line(c or cc)
             for cc, c in new_countries.select("country_code", "country").rows()
         ]
         s.append(f"{_plural(new_countries.height, 'new remote country', 'new remote countries')}"
@@ -753,8 +719,8 @@ def digest(
     if new_tox.height:
         items = []
         for r in new_tox.iter_rows(named=True):
-            where = _clean(r["country"] or "unknown country")
-            items.append(f"{_clean(r['ip1'])} ({where}, {_clean(r['threats'], 80)})")
+            where = one_line(r["country"] or "unknown country")
+            items.append(f"{one_line(r['ip1'])} ({where}, {one_line(r['threats'], 80)})")
         n_out = int(new_tox["has_out"].sum())
         tail = f", {n_out} of them contacted from the LAN (OUT)" if n_out else ""
         s.append(

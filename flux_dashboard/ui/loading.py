@@ -26,6 +26,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from flux_dashboard import errors as E
 from flux_dashboard import spending
 from flux_dashboard.config import Settings, memory_budget
+from flux_dashboard.escaping import escape_markdown as text
 from flux_dashboard.filters import Filters
 from flux_dashboard.geo import enrich
 from flux_dashboard.hours import ceil_hour, floor_hour
@@ -42,7 +43,6 @@ from flux_dashboard.ui.state import (
     memo,
     settings,
 )
-from flux_dashboard.ui.text import text
 
 log = logging.getLogger(__name__)
 

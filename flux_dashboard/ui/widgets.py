@@ -23,11 +23,12 @@ import streamlit as st
 
 from flux_dashboard import report
 from flux_dashboard.errors import AuditUnavailableError, FluxError
+from flux_dashboard.escaping import csv_safe
+from flux_dashboard.escaping import escape_markdown as text
 from flux_dashboard.hours import HOUR, local_day_window, weeks_before
 from flux_dashboard.ui.auth import Session, record, spender, still_allowed
 from flux_dashboard.ui.loading import coverage_banner, load_window
 from flux_dashboard.ui.state import View, loader_for, masker
-from flux_dashboard.ui.text import text
 
 
 def header(view: View, title: str, icon: str = "") -> None:
@@ -86,7 +87,7 @@ def downloads(source: View | Session, df: pl.DataFrame, name: str, key: str) -> 
 
     def csv() -> str | bytes:
         why = refusal("csv")
-        return refused_file("csv", why) if why else report.csv_safe(df).write_csv()
+        return refused_file("csv", why) if why else csv_safe(df).write_csv()
 
     def parquet() -> bytes:
         why = refusal("parquet")
@@ -190,7 +191,7 @@ def refused_file(fmt: str, why: str) -> bytes:
     """A file of the promised type (csv, parquet, zip) holding only why it was refused."""
     message = f"This download was refused: {why}"
     if fmt == "csv":
-        return report.csv_safe(pl.DataFrame({"refused": [message]})).write_csv().encode()
+        return csv_safe(pl.DataFrame({"refused": [message]})).write_csv().encode()
     if fmt == "parquet":
         buf = io.BytesIO()
         pl.DataFrame({"refused": [message]}).write_parquet(buf)
