@@ -31,6 +31,7 @@ from datetime import date, datetime
 
 import polars as pl
 
+from flux_dashboard.escaping import one_line
 from flux_dashboard.geo import with_country, with_owner
 from flux_dashboard.schema import CRITICAL_THREATS, THREAT_FLAGS, THREATS
 
@@ -268,6 +269,15 @@ def device_label_expr(name: str = "device_name", ip: str = "ip0") -> pl.Expr:
         .otherwise(pl.concat_str(n, pl.lit(" ("), i, pl.lit(")")))
         .alias("label")
     )
+
+
+def device_label(ip0: str | None, name: str | None) -> str:
+    """'NAS (192.168.1.20)', or just the IP when the device has no name: the label of
+    :func:`device_label_expr` for one device, as one line of plain text (sentences,
+    the evidence pack's README)."""
+    ip = one_line(ip0)
+    nm = one_line(name)
+    return ip if not nm or nm == ip else f"{nm} ({ip})"
 
 
 def port_label_expr() -> pl.Expr:

@@ -30,9 +30,10 @@ import plotly.graph_objects as go
 import polars as pl
 
 from flux_dashboard import analytics as A
+from flux_dashboard.analytics import critical_expr, device_label, human_bytes
 from flux_dashboard.config import DEFAULT_CARBON_G_PER_GB
 from flux_dashboard.escaping import csv_safe, escape_html
-from flux_dashboard.hunting import critical_expr, device_label, human_bytes, threats_label_expr
+from flux_dashboard.hunting import threats_label_expr
 from flux_dashboard.schema import THREATS
 
 TOP_ROWS = 50

@@ -127,6 +127,7 @@ def evidence_button(view: View, *, device: str | None = None, remote: str | None
         from flux_dashboard import analytics as A
         from flux_dashboard import charts as C
         from flux_dashboard import hunting as Hn
+        from flux_dashboard.digest import digest
 
         why = still_allowed(session, sensor_id, masked=view.masked)
         if why:
@@ -148,7 +149,7 @@ def evidence_button(view: View, *, device: str | None = None, remote: str | None
             current = mine(load_window(view, loader, mask, day_start, day_end, spend).frame)
             previous = mine(load_window(view, loader, mask, prev_start, prev_end,
                                         spend).frame)
-            digest_text = Hn.digest(current, previous, view.tz, last_day,
+            digest_text = digest(current, previous, view.tz, last_day,
                                     last_day - timedelta(days=7)).as_text()
         except FluxError as exc:  # the pack still builds; it says why there is no digest
             digest_text = (f"What changed on {last_day:%a %Y-%m-%d}: the comparison could "
