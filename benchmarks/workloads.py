@@ -26,6 +26,7 @@ import polars as pl
 from flux_dashboard import analytics as A
 from flux_dashboard import charts as C
 from flux_dashboard import hunting as Hn
+from flux_dashboard.digest import digest
 from flux_dashboard.filters import Filters
 from flux_dashboard.geo import enrich
 from flux_dashboard.hours import local_day_window
@@ -83,7 +84,7 @@ def overview(ctx: Ctx) -> Output:
     days = A.cyberweather(f, tz, "1d")
     day, prev = comparison_day(f, tz, ctx.end)
     baseline = _lookback(ctx, *day_window(prev, tz))
-    Hn.digest(f, baseline, tz, day, prev)
+    digest(f, baseline, tz, day, prev)
     out: Output = [
         C.traffic_over_time_fig(A.traffic_over_time(f, tz, "auto"),
                                 title=f"Traffic over time ({A.auto_every(f)} buckets)"),

@@ -31,6 +31,7 @@ from datetime import date, datetime
 
 import polars as pl
 
+from flux_dashboard.escaping import one_line
 from flux_dashboard.geo import with_country, with_owner
 from flux_dashboard.schema import CRITICAL_THREATS, THREAT_FLAGS, THREATS
 
@@ -193,9 +194,18 @@ def human_bytes(n: float | int | None) -> str:
     raise AssertionError("unreachable")
 
 
+def cyt_of(toxic_in, toxic_out):
+    """cyT = 1 x toxic IN flows + 10 x toxic OUT flows (the vendor's definition).
+
+    The one place the formula is written: takes ints (gives an int) or polars
+    columns or expressions (gives an expression).
+    """
+    return toxic_in + 10 * toxic_out
+
+
 def cyt_expr(toxic_in: str = "toxic_in", toxic_out: str = "toxic_out") -> pl.Expr:
-    """cyT = 1 x toxic IN flows + 10 x toxic OUT flows."""
-    return (pl.col(toxic_in) + 10 * pl.col(toxic_out)).cast(pl.Int64).alias("cyt")
+    """:func:`cyt_of` of two columns, as the Int64 column ``cyt``."""
+    return cyt_of(pl.col(toxic_in), pl.col(toxic_out)).cast(pl.Int64).alias("cyt")
 
 
 def cyt_level(cyt: int | None) -> int:
@@ -259,6 +269,15 @@ def device_label_expr(name: str = "device_name", ip: str = "ip0") -> pl.Expr:
         .otherwise(pl.concat_str(n, pl.lit(" ("), i, pl.lit(")")))
         .alias("label")
     )
+
+
+def device_label(ip0: str | None, name: str | None) -> str:
+    """'NAS (192.168.1.20)', or just the IP when the device has no name: the label of
+    :func:`device_label_expr` for one device, as one line of plain text (sentences,
+    the evidence pack's README)."""
+    ip = one_line(ip0)
+    nm = one_line(name)
+    return ip if not nm or nm == ip else f"{nm} ({ip})"
 
 
 def port_label_expr() -> pl.Expr:
@@ -364,7 +383,7 @@ def kpis(df: pl.DataFrame, tz: str | None = None) -> dict:
     out = row.row(0, named=True)
     # The range's cyT is a total, not a level: levels rate a day or an hour
     # (see ``cyberweather_summary``).
-    out["cyt"] = out["toxic_in"] + 10 * out["toxic_out"]
+    out["cyt"] = cyt_of(out["toxic_in"], out["toxic_out"])
     return out
 
 

@@ -15,7 +15,7 @@ shows a human-readable size. Time axes show the sensor's local wall-clock
 time (the frames carry tz-aware local datetimes) and name the zone.
 
 Text that comes from data (device names, port labels, country names...) is
-HTML-escaped with :func:`safe_text` before it reaches plotly, which renders a
+HTML-escaped with ``escaping.escape_plotly`` before it reaches plotly, which renders a
 subset of HTML in labels and hover text. Category axes therefore hold escaped
 labels; to map a selection back to a row, use the point index (bars keep
 the frame's row order) rather than the label.
@@ -34,7 +34,8 @@ import plotly.graph_objects as go
 import polars as pl
 
 from flux_dashboard.analytics import (
-    CYBERWEATHER_LEVELS,
+    LEVEL_COLOURS,
+    LEVEL_NAMES,
     LEVEL_RANGES,
     OTHERS,
     WEEKDAYS,
@@ -42,6 +43,7 @@ from flux_dashboard.analytics import (
     human_grams,
     human_km,
 )
+from flux_dashboard.escaping import escape_plotly
 
 TEMPLATE = "plotly_white"
 IN_COLOUR = "#4c78a8"
@@ -54,11 +56,10 @@ CARBON_COLOUR = "#5f6b7a"  # slate: no toxic or cyberweather meaning
 # Calm colours for plain categories (protocols): no red, green or purple, which
 # carry the toxic and cyberweather meanings.
 CATEGORY_COLOURS = ("#4c78a8", "#72b7b2", "#9aa5b1", "#6b8fb8", "#86bcb6", "#b8c4d0")
-LEVEL_COLOURS: dict[int, str] = {lvl: colour for _, lvl, _, colour in CYBERWEATHER_LEVELS}
-LEVEL_NAMES: dict[int, str] = {lvl: name for _, lvl, name, _ in CYBERWEATHER_LEVELS}
 
 _UNITS = (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3))
 _LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1}
+_CYT_AXIS = "cyT (1 × toxic IN + 10 × toxic OUT)"
 _LEVEL_LEGEND = {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0,
                  "title": {"text": "Level"}}
 _VALUE_TITLES = {
@@ -72,33 +73,6 @@ _VALUE_TITLES = {
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
-
-def _escape(s: str) -> str:
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def safe_text(value):
-    """Escape ``&``, ``<`` and ``>`` so plotly shows data text literally.
-
-    Accepts a str (None passes through), a list of them, a ``pl.Series`` or a
-    ``pl.Expr`` (returned as the same kind).
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return _escape(value)
-    if isinstance(value, pl.Expr | pl.Series):
-        s = value.cast(pl.String)
-        ns = s.str
-        return (
-            ns.replace_all("&", "&amp;", literal=True)
-            .str.replace_all("<", "&lt;", literal=True)
-            .str.replace_all(">", "&gt;", literal=True)
-        )
-    if isinstance(value, Sequence):
-        return [safe_text(v) for v in value]
-    return _escape(str(value))
-
 
 def is_empty(frame: pl.DataFrame | None) -> bool:
     """True when there is nothing to draw (pages show a message instead)."""
@@ -345,7 +319,7 @@ def cyberweather_fig(frame: pl.DataFrame, title: str = "Cyberweather") -> go.Fig
     fig = go.Figure()
     _level_bars(fig, frame, x, when)
     _base(fig, title, _with_tz("Day" if daily else "Local time", tz),
-          "cyT (1 × toxic IN + 10 × toxic OUT)", barmode="overlay", bargap=0.15,
+          _CYT_AXIS, barmode="overlay", bargap=0.15,
           legend=_LEVEL_LEGEND)
     _one_bucket_ticks(fig, x, fmt)
     fig.update_yaxes(rangemode="tozero")
@@ -363,7 +337,7 @@ def cyberweather_hours_fig(
     _level_bars(fig, frame, hours, when)
     default = f"Cyberweather by hour, {day.isoformat()}" if day else "Cyberweather by hour"
     _base(fig, title or default, _with_tz("Hour of day", tz),
-          "cyT (1 × toxic IN + 10 × toxic OUT)", barmode="overlay", bargap=0.15,
+          _CYT_AXIS, barmode="overlay", bargap=0.15,
           legend=_LEVEL_LEGEND)
     fig.update_xaxes(range=[-0.5, 23.5], tickmode="linear", dtick=1)
     fig.update_yaxes(rangemode="tozero")
@@ -428,7 +402,7 @@ def cyberweather_calendar_fig(
 
 def carbon_fig(frame: pl.DataFrame, title: str = "Cybercarbon per device") -> go.Figure:
     """From ``analytics.carbon_by_device``: estimated gCO2e per device, first row on top."""
-    labels = safe_text(_col(frame, "label"))
+    labels = escape_plotly(_col(frame, "label"))
     grams, km = _col(frame, "co2e_g"), _col(frame, "car_km")
     unit, size = next(((u, f) for u, f in (("t", 1e6), ("kg", 1e3))
                        if max(grams, default=0) >= f), ("g", 1.0))
@@ -459,7 +433,7 @@ def top_bar_fig(
 
     ``value``: "bytes" (IN/OUT stacked), "flows" (clean/toxic stacked) or "toxic_flows".
     """
-    labels = safe_text([str(v) for v in _col(frame, category)])
+    labels = escape_plotly([str(v) for v in _col(frame, category)])
     return _hbar(frame, labels, value, title, category_title)
 
 
@@ -487,19 +461,19 @@ def protocol_treemap_fig(
     custom.append(describe(grand))
     for proto, t in totals.items():
         ids.append(f"p/{proto}")
-        labels.append(safe_text(proto))
+        labels.append(escape_plotly(proto))
         parents.append("all")
         values.append(t[value])
         custom.append(describe(t))
     for r in rows:
         ids.append(f"p/{r['protocol']}/{r['port_label']}")
-        labels.append(safe_text(r["port_label"]))
+        labels.append(escape_plotly(r["port_label"]))
         parents.append(f"p/{r['protocol']}")
         values.append(r[value] or 0)
         custom.append(describe(r))
     fig = go.Figure(
         go.Treemap(
-            ids=safe_text(ids), labels=labels, parents=safe_text(parents), values=values,
+            ids=escape_plotly(ids), labels=labels, parents=escape_plotly(parents), values=values,
             branchvalues="total", customdata=custom, maxdepth=3,
             hovertemplate=(
                 "<b>%{label}</b><br>Bytes: %{customdata[0]}<br>Flows: %{customdata[1]}"
@@ -536,17 +510,17 @@ def port_device_heatmap_fig(
     frame: pl.DataFrame, value: str = "bytes", title: str = "Ports × devices"
 ) -> go.Figure:
     """From ``analytics.port_device_matrix`` (long form) as a device × port heatmap."""
-    ports = safe_text([str(v) for v in frame.get_column("port_label").unique(
+    ports = escape_plotly([str(v) for v in frame.get_column("port_label").unique(
         maintain_order=True).to_list()]) if not is_empty(frame) else []
-    devices = safe_text([str(v) for v in frame.get_column("device").unique(
+    devices = escape_plotly([str(v) for v in frame.get_column("device").unique(
         maintain_order=True).to_list()]) if not is_empty(frame) else []
     zs, unit_title, human = _value_axis(frame, value)
     pi = {p: i for i, p in enumerate(ports)}
     di = {d: i for i, d in enumerate(devices)}
     z = [[None] * len(ports) for _ in devices]
     text = [[""] * len(ports) for _ in devices]
-    port_col = safe_text([str(v) for v in _col(frame, "port_label")])
-    dev_col = safe_text([str(v) for v in _col(frame, "device")])
+    port_col = escape_plotly([str(v) for v in _col(frame, "port_label")])
+    dev_col = escape_plotly([str(v) for v in _col(frame, "device")])
     for p, d, v, h in zip(port_col, dev_col, zs, human, strict=True):
         z[di[d]][pi[p]] = v
         text[di[d]][pi[p]] = f"<b>{d}</b><br>Port: {p}<br>{h}"
@@ -600,7 +574,7 @@ def threats_fig(frame: pl.DataFrame, title: str = "Threats by category") -> go.F
     critical = _col(frame, "critical")
     threat = _col(frame, "threat")
     ticks = [
-        f"<b>⚠ {safe_text(lbl)}</b>" if crit else safe_text(lbl)
+        f"<b>⚠ {escape_plotly(lbl)}</b>" if crit else escape_plotly(lbl)
         for lbl, crit in zip(labels, critical, strict=True)
     ]
     colours = [
@@ -608,7 +582,7 @@ def threats_fig(frame: pl.DataFrame, title: str = "Threats by category") -> go.F
         for crit, t in zip(critical, threat, strict=True)
     ]
     custom = _customdata(
-        safe_text([str(v) for v in labels]),
+        escape_plotly([str(v) for v in labels]),
         ["critical" if c else "not critical" for c in critical],
         _col(frame, "toxic_in"), _col(frame, "toxic_out"),
         _col(frame, "devices"), _col(frame, "remotes"),
@@ -645,10 +619,10 @@ def toxic_devices_fig(
     """From ``analytics.toxic_out_devices``: toxic OUT flows per device (first ``top``)."""
     frame = frame.head(top)
     tz = _tz_name(frame, "first_seen")
-    labels = safe_text([str(v) for v in _col(frame, "label")])
+    labels = escape_plotly([str(v) for v in _col(frame, "label")])
     critical = _col(frame, "critical")
     custom = _customdata(
-        labels, _col(frame, "remotes"), safe_text([str(v) for v in _col(frame, "threats")]),
+        labels, _col(frame, "remotes"), escape_plotly([str(v) for v in _col(frame, "threats")]),
         [human_bytes(v) for v in _col(frame, "bytes_out")],
         _fmt_times(frame, "first_seen"), _fmt_times(frame, "last_seen"),
     )
@@ -690,13 +664,13 @@ def countries_map_fig(
     else:
         z, bar_title = _col(known, value), f"{_VALUE_TITLES.get(value, value)} (count)"
     custom = _customdata(
-        safe_text([str(v) for v in _col(known, "country")]),
+        escape_plotly([str(v) for v in _col(known, "country")]),
         [human_bytes(v) for v in _col(known, "bytes")],
         _col(known, "flows"), _col(known, "remotes"), _col(known, "toxic_flows"),
     )
     fig = go.Figure(
         go.Choropleth(
-            locations=safe_text([str(v) for v in _col(known, "iso3")]), z=z,
+            locations=escape_plotly([str(v) for v in _col(known, "iso3")]), z=z,
             locationmode="ISO-3", colorscale=_heat_scale(value), customdata=custom,
             marker_line_color="white", marker_line_width=0.5,
             colorbar={"title": {"text": bar_title}},
@@ -732,14 +706,14 @@ def remote_hosts_fig(
     cc = _col(frame, "country_code")
     toxic = [(t or 0) > 0 for t in _col(frame, "toxic_flows")]
     labels = [
-        ("⚠ " if t else "") + safe_text(str(ip))
-        + (f" ({safe_text(c)})" if c and c != "--" and ip != OTHERS else "")
+        ("⚠ " if t else "") + escape_plotly(str(ip))
+        + (f" ({escape_plotly(c)})" if c and c != "--" and ip != OTHERS else "")
         for ip, c, t in zip(ips, cc, toxic, strict=True)
     ]
     extra = [
-        ("Owner", safe_text([str(v or "") for v in _col(frame, "owner")])),
-        ("Country", safe_text([str(v or "") for v in _col(frame, "country")])),
+        ("Owner", escape_plotly([str(v or "") for v in _col(frame, "owner")])),
+        ("Country", escape_plotly([str(v or "") for v in _col(frame, "country")])),
         ("Devices", [str(v) if v is not None else "" for v in _col(frame, "devices")]),
-        ("Threats", safe_text([str(v or "") for v in _col(frame, "threats")])),
+        ("Threats", escape_plotly([str(v or "") for v in _col(frame, "threats")])),
     ]
     return _hbar(frame, labels, value, title, "Remote host", extra=extra, outline=toxic)

@@ -194,7 +194,7 @@ def cmd_export(args, transport=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")
     if args.out.suffix.lower() == ".csv":
-        from flux_dashboard.report import csv_safe
+        from flux_dashboard.escaping import csv_safe
 
         # Same cells as the dashboard's CSV downloads: none runs as a spreadsheet formula.
         csv_safe(frame).write_csv(tmp)

@@ -12,8 +12,10 @@ Empty inputs give empty frames with the documented columns, never an error.
   score that hints at beaconing.
 - ``upload_anomalies``: device-hours whose upload beats the device's own
   robust baseline (median + k × MAD).
-- ``digest``: "what changed" against the same weekday a week before, in plain
-  sentences that are safe to render as text (``as_markdown`` escapes them).
+
+"What changed" against the same weekday a week before lives in ``digest``, which
+uses the shared helpers below (``latest_name``, ``add_country``,
+``threats_label_expr``).
 
 A "flow" is one row of the flow frame (hour × device × remote × direction ×
 protocol × port), as in the vendor's counts; ``occurrences`` (sessions) is
@@ -22,17 +24,13 @@ reported separately where useful.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import date
 
 import polars as pl
 
 from flux_dashboard.analytics import (
     critical_expr,
     flag_aggs,
-    human_bytes,
     threat_label_expr,
 )
 from flux_dashboard.geo import OWNER_COLUMNS, with_country, with_owner
@@ -44,47 +42,6 @@ UNQUALIFIED = "Unqualified"  # same wording as analytics.threat_label_expr
 # Small shared helpers
 # ---------------------------------------------------------------------------
 
-# Everything CommonMark lets us backslash-escape, plus ':' (Streamlit's
-# :emoji: / :color[...] / :material/...: directives) and '$' (LaTeX).
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>$:=\"'^])")
-
-
-# GFM turns bare "https://…", "http://…", "www.…" and "a@b.c" into links after the
-# escapes are resolved (on the text's final characters), so no escape prevents it. A
-# word joiner (U+2060, invisible, no line break) inside each pattern breaks it.
-_AUTOLINK = re.compile(r"(?i)(?<=[a-z]:)(?=//)|(?<=\bwww)(?=\.)|(?<=@)")
-WORD_JOINER = "\u2060"
-
-
-def escape_markdown(text: str) -> str:
-    """Make any text render literally in (Streamlit) markdown.
-
-    ``&``, ``<`` and ``>`` become HTML entities (so raw HTML never renders),
-    every markdown punctuation character is backslash-escaped, so links,
-    images, emphasis, directives and LaTeX from data values stay plain text,
-    and bare URLs, ``www.`` names and e-mail addresses get an invisible word
-    joiner, so that GFM cannot turn them into links either.
-    """
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = _AUTOLINK.sub(WORD_JOINER, text)
-    return _MD_SPECIAL.sub(r"\\\1", text)
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
-
-
-def _clean(value: object, limit: int = 60) -> str:
-    """A data value as one safe line of plain text (no control chars, bounded)."""
-    text = _CONTROL.sub(" ", "" if value is None else str(value)).strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def device_label(ip0: str | None, name: str | None) -> str:
-    """'NAS (192.168.1.20)', or just the IP when the device has no name."""
-    ip = _clean(ip0)
-    nm = _clean(name)
-    return ip if not nm or nm == ip else f"{nm} ({ip})"
-
 
 def threats_label_expr(toxic: str = "toxic") -> pl.Expr:
     """Threat labels (see ``analytics.threat_label_expr``) of row- or group-level flags."""
@@ -95,12 +52,12 @@ def _contact_time() -> pl.Expr:
     return pl.coalesce("first_seen", "start_of_hour")
 
 
-def _latest_name() -> pl.Expr:
+def latest_name() -> pl.Expr:
     """The device name of the device's newest row (names can change over time)."""
     return pl.col("device_name").sort_by("start_of_hour").last().alias("device_name")
 
 
-def _add_country(df: pl.DataFrame, source: pl.DataFrame) -> pl.DataFrame:
+def add_country(df: pl.DataFrame, source: pl.DataFrame) -> pl.DataFrame:
     """Countries and owners of ``ip1``, reused from the flow frame ``source`` when it
     has them."""
     if df.height == 0:
@@ -188,7 +145,7 @@ def off_hours_by_device(
         .select("ip0", "device_name", "start_of_hour", off, volume.alias("bytes"))
         .group_by("ip0")
         .agg(
-            _latest_name(),
+            latest_name(),
             (~pl.col("off_hours")).sum().cast(pl.UInt32).alias("flows_work"),
             pl.col("off_hours").sum().cast(pl.UInt32).alias("flows_off"),
             pl.col("bytes").filter(~pl.col("off_hours")).sum().cast(pl.Int64).alias("bytes_work"),
@@ -262,7 +219,7 @@ def first_seen_remotes(df: pl.DataFrame, baseline: pl.DataFrame) -> pl.DataFrame
         .join(known.lazy(), on=["ip0", "ip1"], how="anti")
         .group_by("ip0", "ip1")
         .agg(
-            _latest_name(),
+            latest_name(),
             _contact_time().min().alias("first_contact"),
             pl.len().cast(pl.UInt32).alias("flows"),
             pl.col("out_bytes").fill_null(0).sum().cast(pl.Int64).alias("bytes_out"),
@@ -277,7 +234,7 @@ def first_seen_remotes(df: pl.DataFrame, baseline: pl.DataFrame) -> pl.DataFrame
         )
         .collect(engine="in-memory")
     )
-    return _add_country(new, df).select(FIRST_SEEN_COLUMNS.names()).cast(dict(FIRST_SEEN_COLUMNS))
+    return add_country(new, df).select(FIRST_SEEN_COLUMNS.names()).cast(dict(FIRST_SEEN_COLUMNS))
 
 
 # ---------------------------------------------------------------------------
@@ -373,7 +330,7 @@ def storylines(df: pl.DataFrame) -> pl.DataFrame:
     tox = df.lazy().filter(pl.col("toxic").fill_null(False))
     pair = ["ip0", "ip1"]
     summary = tox.group_by(pair).agg(
-        _latest_name(),
+        latest_name(),
         pl.col("dir").unique().sort().str.join("+").alias("dirs"),
         (pl.col("dir") == "OUT").any().alias("_has_out"),
         _contact_time().min().alias("first_contact"),
@@ -421,7 +378,7 @@ def storylines(df: pl.DataFrame) -> pl.DataFrame:
         )
         .collect(engine="in-memory")
     )
-    return _add_country(out, df).select(STORYLINE_COLUMNS.names()).cast(dict(STORYLINE_COLUMNS))
+    return add_country(out, df).select(STORYLINE_COLUMNS.names()).cast(dict(STORYLINE_COLUMNS))
 
 
 # ---------------------------------------------------------------------------
@@ -472,7 +429,7 @@ def upload_anomalies(
     whose baseline is flat. Devices with fewer than ``min_baseline_hours``
     active baseline hours (including devices absent from the baseline) are
     skipped: with no history there is nothing to compare against (new devices
-    are reported by ``digest`` and ``first_seen_remotes``).
+    are reported by ``digest.digest`` and ``first_seen_remotes``).
 
     ``ratio`` = bytes_out / threshold (> 1). ``hour`` is start_of_hour (UTC).
     Sorted by ratio desc.
@@ -507,289 +464,3 @@ def upload_anomalies(
         .collect(engine="in-memory")
     )
     return out.select(UPLOAD_COLUMNS.names()).cast(dict(UPLOAD_COLUMNS))
-
-
-# ---------------------------------------------------------------------------
-# 5. What changed
-# ---------------------------------------------------------------------------
-
-NEW_DEVICES_COLUMNS = pl.Schema(
-    {"ip0": pl.String, "device_name": pl.String, "flows": pl.UInt32, "bytes": pl.Int64}
-)
-NEW_COUNTRIES_COLUMNS = pl.Schema(
-    {
-        "country_code": pl.String,
-        "country": pl.String,
-        "remotes": pl.UInt32,
-        "flows": pl.UInt32,
-        "bytes": pl.Int64,
-    }
-)
-NEW_TOXIC_COLUMNS = pl.Schema(
-    {
-        "ip1": pl.String,
-        "owner": pl.String,
-        "country_code": pl.String,
-        "country": pl.String,
-        "devices": pl.UInt32,
-        "flows": pl.UInt32,
-        "has_out": pl.Boolean,
-        "threats": pl.String,
-    }
-)
-DEVICE_CHANGES_COLUMNS = pl.Schema(
-    {
-        "ip0": pl.String,
-        "device_name": pl.String,
-        "bytes_before": pl.Int64,
-        "bytes_after": pl.Int64,
-        "change": pl.Int64,
-        "change_pct": pl.Float64,
-    }
-)
-
-
-@dataclass
-class Digest:
-    """What changed between ``previous_day`` and ``day`` (same weekday a week before).
-
-    ``sentences`` are plain text built from data values (control characters
-    removed, long names shortened); render them with ``st.text`` or use
-    ``as_markdown()``, which escapes them. ``change_pct`` is null when the
-    device had no traffic before.
-    """
-
-    day: date
-    previous_day: date
-    sentences: list[str]
-    new_devices: pl.DataFrame
-    new_countries: pl.DataFrame
-    new_toxic_remotes: pl.DataFrame
-    device_changes: pl.DataFrame
-    toxic_in_before: int = 0
-    toxic_out_before: int = 0
-    toxic_in_after: int = 0
-    toxic_out_after: int = 0
-    cyt_before: int = 0
-    cyt_after: int = 0
-    previous_empty: bool = False
-
-    @property
-    def title(self) -> str:
-        return f"What changed on {self.day:%a %Y-%m-%d} vs {self.previous_day:%a %Y-%m-%d}"
-
-    def as_text(self) -> str:
-        return "\n".join([self.title, "", *(f"- {s}" for s in self.sentences)]) + "\n"
-
-    def as_markdown(self) -> str:
-        body = "\n".join(f"- {escape_markdown(s)}" for s in self.sentences)
-        return f"**{escape_markdown(self.title)}**\n\n{body}\n"
-
-
-def _local_day(df: pl.DataFrame, tz: str, day: date) -> pl.DataFrame:
-    return df.filter(pl.col("start_of_hour").dt.convert_time_zone(tz).dt.date() == day)
-
-
-def _toxic_counts(df: pl.DataFrame) -> tuple[int, int]:
-    t = df.filter(pl.col("toxic").fill_null(False))
-    n_out = t.filter(pl.col("dir") == "OUT").height
-    return t.height - n_out, n_out
-
-
-def _cyt(n_in: int, n_out: int) -> int:
-    # Vendor definition: cyT = 1 × toxic IN flows + 10 × toxic OUT flows.
-    return n_in + 10 * n_out
-
-
-def _pct(before: float, after: float) -> str:
-    if before == 0:
-        return "new" if after else "0%"
-    return f"{(after - before) / before * 100:+.0f}%"
-
-
-def _list_text(items: list[str], limit: int = 5) -> str:
-    shown = ", ".join(items[:limit])
-    more = len(items) - limit
-    return f"{shown} and {more} more" if more > 0 else shown
-
-
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (plural or word + 's')}"
-
-
-def digest(
-    day_df: pl.DataFrame,
-    previous_df: pl.DataFrame,
-    tz: str,
-    day: date,
-    previous_day: date,
-    *,
-    top_n: int = 5,
-) -> Digest:
-    """Compare ``day`` with ``previous_day`` (normally the same weekday a week before).
-
-    Both frames are cut to their local day in ``tz`` (so passing wider frames
-    is fine). Bytes are out + in. Toxic flow counts are rows, cyT as the
-    vendor defines it. ``device_changes`` holds the ``top_n`` devices by
-    absolute change (zero changes left out).
-    """
-    now = _local_day(day_df, tz, day)
-    before = _local_day(previous_df, tz, previous_day)
-    volume = (pl.col("out_bytes").fill_null(0) + pl.col("in_bytes").fill_null(0)).alias("bytes")
-
-    def per_device(frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.group_by("ip0").agg(
-            _latest_name(), pl.len().cast(pl.UInt32).alias("flows"), volume.sum()
-        )
-
-    dev_now, dev_before = per_device(now), per_device(before)
-    new_devices = (
-        dev_now.join(dev_before.select("ip0"), on="ip0", how="anti")
-        .sort(["bytes", "ip0"], descending=[True, False])
-        .select(NEW_DEVICES_COLUMNS.names())
-        .cast(dict(NEW_DEVICES_COLUMNS))
-    )
-
-    def per_country(frame: pl.DataFrame) -> pl.DataFrame:
-        if frame.height == 0:
-            return pl.DataFrame(schema=NEW_COUNTRIES_COLUMNS)
-        g = frame.group_by("ip1").agg(pl.len().alias("flows"), volume.sum())
-        return (
-            _add_country(g, frame)
-            .filter(pl.col("country_code").is_not_null() & (pl.col("country_code") != "--"))
-            .group_by("country_code", "country")
-            .agg(
-                pl.len().alias("remotes"), pl.col("flows").sum(), pl.col("bytes").sum()
-            )
-            .cast(dict(NEW_COUNTRIES_COLUMNS))
-        )
-
-    new_countries = (
-        per_country(now)
-        .join(per_country(before).select("country_code"), on="country_code", how="anti")
-        .sort(["bytes", "country_code"], descending=[True, False])
-        .select(NEW_COUNTRIES_COLUMNS.names())
-    )
-
-    tox_now = now.filter(pl.col("toxic").fill_null(False))
-    tox_before = before.filter(pl.col("toxic").fill_null(False)).select("ip1").unique()
-    new_tox = (
-        tox_now.join(tox_before, on="ip1", how="anti")
-        .group_by("ip1")
-        .agg(
-            pl.col("ip0").n_unique().cast(pl.UInt32).alias("devices"),
-            pl.len().cast(pl.UInt32).alias("flows"),
-            (pl.col("dir") == "OUT").any().alias("has_out"),
-            pl.lit(True).alias("toxic"),
-            *flag_aggs(),
-        )
-        .with_columns(threats_label_expr(), critical_expr())
-        .sort(["critical", "has_out", "flows", "ip1"], descending=[True, True, True, False])
-    )
-    new_tox = _add_country(new_tox, now).select(NEW_TOXIC_COLUMNS.names()).cast(
-        dict(NEW_TOXIC_COLUMNS)
-    )
-
-    changes = (
-        dev_now.select("ip0", "device_name", pl.col("bytes").alias("bytes_after"))
-        .join(
-            dev_before.select(
-                "ip0", pl.col("device_name").alias("_name_b"), pl.col("bytes").alias("bytes_before")
-            ),
-            on="ip0",
-            how="full",
-            coalesce=True,
-        )
-        .with_columns(
-            pl.coalesce("device_name", "_name_b").alias("device_name"),
-            pl.col("bytes_before").fill_null(0).cast(pl.Int64),
-            pl.col("bytes_after").fill_null(0).cast(pl.Int64),
-        )
-        .with_columns((pl.col("bytes_after") - pl.col("bytes_before")).alias("change"))
-        .with_columns(
-            pl.when(pl.col("bytes_before") > 0)
-            .then(pl.col("change") / pl.col("bytes_before") * 100)
-            .alias("change_pct")
-        )
-        .filter(pl.col("change") != 0)
-        .sort([pl.col("change").abs(), "ip0"], descending=[True, False])
-        .head(top_n)
-        .select(DEVICE_CHANGES_COLUMNS.names())
-        .cast(dict(DEVICE_CHANGES_COLUMNS))
-    )
-
-    tin_b, tout_b = _toxic_counts(before)
-    tin_a, tout_a = _toxic_counts(now)
-    cyt_b, cyt_a = _cyt(tin_b, tout_b), _cyt(tin_a, tout_a)
-
-    s: list[str] = []
-    if before.height == 0:
-        s.append(
-            f"No data for {previous_day:%A %Y-%m-%d}: everything below counts as new, "
-            "so comparisons are not meaningful."
-        )
-    if now.height == 0:
-        s.append(f"No data for {day:%A %Y-%m-%d}.")
-    total_a = int(now.select(volume.sum()).item() or 0) if now.height else 0
-    total_b = int(before.select(volume.sum()).item() or 0) if before.height else 0
-    s.append(
-        f"Total traffic: {human_bytes(total_a)} in {_plural(now.height, 'flow')} "
-        f"(was {human_bytes(total_b)} in {_plural(before.height, 'flow')}, "
-        f"{_pct(total_b, total_a)})."
-    )
-    if new_devices.height:
-        pairs = new_devices.select("ip0", "device_name").rows()
-        labels = [device_label(ip, nm) for ip, nm in pairs]
-        s.append(
-            f"{_plural(new_devices.height, 'new device')} appeared: {_list_text(labels)}."
-        )
-    else:
-        s.append("No new devices.")
-    if new_countries.height:
-        names = [
-            _clean(c or cc)
-            for cc, c in new_countries.select("country_code", "country").rows()
-        ]
-        s.append(f"{_plural(new_countries.height, 'new remote country', 'new remote countries')}"
-                 f": {_list_text(names, 8)}.")
-    else:
-        s.append("No new remote countries.")
-    if new_tox.height:
-        items = []
-        for r in new_tox.iter_rows(named=True):
-            where = _clean(r["country"] or "unknown country")
-            items.append(f"{_clean(r['ip1'])} ({where}, {_clean(r['threats'], 80)})")
-        n_out = int(new_tox["has_out"].sum())
-        tail = f", {n_out} of them contacted from the LAN (OUT)" if n_out else ""
-        s.append(
-            f"{_plural(new_tox.height, 'new toxic remote')}{tail}: {_list_text(items)}."
-        )
-    else:
-        s.append("No new toxic remotes.")
-    s.append(
-        f"Toxic flows: {tin_a} IN and {tout_a} OUT (was {tin_b} IN and {tout_b} OUT); "
-        f"cyT {cyt_a} (was {cyt_b})."
-    )
-    for r in changes.iter_rows(named=True):
-        verb = "rose" if r["change"] > 0 else "fell"
-        s.append(
-            f"Traffic of {device_label(r['ip0'], r['device_name'])} {verb} from "
-            f"{human_bytes(r['bytes_before'])} to {human_bytes(r['bytes_after'])} "
-            f"({_pct(r['bytes_before'], r['bytes_after'])})."
-        )
-    return Digest(
-        day=day,
-        previous_day=previous_day,
-        sentences=s,
-        new_devices=new_devices,
-        new_countries=new_countries,
-        new_toxic_remotes=new_tox,
-        device_changes=changes,
-        toxic_in_before=tin_b,
-        toxic_out_before=tout_b,
-        toxic_in_after=tin_a,
-        toxic_out_after=tout_a,
-        cyt_before=cyt_b,
-        cyt_after=cyt_a,
-        previous_empty=before.height == 0,
-    )

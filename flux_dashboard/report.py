@@ -10,16 +10,17 @@
     README.txt         what is inside, the range, filters, generation time
 
 Safety: every data value written into report.html goes through
-``html.escape`` (titles included), plotly escapes ``<`` inside its JSON, and
-the page loads nothing from the network. In the CSVs, text cells that start
-with ``= + - @`` or a tab/CR get a leading apostrophe so a spreadsheet does not
-run them as formulas (device names are user-entered).
+``escaping.escape_html`` (titles included), plotly escapes ``<`` inside its JSON, and
+the page loads nothing from the network. The CSVs go through
+``escaping.csv_safe``: text cells that start with ``= + - @`` or a tab/CR get a
+leading apostrophe so a spreadsheet does not run them as formulas (device names
+are user-entered).
 """
 
 from __future__ import annotations
 
-import html
 import io
+import textwrap
 import zipfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -29,8 +30,10 @@ import plotly.graph_objects as go
 import polars as pl
 
 from flux_dashboard import analytics as A
+from flux_dashboard.analytics import critical_expr, device_label, human_bytes
 from flux_dashboard.config import DEFAULT_CARBON_G_PER_GB
-from flux_dashboard.hunting import critical_expr, device_label, human_bytes, threats_label_expr
+from flux_dashboard.escaping import csv_safe, escape_html
+from flux_dashboard.hunting import threats_label_expr
 from flux_dashboard.schema import THREATS
 
 TOP_ROWS = 50
@@ -49,10 +52,6 @@ pre{background:#f7f7fa;padding:.8rem;white-space:pre-wrap}
 """
 
 
-def _e(value: object) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
 def _aware(dt: datetime) -> datetime:
     # Naive datetimes are taken as UTC, like everything the app stores.
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
@@ -67,34 +66,6 @@ def _fmt_local(dt: datetime | None, tz: str) -> str:
 def _sensor_name(sensor: Mapping) -> str:
     name = sensor.get("full_name") or sensor.get("name")
     return str(name) if name else f"Sensor {sensor.get('id', '?')}"
-
-
-# A spreadsheet runs a cell that starts with one of these as a formula (tab and
-# CR too: some spreadsheets strip them and read what follows).
-_FORMULA_START = r"^[=+\-@\t\r]"
-
-
-def csv_safe(df: pl.DataFrame) -> pl.DataFrame:
-    """The frame ready for ``write_csv``: lists flattened, no cell a spreadsheet runs.
-
-    List columns become text, ``"a, b"``. Text cells (flattened lists included)
-    that start with ``= + - @``, a tab or a CR get a leading apostrophe, which
-    spreadsheets show as text instead of evaluating: device and NetBIOS names
-    are user-entered. Other columns are returned as they are.
-    """
-
-    def neutral(text: pl.Expr) -> pl.Expr:
-        return pl.when(text.str.contains(_FORMULA_START)).then(pl.lit("'") + text).otherwise(text)
-
-    exprs = []
-    for name, dtype in df.schema.items():
-        if isinstance(dtype, pl.List):
-            exprs.append(neutral(pl.col(name).cast(pl.List(pl.String)).list.join(", "))
-                         .alias(name))
-        elif dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum):
-            # The dashboard's frames hold names as categoricals (schema.compact): text.
-            exprs.append(neutral(pl.col(name).cast(pl.String)).alias(name))
-    return df.with_columns(exprs) if exprs else df
 
 
 def _csv(df: pl.DataFrame) -> bytes:
@@ -140,14 +111,14 @@ def _table(df: pl.DataFrame, columns: list[tuple[str, str, Formatter | None]]) -
     cols = [(c, label, f) for c, label, f in columns if c in df.columns]
     if df.height == 0 or not cols:
         return "<p>None.</p>"
-    head = "".join(f"<th>{_e(label)}</th>" for _, label, _ in cols)
+    head = "".join(f"<th>{escape_html(label)}</th>" for _, label, _ in cols)
     body = []
     for row in df.select([c for c, _, _ in cols]).iter_rows():
         cells = []
         for value, (_, _, fmt) in zip(row, cols, strict=True):
             numeric = isinstance(value, int | float) and not isinstance(value, bool)
             text = fmt(value) if fmt and value is not None else value
-            cells.append(f"<td{' class=n' if numeric else ''}>{_e(text)}</td>")
+            cells.append(f"<td{' class=n' if numeric else ''}>{escape_html(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -188,7 +159,7 @@ def _fig_html(figures: Mapping[str, go.Figure]) -> str:
             config={"displaylogo": False, "responsive": True},
         )
         first = False
-        parts.append(f'<section class="fig"><h3>{_e(title)}</h3>{div}</section>')
+        parts.append(f'<section class="fig"><h3>{escape_html(title)}</h3>{div}</section>')
     return "\n".join(parts) if parts else "<p>No charts.</p>"
 
 
@@ -202,18 +173,21 @@ def _report_html(
     title = (f"Evidence pack – {sensor_name}" + (f" – {device_text}" if device_text else "")
              + (f" – {remote_text}" if remote_text else ""))
     kpis = "".join(
-        f'<div class="kpi"><div class="v">{_e(v)}</div><div class="l">{_e(k)}</div></div>'
+        f'<div class="kpi"><div class="v">{escape_html(v)}</div>'
+        f'<div class="l">{escape_html(k)}</div></div>'
         for k, v in _kpis(flows, tz)
     )
     cw = A.cyberweather_summary(flows, tz)
     swatch = ('<span style="display:inline-block;width:.8em;height:.8em;border-radius:2px;'
               'background:{};margin:0 .3em 0 .8em"></span>')
-    levels = "".join(swatch.format(A.LEVEL_COLOURS[lvl]) + _e(f"{name} {cw.days_per_level[lvl]}")
+    levels = "".join(swatch.format(A.LEVEL_COLOURS[lvl])
+                     + escape_html(f"{name} {cw.days_per_level[lvl]}")
                      for lvl, name in A.LEVEL_NAMES.items())
     levels_html = (f'<p class="meta">Days per cyberweather level ({cw.days} local days, '
-                   f'{_e(tz)}):{levels}</p><p class="meta">{_e(A.CYBERWEATHER_RULE)}</p>')
+                   f'{escape_html(tz)}):{levels}</p>'
+                   f'<p class="meta">{escape_html(A.CYBERWEATHER_RULE)}</p>')
     carbon_html = (f'<p class="meta">Cybercarbon (estimate): '
-                   f'{_e(A.cybercarbon_text(A.cybercarbon(flows, carbon_g_per_gb)))}</p>')
+                   f'{escape_html(A.cybercarbon_text(A.cybercarbon(flows, carbon_g_per_gb)))}</p>')
     hb: Formatter = human_bytes  # type: ignore[assignment]
     ts: Formatter = lambda v: _fmt_local(v, tz)  # noqa: E731
     pct: Formatter = lambda v: f"{v:.2f}"  # noqa: E731
@@ -242,24 +216,24 @@ def _report_html(
         f"Filters: {filters_description or 'none'}",
         f"Generated: {generated_text}",
     ]
-    meta_html = "".join(f'<p class="meta">{_e(m)}</p>' for m in meta)
+    meta_html = "".join(f'<p class="meta">{escape_html(m)}</p>' for m in meta)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(title)}</title>
+<title>{escape_html(title)}</title>
 <style>{_CSS}</style>
 </head>
 <body>
-<h1>{_e(title)}</h1>
+<h1>{escape_html(title)}</h1>
 {meta_html}
 <h2>Summary</h2>
 <div class="kpis">{kpis}</div>
 {levels_html}
 {carbon_html}
 <h2>What changed</h2>
-<pre>{_e(digest_text.strip()) or 'No digest.'}</pre>
+<pre>{escape_html(digest_text.strip()) or 'No digest.'}</pre>
 <h2>Charts</h2>
 {_fig_html(figures)}
 <h2>Top toxic flows (up to {TOP_ROWS}, OUT first)</h2>
@@ -296,8 +270,8 @@ def _readme(
         "",
         "Notes",
         "  - Timestamps in the CSV files are UTC; the report shows the sensor's time zone.",
-        "  - cyT = 1 x toxic IN flows + 10 x toxic OUT flows; the cyberweather level rates",
-        "    one local day: 0 Clear, 1-5 Light, 6-10 Moderate, 11-99 Severe, 100+ Critical.",
+        *textwrap.wrap(f"- Cyberweather: {A.CYBERWEATHER_RULE}", 86, initial_indent="  ",
+                       subsequent_indent="    "),
         "  - Cybercarbon is an estimate: bytes in + out x gCO2e per GB (see report.html).",
         "  - Text cells starting with = + - @ are prefixed with ' so spreadsheets do not",
         "    run them as formulas.",

@@ -7,8 +7,8 @@ import streamlit as st
 
 from flux_dashboard import analytics as A
 from flux_dashboard import charts as C
-from flux_dashboard import hunting as Hn
 from flux_dashboard import ui
+from flux_dashboard.digest import digest
 from flux_dashboard.hours import ceil_hour, local_day_window, local_days, weeks_before
 
 view = ui.frame()
@@ -72,7 +72,7 @@ with st.container(border=True):
     baseline = ui.lookback(view, *weeks_before(day_start, day_end, view.tz),
                            "Same hours a week before")
     if current is not None and baseline is not None:
-        dg = view.compute(Hn.digest, baseline, view.tz, day, prev, frame=current)
+        dg = view.compute(digest, baseline, view.tz, day, prev, frame=current)
         if not dg.sentences:
             st.caption("Nothing to compare.")
         for sentence in dg.sentences:

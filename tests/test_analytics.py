@@ -86,6 +86,30 @@ def test_kpis_empty():
 
 
 @pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (None, ""),
+        (0, "0 B"),
+        (999, "999 B"),
+        (1000, "1.0 KB"),
+        (1_234_567, "1.2 MB"),
+        (999_950, "1.0 MB"),  # 999.95 KB rounds up: shown in the next unit
+        (4_800_000_000, "4.8 GB"),
+        (-2_000_000, "-2.0 MB"),
+    ],
+)
+def test_human_bytes(n, text):
+    assert A.human_bytes(n) == text
+
+
+def test_cyt_of_counts_an_out_flow_as_ten_in_flows_for_ints_and_columns():
+    # 3 toxic IN + 2 toxic OUT -> 3 + 20 = 23; the expression form gives the same.
+    assert A.cyt_of(3, 2) == 23 and A.cyt_of(0, 0) == 0
+    frame = pl.DataFrame({"toxic_in": [3, 0, 1], "toxic_out": [2, 1, 0]})
+    assert frame.select(A.cyt_expr())["cyt"].to_list() == [23, 10, 1]
+
+
+@pytest.mark.parametrize(
     ("cyt", "level"),
     [(0, 0), (1, 1), (5, 1), (6, 2), (10, 2), (11, 3), (99, 3), (100, 4), (12345, 4)],
 )

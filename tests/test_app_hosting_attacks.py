@@ -121,14 +121,15 @@ def test_a_cancel_stops_a_shared_load_only_when_nobody_else_waits():
     own wait; the load stops when nobody else waits for it."""
     import threading
 
-    from flux_dashboard.ui import loading
+    from flux_dashboard.loads import Load, Registry
 
-    entry = loading._Running(("src", 54), threading.Event())
-    loading._attach(entry, "tab-a")  # another user's tab waits for it
-    loading._attach(entry, "tab-b")  # the canceller's run, not detached yet
-    assert loading.request_cancel(entry, "tab-b") is False and not entry.cancel.is_set()
+    loads = Registry()
+    entry = Load(("src", 54), threading.Event())
+    loads.attach(entry, "tab-a")  # another user's tab waits for it
+    loads.attach(entry, "tab-b")  # the canceller's run, not detached yet
+    assert loads.request_cancel(entry, "tab-b") is False and not entry.cancel.is_set()
     del entry.waiters["tab-a"]  # that tab stops waiting (without its grace timer)
-    assert loading.request_cancel(entry, "tab-b") is True and entry.cancel.is_set()
+    assert loads.request_cancel(entry, "tab-b") is True and entry.cancel.is_set()
 
 
 # ------------------------------------------------------------------ 4. guessing under masking

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from flux_dashboard import hunting as Hn
+from flux_dashboard.digest import digest
 from tests.kit.apptest import (
     DEVICES,
     OVERVIEW,
@@ -74,7 +74,7 @@ def test_evidence_pack_digest_compares_the_last_day_with_a_week_before(
     with zipfile.ZipFile(io.BytesIO(captured_downloads[packs[0]]())) as z:
         got = z.read("digest.txt").decode()
     prev = FIXED_DAY - timedelta(days=7)
-    want = Hn.digest(frame_of(rows_of(*local_days(FIXED_DAY))),
+    want = digest(frame_of(rows_of(*local_days(FIXED_DAY))),
                      frame_of(rows_of(*local_days(prev))), "Europe/Paris", FIXED_DAY, prev)
     assert want.sentences and not want.previous_empty
     assert got == want.as_text()

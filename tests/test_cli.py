@@ -19,7 +19,6 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from flux_dashboard import cli
-from flux_dashboard.report import csv_safe
 from flux_dashboard.schema import NATURAL_KEY, to_frame
 from flux_dashboard.simulator import Simulator, SimulatorConfig
 from tests.kit.procs import is_ours, scrubbed_env
@@ -183,32 +182,6 @@ def test_demo_mode_without_configuration(tmp_path):
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "Demo sensor, simulated data" in r.stderr and "54" in r.stdout
-
-
-# -- the CSV helper shared by the CLI, the evidence pack and the dashboard's downloads
-def test_csv_safe_neutralises_formulas_and_flattens_lists():
-    df = pl.DataFrame({
-        "name": ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "ok", None, "a=b", " =x", "'=x"],
-        "n": list(range(-5, 6)),
-        "tags": [["=cmd", "b"], ["x"], [], None, ["a", "@b"], ["-"], ["ok", "fine"], ["1"],
-                 ["+"], ["a"], ["b"]],
-    })
-    got = csv_safe(df)
-    assert got["name"].to_list() == ["'=1+1", "'+1", "'-1", "'@SUM(A1)", "'\tx", "'\rx", "ok",
-                                     None, "a=b", " =x", "'=x"]
-    assert got["n"].to_list() == list(range(-5, 6))  # numbers are not text: left alone
-    # Lists become "a, b"; a flattened list is text like any other.
-    assert got["tags"].to_list() == ["'=cmd, b", "x", "", None, "a, @b", "'-", "ok, fine",
-                                     "1", "'+", "a", "b"]
-    assert got.columns == df.columns
-    pl.read_csv(got.write_csv().encode())  # and it is writable as CSV
-    assert csv_safe(pl.DataFrame({"n": [1]})).equals(pl.DataFrame({"n": [1]}))
-    # The dashboard's frames are compact: names as categoricals are text too.
-    cats = df.with_columns(pl.col("name").cast(pl.Categorical),
-                           pl.col("tags").cast(pl.List(pl.Categorical)))
-    assert csv_safe(cats)["name"].to_list() == got["name"].to_list()
-    assert csv_safe(cats)["tags"].to_list() == got["tags"].to_list()
-    assert "'=1+1" in csv_safe(cats).write_csv()
 
 
 # -- in process, through the simulator's transport with a fault injected in its answers

@@ -215,6 +215,7 @@ def test_masked_evidence_pack_leaks_no_identifier():
     from flux_dashboard import analytics as A
     from flux_dashboard import charts as C
     from flux_dashboard import hunting as Hn
+    from flux_dashboard.digest import digest
     from flux_dashboard.geo import with_country
     from flux_dashboard.report import evidence_pack
     from flux_dashboard.schema import to_frame
@@ -227,7 +228,7 @@ def test_masked_evidence_pack_leaks_no_identifier():
     masker = Masker(b"pack-secret")
     df = masker.mask_frame(raw)
     sensor = masker.mask_sensor(next(s for s in sim.sensors() if s["id"] == 54))
-    dg = Hn.digest(df, df, "Europe/Paris", start.date(), start.date())
+    dg = digest(df, df, "Europe/Paris", start.date(), start.date())
     figures = {"Traffic": C.traffic_over_time_fig(A.traffic_over_time(df, "Europe/Paris")),
                "Devices": C.top_bar_fig(A.top_devices(df))}
     pack = evidence_pack(flows=df, sensor=sensor, start=start, end=end, tz="Europe/Paris",

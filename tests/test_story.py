@@ -24,6 +24,7 @@ from flux_dashboard import analytics as A
 from flux_dashboard import hunting as Hn
 from flux_dashboard import report
 from flux_dashboard.config import Secret, Settings, load_settings
+from flux_dashboard.digest import digest
 from flux_dashboard.service import build_service, embedded_simulator
 from flux_dashboard.simulator import Simulator, SimulatorConfig, StoryPlan
 from flux_dashboard.simulator.story import OUT_ROTATION, ordinary_cyt, ordinary_events
@@ -173,7 +174,7 @@ def test_cyberweather_calendar_incident_days_are_the_worst(story: Story) -> None
 
 def test_digest_of_day_minus_12_names_the_new_country_and_remote(story: Story) -> None:
     p = story.plan
-    dg = Hn.digest(story.days(-12), story.days(-19), PARIS, p.day(-12), p.day(-19))
+    dg = digest(story.days(-12), story.days(-19), PARIS, p.day(-12), p.day(-19))
     assert p.c2_country in dg.new_countries["country"].to_list()
     assert p.c2_ip in dg.new_toxic_remotes["ip1"].to_list()
     text = dg.as_text()
@@ -183,9 +184,9 @@ def test_digest_of_day_minus_12_names_the_new_country_and_remote(story: Story) -
 def test_digest_of_yesterday_has_no_new_toxic_remote_unlike_a_week_before(story: Story
                                                                            ) -> None:
     p = story.plan
-    yesterday = Hn.digest(story.days(-1), story.days(-8), PARIS, p.day(-1), p.day(-8))
+    yesterday = digest(story.days(-1), story.days(-8), PARIS, p.day(-1), p.day(-8))
     assert "No new toxic remotes." in yesterday.sentences
-    week_before = Hn.digest(story.days(-8), story.days(-15), PARIS, p.day(-8), p.day(-15))
+    week_before = digest(story.days(-8), story.days(-15), PARIS, p.day(-8), p.day(-15))
     assert p.c2_ip in week_before.new_toxic_remotes["ip1"].to_list()
 
 

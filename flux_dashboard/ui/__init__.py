@@ -6,13 +6,15 @@
 - ``state``: settings, service, sensors, masker; the derived cache and ``View``.
 - ``widgets``: header, tables, charts, downloads, the evidence pack.
 - ``auth``: the sign-in gate, the session's grant, audit and quota helpers.
-- ``text``: escaping of every echoed value for markdown.
+- ``text``: ``escaping.escape_markdown``, the escaper every value echoed in markdown
+  goes through (the ui modules import it under that name too).
 - ``guide``: the presenter's "What to look at" panel (demo mode only).
 - ``profile``: the remote-host profile, and tables whose rows open it.
 
 Pages import this package and call ``ui.frame()`` first, then ``ui.*`` helpers.
 """
 
+from flux_dashboard.escaping import escape_markdown as text
 from flux_dashboard.ui.auth import Session, meter
 from flux_dashboard.ui.frame import PAGES, admin_frame, frame, run_app
 from flux_dashboard.ui.guide import guide
@@ -20,7 +22,6 @@ from flux_dashboard.ui.loading import lookback
 from flux_dashboard.ui.profile import profile_table, remote_profile, search_box
 from flux_dashboard.ui.sidebar import hours_text
 from flux_dashboard.ui.state import Keyed, View, settings
-from flux_dashboard.ui.text import text
 from flux_dashboard.ui.widgets import (
     chart,
     downloads,

@@ -41,10 +41,10 @@ from flux_dashboard.access import (
 from flux_dashboard.audit import AuditLog
 from flux_dashboard.budget import Budgets, Meter
 from flux_dashboard.config import memory_budget
+from flux_dashboard.escaping import escape_markdown as text
 from flux_dashboard.service import request_meter
 from flux_dashboard.spending import Spender
 from flux_dashboard.ui.state import _secrets, settings
-from flux_dashboard.ui.text import text
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from flux_dashboard.escaping import escape_markdown as text
 from flux_dashboard.ui.state import View, masker
-from flux_dashboard.ui.text import text
 
 PAGES = ("overview", "devices", "protocols", "toxic", "remotes", "hunting")
 

@@ -1,10 +1,13 @@
 """Loading: the threaded load with its progress bar, preparation, lookbacks, coverage.
 
 Owns every call into the loader made on behalf of a page: the main window
-(loaded in a worker thread while the script thread draws progress), extra
-windows such as a baseline (``lookback``, which says what it fetches, and
+(``load_main``: admitted by the spending gate, loaded in a worker thread of
+``loads.Registry`` while the script thread draws its progress and Cancel button),
+extra windows such as a baseline (``lookback``, which says what it fetches, and
 ``load_window``, its Streamlit-free twin for download callables), and the
 preparation of loaded frames (countries, then masking) shared by all sessions.
+The registry of running loads itself (sharing, waiters, cancel, results kept or
+forgotten) is ``flux_dashboard.loads``, which draws nothing.
 """
 
 from __future__ import annotations
@@ -12,9 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,10 +27,12 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from flux_dashboard import errors as E
 from flux_dashboard import spending
 from flux_dashboard.config import Settings, memory_budget
+from flux_dashboard.escaping import escape_markdown as text
 from flux_dashboard.filters import Filters
 from flux_dashboard.geo import enrich
 from flux_dashboard.hours import ceil_hour, floor_hour
 from flux_dashboard.loader import Loader, LoadResult, Progress
+from flux_dashboard.loads import Load, Registry
 from flux_dashboard.masking import Masker
 from flux_dashboard.schema import compact
 from flux_dashboard.store import filters_key
@@ -42,61 +45,16 @@ from flux_dashboard.ui.state import (
     memo,
     settings,
 )
-from flux_dashboard.ui.text import text
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class _Running:
-    """One load in a worker thread, shared by every session that asks for its window."""
-
-    key: tuple
-    cancel: threading.Event
-    box: dict[str, Any] = field(default_factory=dict)
-    thread: threading.Thread | None = None
-    # Sessions (tabs) waiting for it, each with its number of script runs attached.
-    waiters: Counter = field(default_factory=Counter)
-    finished_at: float | None = None
-    partial: LoadResult | None = None  # built once, so reruns share one copy
-
-
-_running: dict[tuple, _Running] = {}
-_running_lock = threading.Lock()
-# A run interrupted by a rerun re-attaches within milliseconds; a closed tab never
-# does. A load nobody has waited for during this long is cancelled.
-DETACH_GRACE_S = 8.0
-# An incomplete outcome (a cancel, a spent budget, failed hours) is kept this long, so
-# reruns show it instead of retrying (and spending requests) on every click.
-KEEP_INCOMPLETE_S = 120.0
+# The loads running in this server process, shared by all its sessions.
+_loads = Registry()
 
 
 def _session_id() -> str:
     ctx = get_script_run_ctx()
     return ctx.session_id if ctx is not None else ""
-
-
-def _attach(entry: _Running, session: str) -> None:
-    with _running_lock:
-        entry.waiters[session] += 1
-
-
-def _detach(entry: _Running, session: str) -> None:
-    with _running_lock:
-        entry.waiters[session] -= 1
-        if entry.waiters[session] <= 0:
-            del entry.waiters[session]
-        alone = not entry.waiters and entry.finished_at is None
-    if alone:
-        def maybe_cancel() -> None:
-            with _running_lock:
-                if not entry.waiters and entry.finished_at is None:
-                    entry.cancel.set()
-                    log.info("load %s cancelled: nobody is waiting for it", entry.key[1:])
-
-        timer = threading.Timer(DETACH_GRACE_S, maybe_cancel)
-        timer.daemon = True
-        timer.start()
 
 
 def cancel_load(key: tuple) -> None:
@@ -105,21 +63,10 @@ def cancel_load(key: tuple) -> None:
     incomplete by someone else's click). What it completed is cached, so loading again
     resumes from there."""
     st.session_state["_flux_cancelled"] = key
-    with _running_lock:
-        entry = _running.get(key)
+    entry = _loads.find(key)
     log.info("cancel requested for %s", key[1:])
     if entry is not None:
-        request_cancel(entry, _session_id())
-
-
-def request_cancel(entry: _Running, session: str) -> bool:
-    """Cancel the load if no other session waits for it (the canceller's own run may
-    not have detached yet when its callback runs); True when it was cancelled."""
-    with _running_lock:
-        alone = not [s for s in entry.waiters if s != session]
-    if alone:
-        entry.cancel.set()
-    return alone
+        _loads.request_cancel(entry, _session_id())
 
 
 def _resume(key: tuple) -> None:
@@ -157,6 +104,23 @@ def _confirm_panel(cfg: Settings, host: Any, usage: Any, estimate: Any, key: tup
         c2.caption("Or choose a shorter range in the sidebar: cached hours cost nothing.")
 
 
+@dataclass(frozen=True)
+class _Window:
+    """The window a page loads: sensor, range and server-side filters, and its key in
+    the registry of running loads."""
+
+    source_id: str
+    sensor_id: int
+    start: datetime
+    end: datetime
+    server: dict
+
+    @property
+    def key(self) -> tuple:
+        return (self.source_id, int(self.sensor_id), self.start, self.end,
+                tuple(sorted(self.server.items())))
+
+
 def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end: datetime,
               filters: Filters, refresh: bool | str) -> tuple[LoadResult, str, bool] | None:
     """Load in a worker thread while this (script) thread draws the progress bar.
@@ -169,121 +133,148 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
     the window was not (fully) loaded on purpose (cancelled, budget spent), so the
     page's other loads must not fetch either.
     """
-    from flux_dashboard.ui.auth import meter, spender
-
     loader = loader_for(session.grant)
-    host = session.hosting
-    server: dict = {}
-    # A toxic-only view of a range we do not hold yet: ask the API for toxic rows
-    # only (a handful of requests instead of hundreds). Otherwise filter locally.
+    w = _Window(cfg.source_id, sensor_id, start, end,
+                _server_filters(loader, filters, sensor_id, start, end))
+    refresh, asked_key, confirmed = _refresh_asked(w.key, refresh)
+    retry = bool(refresh) or st.session_state.pop("_flux_resume", None) == w.key
+    entry = _loads.current(w.key, retry=retry)
+    if retry:
+        st.session_state.pop("_flux_cancelled", None)
+    if st.session_state.get("_flux_cancelled") == w.key:
+        # Cancelled by this user (for everyone only if nobody else waited): show what
+        # is cached, offer to resume.
+        _cancelled_panel(w.key)
+        return _cached_only(loader, session, w.sensor_id, w.start, w.end, w.server,
+                            "Showing the cached hours of this range only.")
+    if entry is None:
+        booking, instead = _admit(session, cfg, loader, w, refresh, asked_key, confirmed)
+        if booking is None:
+            return instead
+        entry = _start(loader, booking, w, refresh)
+    _wait(entry)
+    return _outcome(entry, cfg, w)
+
+
+def _server_filters(loader: Loader, filters: Filters, sensor_id: int, start: datetime,
+                    end: datetime) -> dict:
+    """A toxic-only view of a range we do not hold yet: ask the API for toxic rows
+    only (a handful of requests instead of hundreds). Otherwise filter locally."""
     if filters.toxic_only and loader.cached_coverage(sensor_id, start, end) < 1.0:
-        server = {"only_toxic": True}
-    key = (cfg.source_id, int(sensor_id), start, end, tuple(sorted(server.items())))
-    # A whole-range refresh asks on its own (it costs a cold load), and is carried to
-    # the run of its confirmation.
+        return {"only_toxic": True}
+    return {}
+
+
+def _refresh_asked(key: tuple, refresh: bool | str) -> tuple[bool | str, tuple, bool]:
+    """(refresh, the key its confirmation is asked under, whether it was confirmed).
+
+    A whole-range refresh asks on its own (it costs a cold load), and is carried to
+    the run of its confirmation.
+    """
     ok = st.session_state.get("_flux_confirmed", set())
     if refresh == "range":
         st.session_state["_flux_refresh_range"] = key
     elif st.session_state.get("_flux_refresh_range") == key and ("range", *key) in ok:
         refresh = "range"
     asked_key = ("range", *key) if refresh == "range" else key
-    confirmed = asked_key in ok
-    now = time.monotonic()
-    again = bool(refresh) or st.session_state.pop("_flux_resume", None) == key
-    with _running_lock:
-        # Finished loads leave the registry (their frames with them): complete ones at
-        # once (the loader's memory cache serves them again), incomplete ones after a while.
-        for k, e in list(_running.items()):
-            if e.finished_at is not None and (
-                    e.partial is None or now - e.finished_at > KEEP_INCOMPLETE_S
-                    or (again and k == key)):
-                del _running[k]
-        entry = _running.get(key)
-    if again:
-        st.session_state.pop("_flux_cancelled", None)
-    if st.session_state.get("_flux_cancelled") == key:
-        # Cancelled by this user (for everyone only if nobody else waited): show what
-        # is cached, offer to resume.
-        _cancelled_panel(key)
-        return _cached_only(loader, session, sensor_id, start, end, server,
-                            "Showing the cached hours of this range only.")
-    if entry is None:
+    return refresh, asked_key, asked_key in ok
+
+
+def _admit(session: Any, cfg: Settings, loader: Loader, w: _Window, refresh: bool | str,
+           asked_key: tuple, confirmed: bool
+           ) -> tuple[spending.Booking | None, tuple[LoadResult, str, bool] | None]:
+    """The spending gate's admission of the load: (its booking, None), or (None, what
+    the page shows instead) after drawing the question or the refusal."""
+    from flux_dashboard.ui.auth import meter, spender
+
+    try:
+        booking = spending.begin(spender(session), loader, w.sensor_id, w.start, w.end,
+                                 server=w.server, purpose="page", confirmed=confirmed,
+                                 refresh=refresh)
+    except spending.NeedsConfirmation as exc:
+        what = "Refreshing the whole range" if refresh == "range" else "This range"
+        _confirm_panel(cfg, session.hosting, meter().usage(session.user), exc.estimate,
+                       asked_key, what=what)
+        return None, None
+    except E.BudgetExceededError as exc:  # audited by the gate
+        st.error(text(exc), icon=":material/money_off:")
+        return None, _cached_only(loader, session, w.sensor_id, w.start, w.end, w.server,
+                                  "Request budget spent: showing the cached hours only.")
+    except E.MemoryLimitError as exc:
+        st.error(text(exc), icon=":material/memory:")
+        return None, None
+    except E.FluxError as exc:
+        st.error(text(exc), icon=":material/cloud_off:")
+        return None, None
+    if refresh == "range":
+        st.session_state.pop("_flux_refresh_range", None)
+        # The next refresh of the range asks again.
+        st.session_state.get("_flux_confirmed", set()).discard(asked_key)
+    return booking, None
+
+
+def _start(loader: Loader, booking: spending.Booking, w: _Window, refresh: bool | str
+           ) -> Load:
+    """The admitted load, started in a worker thread; or the same window's load another
+    session started meanwhile (this booking is then closed unspent)."""
+    def run(load: Load) -> LoadResult:
+        return loader.load(w.sensor_id, w.start, w.end, server_filters=w.server,
+                           progress=load.report, refresh=refresh, cancel=load.cancel,
+                           max_requests=booking.allowance)
+
+    def settle(load: Load) -> None:
+        # In the worker, not in the script run: a click or a closed tab may interrupt
+        # that run, and the requests must be settled and audited all the same.
         try:
-            booking = spending.begin(spender(session), loader, sensor_id, start, end,
-                                     server=server, purpose="page", confirmed=confirmed,
-                                     refresh=refresh)
-        except spending.NeedsConfirmation as exc:
-            what = "Refreshing the whole range" if refresh == "range" else "This range"
-            _confirm_panel(cfg, host, meter().usage(session.user), exc.estimate, asked_key,
-                           what=what)
-            return None
-        except E.BudgetExceededError as exc:  # audited by the gate
-            st.error(text(exc), icon=":material/money_off:")
-            return _cached_only(loader, session, sensor_id, start, end, server,
-                                "Request budget spent: showing the cached hours only.")
-        except E.MemoryLimitError as exc:
-            st.error(text(exc), icon=":material/memory:")
-            return None
-        except E.FluxError as exc:
-            st.error(text(exc), icon=":material/cloud_off:")
-            return None
-        if refresh == "range":
-            st.session_state.pop("_flux_refresh_range", None)
-            ok.discard(asked_key)  # the next refresh of the range asks again
-        entry = _Running(key, threading.Event())
-        box = entry.box
+            booking.finish(load.spent, load.error)
+        except E.FluxError as exc:  # shared state down: the load is not lost for it
+            log.warning("load not settled: %s", exc)
 
-        def work() -> None:
-            try:
-                box["result"] = loader.load(sensor_id, start, end, server_filters=server,
-                                            progress=lambda p: box.__setitem__("progress", p),
-                                            refresh=refresh, cancel=entry.cancel,
-                                            max_requests=booking.allowance)
-            except BaseException as exc:  # handed to the script thread below
-                box["error"] = exc
-            finally:
-                # Here, not in the script run: a click or a closed tab may interrupt
-                # that run, and the requests must be settled and audited all the same.
-                last: Progress | None = box.get("progress")
-                spent = box["result"].flux_requests if "result" in box else \
-                    (last.requests_done if last is not None else 0)
-                try:
-                    booking.finish(spent, box.get("error"))
-                except E.FluxError as exc:  # shared state down: the load is not lost for it
-                    log.warning("load not settled: %s", exc)
-                with _running_lock:
-                    entry.finished_at = time.monotonic()
+    entry, started = _loads.start(w.key, run, settle)
+    if not started:
+        booking.finish(0)
+    return entry
 
-        entry.thread = threading.Thread(target=work, name="flux-load", daemon=True)
-        # Published with its thread already started: another session that finds the
-        # entry joins that thread at once ("cannot join thread before it is started"
-        # was seen when it was published first).
-        with _running_lock:
-            if key in _running:  # another session started it meanwhile: join that one
-                booking.finish(0)
-                entry = _running[key]
-            else:
-                _running[key] = entry
-                entry.thread.start()
-    _wait(entry)
-    box = entry.box
-    err = box.get("error")
+
+def _wait(entry: Load) -> None:
+    """Draw the shared load's progress until it ends (with a Cancel button)."""
+    # Detached also when the run is interrupted (a click, a closed tab).
+    with _loads.waiting(entry, _session_id()):
+        if entry.join(0.15):
+            return
+        holder = st.empty()
+        with holder.container():
+            bar = st.progress(0.0, text="Connecting to the sensor…")
+            st.button(":material/cancel: Cancel the load", key="cancel_load",
+                      on_click=cancel_load, args=(entry.key,),
+                      help="Stop fetching; the hours already loaded stay cached and a "
+                           "later load resumes from there")
+            while entry.running:
+                p: Progress | None = entry.progress
+                if p is not None:
+                    bar.progress(p.fraction, text=progress_text(p))
+                entry.join(0.25)
+        holder.empty()
+
+
+def _outcome(entry: Load, cfg: Settings, w: _Window) -> tuple[LoadResult, str, bool] | None:
+    """What the page shows of the ended load: its result, the part it completed (with
+    a note), or nothing after an error message."""
+    err = entry.error
     if isinstance(err, E.IncompleteDataError) and err.partial is not None:
         hours = err.hours
         if isinstance(err, E.LoadCancelledError):
-            _cancelled_panel(key)
+            _cancelled_panel(w.key)
             note = (f"Showing the cached hours of this range only: {len(hours)} hour(s) "
                     "are not loaded yet and are left out.")
         else:
             note = (f"{len(hours)} hour(s) could not be loaded completely and are left out "
                     f"(first: {hours[0]:%Y-%m-%d %H:00} UTC). {err}") if hours else str(err)
-        with _running_lock:
-            if entry.partial is None:
-                entry.partial = LoadResult(frame=err.partial, start=floor_hour(start),
-                                           end=ceil_hour(end), server_filters=server,
-                                           loaded_at=cfg.now())
+        partial = _loads.keep_partial(entry, lambda: LoadResult(
+            frame=err.partial, start=floor_hour(w.start), end=ceil_hour(w.end),
+            server_filters=w.server, loaded_at=cfg.now()))
         offline = isinstance(err, E.LoadCancelledError | E.BudgetExceededError)
-        return entry.partial, note, offline
+        return partial, note, offline
     if err is not None:
         if isinstance(err, E.FluxError):
             st.error(text(err), icon=":material/cloud_off:")
@@ -292,32 +283,7 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
             st.error("Something went wrong while loading the flows. Try again; if it "
                      "persists, the server log has the details.", icon=":material/bug_report:")
         return None
-    return box["result"], "", False
-
-
-def _wait(entry: _Running) -> None:
-    """Draw the shared load's progress until it ends (with a Cancel button)."""
-    session = _session_id()
-    _attach(entry, session)
-    try:
-        assert entry.thread is not None
-        entry.thread.join(0.15)
-        if entry.thread.is_alive():
-            holder = st.empty()
-            with holder.container():
-                bar = st.progress(0.0, text="Connecting to the sensor…")
-                st.button(":material/cancel: Cancel the load", key="cancel_load",
-                          on_click=cancel_load, args=(entry.key,),
-                          help="Stop fetching; the hours already loaded stay cached and a "
-                               "later load resumes from there")
-                while entry.thread.is_alive():
-                    p: Progress | None = entry.box.get("progress")
-                    if p is not None:
-                        bar.progress(p.fraction, text=progress_text(p))
-                    entry.thread.join(0.25)
-            holder.empty()
-    finally:  # also when the run is interrupted (a click, a closed tab)
-        _detach(entry, session)
+    return entry.result, "", False
 
 
 # Cached-only windows (a spent budget, a cancelled load, a window being loaded by

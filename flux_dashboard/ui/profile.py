@@ -22,11 +22,11 @@ import streamlit as st
 from flux_dashboard import analytics as A
 from flux_dashboard import charts as C
 from flux_dashboard import remote_profile as P
+from flux_dashboard.escaping import escape_markdown as text
 from flux_dashboard.store import filters_key
 from flux_dashboard.ui.loading import lookback
 from flux_dashboard.ui.sidebar import REAL_OF, masking_forced
 from flux_dashboard.ui.state import Keyed, View, masker, memo, service
-from flux_dashboard.ui.text import text
 from flux_dashboard.ui.widgets import chart, downloads, evidence_button, table
 
 OPEN_FLAG = "_flux_open_profile"

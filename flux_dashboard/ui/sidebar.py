@@ -23,6 +23,7 @@ import polars as pl
 import streamlit as st
 
 from flux_dashboard import errors as E
+from flux_dashboard.escaping import escape_markdown as text
 from flux_dashboard.filters import Filters
 from flux_dashboard.hours import local_datetime, preset_range
 from flux_dashboard.masking import Masker
@@ -31,7 +32,6 @@ from flux_dashboard.sync import StatusFile, describe
 from flux_dashboard.ui.auth import Session, record, sidebar_identity
 from flux_dashboard.ui.loading import load_main, prepare
 from flux_dashboard.ui.state import View, data_key, masker, memo, sensors, settings
-from flux_dashboard.ui.text import text
 
 # The widgets bound to the link (bind="query-params"): Streamlit carries them
 # across a page switch itself, and refuses to set or clear them from code.

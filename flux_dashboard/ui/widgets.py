@@ -23,11 +23,12 @@ import streamlit as st
 
 from flux_dashboard import report
 from flux_dashboard.errors import AuditUnavailableError, FluxError
+from flux_dashboard.escaping import csv_safe
+from flux_dashboard.escaping import escape_markdown as text
 from flux_dashboard.hours import HOUR, local_day_window, weeks_before
 from flux_dashboard.ui.auth import Session, record, spender, still_allowed
 from flux_dashboard.ui.loading import coverage_banner, load_window
 from flux_dashboard.ui.state import View, loader_for, masker
-from flux_dashboard.ui.text import text
 
 
 def header(view: View, title: str, icon: str = "") -> None:
@@ -86,7 +87,7 @@ def downloads(source: View | Session, df: pl.DataFrame, name: str, key: str) -> 
 
     def csv() -> str | bytes:
         why = refusal("csv")
-        return refused_file("csv", why) if why else report.csv_safe(df).write_csv()
+        return refused_file("csv", why) if why else csv_safe(df).write_csv()
 
     def parquet() -> bytes:
         why = refusal("parquet")
@@ -126,6 +127,7 @@ def evidence_button(view: View, *, device: str | None = None, remote: str | None
         from flux_dashboard import analytics as A
         from flux_dashboard import charts as C
         from flux_dashboard import hunting as Hn
+        from flux_dashboard.digest import digest
 
         why = still_allowed(session, sensor_id, masked=view.masked)
         if why:
@@ -147,7 +149,7 @@ def evidence_button(view: View, *, device: str | None = None, remote: str | None
             current = mine(load_window(view, loader, mask, day_start, day_end, spend).frame)
             previous = mine(load_window(view, loader, mask, prev_start, prev_end,
                                         spend).frame)
-            digest_text = Hn.digest(current, previous, view.tz, last_day,
+            digest_text = digest(current, previous, view.tz, last_day,
                                     last_day - timedelta(days=7)).as_text()
         except FluxError as exc:  # the pack still builds; it says why there is no digest
             digest_text = (f"What changed on {last_day:%a %Y-%m-%d}: the comparison could "
@@ -190,7 +192,7 @@ def refused_file(fmt: str, why: str) -> bytes:
     """A file of the promised type (csv, parquet, zip) holding only why it was refused."""
     message = f"This download was refused: {why}"
     if fmt == "csv":
-        return report.csv_safe(pl.DataFrame({"refused": [message]})).write_csv().encode()
+        return csv_safe(pl.DataFrame({"refused": [message]})).write_csv().encode()
     if fmt == "parquet":
         buf = io.BytesIO()
         pl.DataFrame({"refused": [message]}).write_parquet(buf)

@@ -139,7 +139,7 @@ def test_closing_the_tab_cancels_a_load_nobody_waits_for(slow_server, slow_sim, 
     expect(page.get_by_role("button", name="Cancel the load")).to_be_visible(timeout=LOAD_TIMEOUT)
     ctx.close()  # the tab is gone while the load runs
     closed = flux_requests(sim)
-    # The grace period (ui.loading.DETACH_GRACE_S, 8 s), then the load stops: audited.
+    # The grace period (loads.DETACH_GRACE_S, 8 s), then the load stops: audited.
     wait_until(lambda: cancelled() == before + 1, timeout=60, what="the load's cancellation")
     stopped_at = flux_requests(sim)
     assert stopped_at > closed, "the load stopped at once: the grace period is not there"

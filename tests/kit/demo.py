@@ -125,12 +125,12 @@ def digest_bullets(at: AppTest) -> list[str]:
 
 def expected_digest(day: date) -> list[str]:
     """The digest bullets of ``day`` against a week before, from the ground truth."""
-    from flux_dashboard import hunting as Hn
+    from flux_dashboard.digest import digest
+    from flux_dashboard.escaping import escape_markdown
 
     prev = day - timedelta(days=7)
-    dg = Hn.digest(frame_of(day_rows(day)), frame_of(day_rows(prev)), "Europe/Paris", day,
-                   prev)
-    return ["- " + Hn.escape_markdown(s) for s in dg.sentences]
+    dg = digest(frame_of(day_rows(day)), frame_of(day_rows(prev)), "Europe/Paris", day, prev)
+    return ["- " + escape_markdown(s) for s in dg.sentences]
 
 
 def hand_level(cyt: int) -> int:
