@@ -1,7 +1,8 @@
 """The phases of the load test: a fresh server, its warm-up, then N sessions at once.
 
-This module owns ``start_server`` (the dense demo, ``FLUX_DEMO_DENSE=1``, on a
-fresh ``streamlit run`` with its own cache directory and the clock at
+This module owns ``start_server`` (the dense demo, ``FLUX_DEMO_DENSE=1``, with
+the hostile device names the figures were measured with, on a fresh
+``streamlit run`` with its own cache directory and the clock at
 ``scenario.NOW``), ``DRIVERS`` (which ``Analyst`` plays a session), ``warm_up``
 (one session opens each sensor's month and visits every page, so the measured
 sessions render from the cache), ``run_phase`` (the server's RSS sampled,
@@ -29,7 +30,7 @@ def start_server(cache_dir: Path, log_path: Path, now: str = NOW) -> StreamlitSe
     """The dense demo on a fresh server (a scrubbed environment, the clock at ``now``)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     env = scrubbed_env({"FLUX_CACHE_DIR": str(cache_dir), "FLUX_DEMO_DENSE": "1",
-                        "FLUX_NOW": now})
+                        "FLUX_DEMO_HOSTILE_NAMES": "1", "FLUX_NOW": now})
     return StreamlitServer.start(log_path.parent, env, mode="dense demo", log_path=log_path)
 
 

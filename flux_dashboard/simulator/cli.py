@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--api-key", default=None)
     p.add_argument("--max-per-page", type=int, default=1000)
     p.add_argument("--rate-limit", type=int, default=100, help="requests/min; 0 = unlimited")
+    p.add_argument("--hostile-names", action="store_true",
+                   help="two devices named with HTML and markdown (escaping tests)")
     p.add_argument("--unstable-ties", action="store_true")
     p.add_argument("--inclusive-to", action="store_true")
     p.add_argument("--latency-ms", type=float, default=0.0)
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SimulatorConfig(seed=args.seed, dense=args.dense, api_key=args.api_key,
                           max_per_page=args.max_per_page,
                           rate_limit_per_min=args.rate_limit or None,
-                          unstable_ties=args.unstable_ties, inclusive_to=args.inclusive_to,
+                          hostile_names=args.hostile_names, unstable_ties=args.unstable_ties,
+                          inclusive_to=args.inclusive_to,
                           latency_s=args.latency_ms / 1000, fault_rate=args.fault_rate,
                           now=clock.pinned(pinned) if pinned else None)
     server = Simulator(cfg).serve(args.host, args.port)
