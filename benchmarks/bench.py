@@ -18,7 +18,7 @@
 3. **Owners**: the owner (ASN) look-up of the dense month's remote IPs, once
    per distinct IP as the app does it, cold and warm, against a look-up per row.
    (4. is the replicas + sync worker run; 5. the concurrent-session load test,
-   ``benchmarks/load_test.py``: 10 browser sessions against a 1-session baseline;
+   ``benchmarks/load_test/``: 10 browser sessions against a 1-session baseline;
    not in ``--quick``.)
 4. A Markdown summary, printed and written to ``bench-output/results.md``.
 
@@ -439,11 +439,11 @@ def main(argv: list[str] | None = None) -> int:
     # Not in --quick (the smoke test's run): it needs Chromium and, on a fresh cache
     # directory, minutes to fill the dense month. Alone: python -m benchmarks.load_test.
     if "load" not in args.skip and not args.quick:
-        from . import load_test
+        from .load_test.cli import run as run_load_test
 
         print("\n## 5. Concurrent sessions: 10 browser sessions vs 1, 3 min each (one app "
               "server, Debian Chromium)", flush=True)
-        lines, _failed, data = load_test.run(
+        lines, _failed, data = run_load_test(
             ["--sessions", "10", "--minutes", "3",
              "--out", str(out_dir / "load"), "--cache-dir", str(out_dir / "load-cache")])
         results["load"] = {k: v for k, v in data.items() if k not in ("samples", "rss_series")}

@@ -9,6 +9,9 @@
   with a filter.
 * ``owners``: the owner (ASN) look-up of that month's remote IPs, once per
   distinct IP, cold (first load of a process) and warm.
+
+Every phase's simulator has ``hostile_names`` on: the world the published
+figures were measured on (two device names with markup, as the tests have them).
 """
 
 from __future__ import annotations
@@ -128,7 +131,7 @@ def http_phase(plan: Plan) -> dict:
     clock = _clock(plan)
     sim = Simulator(SimulatorConfig(now=clock, latency_s=plan.latency_s, unstable_ties=True,
                                     inclusive_to=True, max_per_page=OUR_PAGE,
-                                    rate_limit_per_min=None))
+                                    rate_limit_per_min=None, hostile_names=True))
     out: dict = {"latency_s": plan.latency_s, "windows": []}
     with sim.serve(port=0) as server, tempfile.TemporaryDirectory(prefix="flux-bench-") as tmp:
         settings = Settings(api_url=server.url, api_key=Secret("bench-key"),
@@ -177,7 +180,7 @@ def http_phase(plan: Plan) -> dict:
 
 # --------------------------------------------------------------------------- phase: cold
 COLD_HAZARDS = {"unstable_ties": True, "inclusive_to": True, "max_per_page": OUR_PAGE,
-                "volumes_as": "mixed", "meta_urls": False}
+                "volumes_as": "mixed", "meta_urls": False, "hostile_names": True}
 
 
 def _cold_load(sim: Simulator, settings: Settings, clock, start: datetime, end: datetime,
@@ -238,7 +241,8 @@ class _nullctx:
 
 # --------------------------------------------------------------------------- dense phases
 def _dense_sim(plan: Plan) -> Simulator:
-    return Simulator(SimulatorConfig(dense=plan.dense, now=_clock(plan), rate_limit_per_min=None))
+    return Simulator(SimulatorConfig(dense=plan.dense, now=_clock(plan), rate_limit_per_min=None,
+                                     hostile_names=True))
 
 
 def _dense_loader(plan: Plan, sim: Simulator) -> Loader:

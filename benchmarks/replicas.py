@@ -76,7 +76,8 @@ def run(rate: int, days: int) -> dict:
 
     schedule = dict.fromkeys(INJECTED_429, "429")
     sim = Simulator(SimulatorConfig(rate_limit_per_min=rate, unstable_ties=True,
-                                    inclusive_to=True, fault_schedule=schedule))
+                                    inclusive_to=True, fault_schedule=schedule,
+                                    hostile_names=True))
     log: list[tuple[float, str, str, int]] = []
     lock = threading.Lock()
     handle = sim.handle

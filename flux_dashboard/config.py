@@ -110,6 +110,9 @@ class Settings:
     timeout_s: float = 30.0
     demo: bool = False
     dense_demo: bool = False
+    # FLUX_DEMO_HOSTILE_NAMES: the embedded demo's two devices named with HTML and markdown
+    # (the escaping tests'); off, it shows what a customer would see.
+    demo_hostile_names: bool = False
     recheck_hours: int = DEFAULT_RECHECK_HOURS
     # Shared state for several processes (rate limit, load locks, counters): see
     # shared.py. May hold a password: never shown (see shared.redis_host).
@@ -129,14 +132,16 @@ class Settings:
     def source_id(self) -> str:
         """Identifies the data source in cache keys: URL + key fingerprint, never the key.
 
-        The embedded demo adds its story day and density: a demo started on
-        another day, or the dense one, is another data set (own disk cache).
+        The embedded demo adds its story day, density and hostile names: a demo
+        started on another day, the dense one or the hostile one is another data set
+        (own disk cache).
         """
         fp = fingerprint(self.api_key.reveal()) if self.api_key else "nokey"
         # A pinned clock sees another open hour: never mixed with a moving one's cache.
         pin = f"|at {self.pinned_now.isoformat()}" if self.pinned_now else ""
         if self.demo:
-            story = f"|{self.demo_day or ''}{'|dense' if self.dense_demo else ''}"
+            story = (f"|{self.demo_day or ''}{'|dense' if self.dense_demo else ''}"
+                     f"{'|hostile' if self.demo_hostile_names else ''}")
             return f"demo|{self.api_url}|{fp}{story}{pin}"
         return f"api|{self.api_url}|{fp}{pin}"
 
@@ -192,6 +197,10 @@ def _int(name: str, raw: str | int | None, default: int, minimum: int = 1) -> in
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}.")
     return value
+
+
+def _flag(raw: str | None) -> bool:
+    return (raw or "").lower() in ("1", "true", "yes")
 
 
 def _redis_url(raw: str | None) -> str | None:
@@ -285,7 +294,8 @@ def load_settings(
         max_range_days=_int("FLUX_MAX_RANGE_DAYS", get("FLUX_MAX_RANGE_DAYS"),
                             DEFAULT_MAX_RANGE_DAYS),
         demo=embedded,
-        dense_demo=(get("FLUX_DEMO_DENSE") or "").lower() in ("1", "true", "yes"),
+        dense_demo=_flag(get("FLUX_DEMO_DENSE")),
+        demo_hostile_names=_flag(get("FLUX_DEMO_HOSTILE_NAMES")),
         recheck_hours=_int("FLUX_RECHECK_HOURS", get("FLUX_RECHECK_HOURS"),
                            DEFAULT_RECHECK_HOURS, minimum=0),
         redis_url=_redis_url(get("FLUX_REDIS_URL")),

@@ -20,18 +20,21 @@ def embedded_simulator(settings: Settings):
     """The in-process demo API of these settings: its story's day 0 is
     ``settings.demo_day`` and its clock the settings' (pinned or real).
 
-    Deterministic, so one per (density, day, pin) and process is enough; a new
+    Deterministic, so one per (density, day, pin, names) and process is enough; a new
     day gets a new one, so the story stays within the last days of the demo.
     """
-    return _embedded(settings.dense_demo, settings.demo_day, settings.pinned_now)
+    return _embedded(settings.dense_demo, settings.demo_day, settings.pinned_now,
+                     settings.demo_hostile_names)
 
 
 @cache
-def _embedded(dense: bool, day: date, pinned: datetime | None):
+def _embedded(dense: bool, day: date, pinned: datetime | None, hostile_names: bool):
     from flux_dashboard.simulator import Simulator, SimulatorConfig
 
-    # No rate limit or faults in demo mode: it is a showcase, not a hazard test.
+    # No rate limit, faults or other hazards in demo mode: it is a showcase, not a hazard
+    # test; the escaping tests ask for the hostile names (FLUX_DEMO_HOSTILE_NAMES).
     return Simulator(SimulatorConfig(dense=dense, rate_limit_per_min=None, story_day=day,
+                                     hostile_names=hostile_names,
                                      now=clock.pinned(pinned) if pinned else None))
 
 

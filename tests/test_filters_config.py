@@ -102,6 +102,24 @@ def test_no_key_is_demo_mode():
     assert s.demo and s.api_url == DEMO_API_URL and s.describe() == "Demo sensor, simulated data"
 
 
+def test_the_demo_shows_plain_device_names_unless_the_hostile_ones_are_asked_for():
+    """FLUX_DEMO_HOSTILE_NAMES gives the embedded demo the escaping tests' device names
+    (another data set: its own cache); without it a customer sees plain names."""
+    from flux_dashboard.service import embedded_simulator
+    from flux_dashboard.simulator import HTML_NAME
+
+    def camera(settings: Settings) -> str:
+        sim = embedded_simulator(settings)
+        return next(d.custom["name"] for d in sim.traffic.sites[54].devices
+                    if d.ip == "192.168.1.30")
+
+    plain = load_settings(env={}, secrets={})
+    hostile = load_settings(env={"FLUX_DEMO_HOSTILE_NAMES": "1"}, secrets={})
+    assert not plain.demo_hostile_names and hostile.demo_hostile_names
+    assert camera(plain) == "Caméra entrée" and camera(hostile) == HTML_NAME
+    assert plain.source_id != hostile.source_id
+
+
 def test_url_without_key_is_a_local_simulator():
     s = load_settings(env={"SERENICITY_API_URL": "http://127.0.0.1:9/api/v1"}, secrets={})
     assert not s.demo and s.rate_limit_per_min == 100 and s.host == "127.0.0.1:9"

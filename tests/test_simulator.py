@@ -5,10 +5,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -83,7 +86,8 @@ def all_pages(client: httpx.Client, **params) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def world() -> tuple[Simulator, httpx.Client]:
-    sim, client, _ = make()
+    """The world with its hostile device names (the reference shape checks they are there)."""
+    sim, client, _ = make(hostile_names=True)
     return sim, client
 
 
@@ -224,6 +228,29 @@ def test_rows_have_the_reference_shape(day_rows):
         ("TCP", 587), ("TCP", 22), ("TCP", 3389), ("UDP", 5060), ("ICMP", None)}
     assert max(int(r["out_flux"]) for r in rows) > 2**31  # the nightly NAS backup
     assert any(r["dir"] == "IN" and not r["toxic"] for r in rows)
+
+
+def test_hostile_names_are_a_switch_off_by_default_that_renames_two_devices_only():
+    """The demo a customer sees names its devices as an office would; the escaping
+    tests' switch gives two of the main site's markup, and changes nothing else."""
+    plain, _, _ = make()
+    hostile, _, _ = make(hostile_names=True)
+
+    def names(sim: Simulator) -> dict[str, str]:
+        return {d.ip: d.custom["name"] for d in sim.traffic.sites[54].devices if d.custom}
+
+    shown = names(plain)
+    assert not [n for n in shown.values() if re.search(r"[<>]|\]\(", n)], shown
+    assert shown["192.168.1.30"] == "Caméra entrée" and shown["192.168.1.21"] == "NAS-Réplique"
+    renamed = {ip: n for ip, n in names(hostile).items() if shown.get(ip) != n}
+    assert renamed == {"192.168.1.30": HTML_NAME, "192.168.1.21": MARKDOWN_NAME}
+
+    def unnamed(rows: list[dict]) -> list[dict]:
+        return [{**r, "custom_ip0": r["custom_ip0"] and {**r["custom_ip0"], "name": ""}}
+                for r in rows]
+
+    a, b = plain.rows(54, *DAY), hostile.rows(54, *DAY)
+    assert a != b and unnamed(a) == unnamed(b)
 
 
 def test_every_remote_address_is_public():
@@ -674,19 +701,33 @@ def test_cli_rejects_bad_arguments(capsys):
     assert "--port" in capsys.readouterr().err
 
 
-def test_cli_serves_until_sigterm():
+@contextmanager
+def simulate(*args: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``python -m flux_dashboard.simulator simulate --port 0 *args``: the process and the
+    URL it printed; killed on the way out if still running."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flux_dashboard.simulator", "simulate", "--port", "0",
-         "--api-key", "k", "--rate-limit", "0", "--seed", "3"],
+        [sys.executable, "-m", "flux_dashboard.simulator", "simulate", "--port", "0", *args],
         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
     try:
-        url = proc.stdout.readline().strip()
+        yield proc, proc.stdout.readline().strip()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_serves_until_sigterm():
+    with simulate("--api-key", "k", "--rate-limit", "0", "--seed", "3") as (proc, url):
         assert url.startswith("http://127.0.0.1:") and url.endswith("/api/v1")
         resp = httpx.get(f"{url}/sensors", headers={"Authorization": "Api-Key k"}, timeout=5)
         assert resp.status_code == 200 and len(resp.json()) == 2
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+
+
+def test_cli_serves_the_hostile_names_when_asked():
+    with simulate("--hostile-names", "--rate-limit", "0", "--now", NOW.isoformat()) as (_, url):
+        resp = httpx.get(f"{url}/sensors/54/flux", headers=AUTH, timeout=30, params={
+            "from": "2026-07-22T00:00:00Z", "to": "2026-07-23T00:00:00Z",
+            "ip0": "192.168.1.30", "per_page": 5})
+        assert {r["custom_ip0"]["name"] for r in resp.json()["data"]} == {HTML_NAME}

@@ -1,6 +1,6 @@
 """The load test's websocket driver still speaks Streamlit's protocol.
 
-``benchmarks/ws_session.py`` drives sessions the way the browser does (the
+``benchmarks/load_test/ws_session.py`` drives sessions the way the browser does (the
 requests recorded from Chromium); a Streamlit upgrade that changes the protocol
 must fail here, not silently skew the load test. A real ``streamlit run`` of
 the app (demo mode, as the load test starts it), one session, every action the
@@ -12,24 +12,22 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 
 import pytest
 
-from benchmarks import load_test as L
-from benchmarks.ws_session import RunFailed
-from flux_dashboard.clock import parse_instant
+from benchmarks.load_test.metrics import Phase
+from benchmarks.load_test.runner import DRIVERS, start_server
+from benchmarks.load_test.scenario import closed_days
+from benchmarks.load_test.ws_session import RunFailed
 
 
 def test_ws_session_drives_every_load_test_action(tmp_path) -> None:
-    end = parse_instant(L.NOW).date() - timedelta(days=2)
-    days = (end - timedelta(days=1), end)  # one closed day: a dense day loads in seconds
-    server = L.start_server(tmp_path / "cache", tmp_path / "server.log")
+    days = closed_days(1)  # one closed day: a dense day loads in seconds
+    server = start_server(tmp_path / "cache", tmp_path / "server.log")
     try:
         async def session() -> None:
-            phase = L.Phase("test", 1)
-            analyst = L.analyst_class("ws")(0, None, server.url, days, 1, phase, (0, 0),
-                                            sensor=77)
+            phase = Phase("test", 1)
+            analyst = DRIVERS["ws"](0, None, server.url, days, 1, phase, (0, 0), sensor=77)
             analyst.page_id = "devices"
             await analyst.start()
             try:

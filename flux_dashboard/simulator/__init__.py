@@ -26,15 +26,18 @@ The package, along its seams
 * ``traffic``: ``TrafficModel``, rows per (sensor, hour) and when they are visible.
 * ``query``: parameter parsing, 422 errors, sorted results, pages and meta shapes.
 * ``api``: ``Simulator``, routing, auth, limits, faults and the endpoints.
-* ``transports``: the httpx transport, ``SimulatorServer`` (real HTTP), ``main()``.
+* ``transports``: the httpx transport and ``SimulatorServer`` (real HTTP), for any
+  ``Handler`` (they never import ``api``).
+* ``cli``: ``main()``, which builds a ``Simulator`` and serves it until stopped.
 """
 
 from flux_dashboard.simulator.api import Simulator
+from flux_dashboard.simulator.cli import main
 from flux_dashboard.simulator.config import LateUpload, SimulatorConfig
 from flux_dashboard.simulator.query import API_PREFIX
 from flux_dashboard.simulator.story import StoryPlan
 from flux_dashboard.simulator.traffic import HOUR_MS, TrafficModel, month_bounds
-from flux_dashboard.simulator.transports import SimulatorServer, main
+from flux_dashboard.simulator.transports import SimulatorServer
 from flux_dashboard.simulator.world import (
     HTML_NAME,
     MARKDOWN_NAME,

@@ -1,5 +1,5 @@
-"""``python -m flux_dashboard.simulator``: serve the simulated API (see ``transports.main``)."""
+"""``python -m flux_dashboard.simulator``: serve the simulated API (see ``cli.main``)."""
 
-from flux_dashboard.simulator.transports import main
+from flux_dashboard.simulator.cli import main
 
 raise SystemExit(main())

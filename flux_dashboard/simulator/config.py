@@ -2,15 +2,31 @@
 
 This module owns ``SimulatorConfig``: the seed and density of the simulated
 world, the clock (``now``, ``sleep``), and every hazard a real client must
-survive: ``unstable_ties`` (ties on the sort key come back in a fresh random
-order on every request, so offset paging duplicates and misses rows),
-``inclusive_to``, ``volumes_as`` (strings, numbers or both), ``meta_urls`` (the
-two meta shapes), ``max_per_page`` (silent cap), a sliding-window rate limit, a
-monthly quota, seeded random faults and scheduled faults on ``/flux``
-(``fault_schedule`` numbers those requests from 1, counting every request
-received on that path), latency, and ``late_uploads``: a sensor that lost its
-link and uploaded its buffered rows later (see ``LateUpload``); and the demo
-story (``story``, ``story_day``: see ``story.StoryPlan``).
+survive: ``hostile_names`` (two devices whose user-given names carry HTML and
+markdown: ``world.HTML_NAME``, ``world.MARKDOWN_NAME``), ``unstable_ties``
+(ties on the sort key come back in a fresh random order on every request, so
+offset paging duplicates and misses rows), ``inclusive_to``, ``volumes_as``
+(strings, numbers or both), ``meta_urls`` (the two meta shapes),
+``max_per_page`` (silent cap), a sliding-window rate limit, a monthly quota,
+seeded random faults and scheduled faults on ``/flux`` (``fault_schedule``
+numbers those requests from 1, counting every request received on that path),
+latency, and ``late_uploads``: a sensor that lost its link and uploaded its
+buffered rows later (see ``LateUpload``); and the demo story (``story``,
+``story_day``: see ``story.StoryPlan``).
+
+The defaults are the API as documented (100 requests a minute, 1,000 rows a
+page, volumes as strings, meta with URLs) with no hazard on: plain device
+names, stable ties, an exclusive ``to``, no fault, latency or late upload.
+The dashboard's demo (``service.embedded_simulator``) is that, without the
+rate limit: what a customer sees. Whoever faces a hazard turns it on by name:
+the escaping and masking suites turn on ``hostile_names``
+(``FLUX_DEMO_HOSTILE_NAMES=1`` for an app's embedded simulator, ``simulate
+--hostile-names`` for a served one); the loader, sync, CLI and API-error tests
+turn on the paging, type and fault hazards they are about; the benchmarks
+(``benchmarks/phases.py``, ``replicas.py``, the load test) keep
+``hostile_names`` on, as their figures were measured, and their loader runs add
+``unstable_ties`` and ``inclusive_to`` (the cold phase also
+``volumes_as="mixed"`` and ``meta_urls=False``, the replicas scheduled 429s).
 """
 
 from __future__ import annotations
@@ -52,6 +68,7 @@ class SimulatorConfig:
     dense: bool = False
     max_per_page: int = 1000
     rate_limit_per_min: int | None = 100
+    hostile_names: bool = False
     unstable_ties: bool = False
     inclusive_to: bool = False
     volumes_as: str = "string"

@@ -1,37 +1,38 @@
 """The transports: where the simulated API plugs in instead of the network.
 
-This module owns the two ways a client reaches ``Simulator.handle()``: an
-``httpx.MockTransport`` for in-process clients (a "timeout" fault becomes
-``httpx.ReadTimeout``), and ``SimulatorServer``, a real threaded HTTP server
-for end-to-end tests and the CLI (a "timeout" fault drops the connection
-unanswered). Both apply the configured latency. It also owns ``main()``,
-``python -m flux_dashboard.simulator`` / ``flux_dashboard simulate``, which
-serves the API until Ctrl-C or SIGTERM.
+This module owns the two ways a client reaches a ``Handler`` (any object with
+``config`` and ``handle()``, such as ``api.Simulator``; like an httpx transport,
+this module never imports the API it carries): an ``httpx.MockTransport`` for
+in-process clients (a "timeout" fault becomes ``httpx.ReadTimeout``), and
+``SimulatorServer``, a real threaded HTTP server for end-to-end tests and the
+CLI (a "timeout" fault drops the connection unanswered). Both apply the
+configured latency.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import signal
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from flux_dashboard import clock
 from flux_dashboard.simulator.config import SimulatorConfig
 from flux_dashboard.simulator.query import API_PREFIX, SimulatedTimeout
 
-if TYPE_CHECKING:
-    from flux_dashboard.simulator.api import Simulator
+
+class Handler(Protocol):
+    """What a transport carries: the API's ``handle()`` and the config's latency and sleep."""
+
+    config: SimulatorConfig
+
+    def handle(self, method: str, path: str, params: dict[str, str],
+               headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]: ...
 
 
-def mock_transport(sim: Simulator) -> httpx.BaseTransport:
+def mock_transport(sim: Handler) -> httpx.BaseTransport:
     """An ``httpx.MockTransport`` answering through ``sim.handle()`` (sync clients)."""
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -52,7 +53,7 @@ def mock_transport(sim: Simulator) -> httpx.BaseTransport:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    simulator: Simulator
+    simulator: Handler
 
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
@@ -86,9 +87,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class SimulatorServer:
-    """A running HTTP server for a Simulator; ``url`` is the base URL including /api/v1."""
+    """A running HTTP server for a ``Handler``; ``url`` is the base URL including /api/v1."""
 
-    def __init__(self, simulator: Simulator, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, simulator: Handler, host: str = "127.0.0.1", port: int = 0):
         handler = type("SimHandler", (_Handler,), {"simulator": simulator})
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
@@ -109,56 +110,3 @@ class SimulatorServer:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``simulate``: serve the simulated API until Ctrl-C or SIGTERM."""
-    args_in = list(sys.argv[1:] if argv is None else argv)
-    if args_in[:1] == ["simulate"]:
-        args_in = args_in[1:]
-    p = argparse.ArgumentParser(prog="flux_dashboard simulate",
-                                description="Serve a simulated Serenicity Control API.")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--dense", action="store_true")
-    p.add_argument("--api-key", default=None)
-    p.add_argument("--max-per-page", type=int, default=1000)
-    p.add_argument("--rate-limit", type=int, default=100, help="requests/min; 0 = unlimited")
-    p.add_argument("--unstable-ties", action="store_true")
-    p.add_argument("--inclusive-to", action="store_true")
-    p.add_argument("--latency-ms", type=float, default=0.0)
-    p.add_argument("--fault-rate", type=float, default=0.0)
-    p.add_argument("--now", default=os.environ.get("FLUX_NOW") or None,
-                   help="pin the clock to this instant, e.g. 2026-12-06T22:59:50Z "
-                        "(default: FLUX_NOW, else the wall clock)")
-    args = p.parse_args(args_in)
-    try:
-        pinned = clock.parse_instant(args.now, "--now") if args.now else None
-    except ValueError as exc:
-        p.error(str(exc))
-    cfg = SimulatorConfig(seed=args.seed, dense=args.dense, api_key=args.api_key,
-                          max_per_page=args.max_per_page,
-                          rate_limit_per_min=args.rate_limit or None,
-                          unstable_ties=args.unstable_ties, inclusive_to=args.inclusive_to,
-                          latency_s=args.latency_ms / 1000, fault_rate=args.fault_rate,
-                          now=clock.pinned(pinned) if pinned else None)
-    # Imported here: the API module imports this one for transport() and serve().
-    from flux_dashboard.simulator.api import Simulator
-
-    server = Simulator(cfg).serve(args.host, args.port)
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(server.url, flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.shutdown()
-    return 0

@@ -2,8 +2,9 @@
 
 This module owns the static world the traffic is drawn from: the two sites
 (a busy Paris law office and a small, disconnected pharmacy in La Réunion),
-their devices (addresses, MACs, vendors, user-given names, including two
-hostile ones: ``HTML_NAME`` and ``MARKDOWN_NAME``), the Internet services each
+their devices (addresses, MACs, vendors, user-given names; with
+``hostile_names``, two of them are named ``HTML_NAME`` and ``MARKDOWN_NAME``
+instead, and nothing else changes), the Internet services each
 kind of device talks to with their volume ranges, the busy-hour session rates,
 and the toxic IPs with their fixed threat flags (the small site's per-hour
 probabilities; the main site's toxic rows are planned day by day in ``story``).
@@ -234,6 +235,9 @@ _OUI = {
 }
 HTML_NAME = "<b>Caméra</b> <img src=x onerror=alert(1)>"
 MARKDOWN_NAME = "[NAS](javascript:alert(1))"
+# The devices of the main site named with markup when ``hostile_names`` is on (the
+# escaping tests); a customer's demo shows the names an office would give them.
+HOSTILE_NAMES = {"192.168.1.30": HTML_NAME, "192.168.1.21": MARKDOWN_NAME}
 
 # (ip, custom name or None, netbios or None, vendor or None (= key absent), kind, critical,
 #  icon, category, tags)
@@ -250,9 +254,9 @@ _MAIN_DEVICES: list[tuple] = [
      ""),
     ("192.168.1.20", "NAS-Synology", "NAS-MARTIN", "Synology Incorporated", "nas", True,
      "i-lucide-hard-drive", "Serveurs", "backup exposed"),
-    ("192.168.1.21", MARKDOWN_NAME, "NAS-REPLICA", "Synology Incorporated", "nas", False,
+    ("192.168.1.21", "NAS-Réplique", "NAS-REPLICA", "Synology Incorporated", "nas", False,
      "i-lucide-hard-drive", None, ""),
-    ("192.168.1.30", HTML_NAME, None, "Hangzhou Hikvision Digital Technology Co.,Ltd.",
+    ("192.168.1.30", "Caméra entrée", None, "Hangzhou Hikvision Digital Technology Co.,Ltd.",
      "camera", False, "i-lucide-cctv", "Sécurité", "camera"),
     ("192.168.1.40", "Imprimante RDC", "HPLJ-RDC", "Hewlett Packard", "printer", False,
      "i-lucide-printer", "Bureautique", ""),
@@ -377,7 +381,10 @@ def _build_devices(seed: int, sensor_id: int, specs: list[tuple], dense_extra: i
 
 def build_sites(cfg: SimulatorConfig) -> dict[int, Site]:
     inst = _iso(cfg.installed)
-    main_devices = _build_devices(cfg.seed, 54, _MAIN_DEVICES, 85 if cfg.dense else 0,
+    specs = _MAIN_DEVICES
+    if cfg.hostile_names:
+        specs = [(ip, HOSTILE_NAMES.get(ip, name), *rest) for ip, name, *rest in specs]
+    main_devices = _build_devices(cfg.seed, 54, specs, 85 if cfg.dense else 0,
                                   1.8 if cfg.dense else 1.0)
     main = Site(
         54, "Cabinet Martin – Paris", "Cabinet Martin Avocats – 12 rue de Rivoli, Paris",

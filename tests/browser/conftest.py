@@ -53,10 +53,12 @@ def demo_server(tmp_path_factory) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def api_simulator():
-    """The simulator behind ``simulator_api`` (tests count its flux requests)."""
+    """The simulator behind ``simulator_api`` (tests count its flux requests), with the
+    demo server's hostile device names (the escaping and masking checks run in both)."""
     from flux_dashboard.simulator import Simulator, SimulatorConfig
 
-    return Simulator(SimulatorConfig(rate_limit_per_min=None, now=pinned_clock))
+    return Simulator(SimulatorConfig(rate_limit_per_min=None, hostile_names=True,
+                                     now=pinned_clock))
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +118,8 @@ def originals(sensors):
 
     from flux_dashboard.simulator import Simulator, SimulatorConfig
 
-    twin = Simulator(SimulatorConfig(rate_limit_per_min=None, now=pinned_clock))
+    twin = Simulator(SimulatorConfig(rate_limit_per_min=None, hostile_names=True,
+                                     now=pinned_clock))
     end = PINNED + timedelta(hours=1)
     rows = [r for sid in sensors for r in twin.rows(sid, end - timedelta(days=2), end)]
     found = identifiers_from_api_rows(rows, list(sensors.values()))

@@ -3,7 +3,9 @@
 ``start_server`` runs ``streamlit run app.py`` through the kit
 (``tests.kit.procs.StreamlitServer``): a scrubbed environment (no API key, no
 developer setting), its own cache directory, the clock pinned to the suite's
-instant (``FLUX_NOW``), and a health poll. Every server is registered in
+instant (``FLUX_NOW``), the demo's hostile device names on
+(``FLUX_DEMO_HOSTILE_NAMES``: the escaping and masking checks look for them),
+and a health poll. Every server is registered in
 ``STARTED``; ``server_log_tracebacks`` reads each registered log from where the
 previous call stopped and returns the parts that hold a traceback.
 """
@@ -35,7 +37,7 @@ def start_server(workdir: Path, mode: str, extra_env: dict[str, str] | None = No
     cache = workdir / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     env = scrubbed_env({"FLUX_CACHE_DIR": str(cache), "FLUX_NOW": PINNED_ISO,
-                        **(extra_env or {})})
+                        "FLUX_DEMO_HOSTILE_NAMES": "1", **(extra_env or {})})
     return register(StreamlitServer.start(workdir, env, mode=mode))
 
 

@@ -4,15 +4,18 @@ Every AppTest suite runs the app through here:
 
 - ``hermetic(cache_dir, **settings)``: the environment of one suite: none of a
   developer's settings (``procs.scrubbed_env``'s rule), a private cache, a fixed
-  masking secret and the clock pinned to ``clock.PINNED`` (``FLUX_NOW``), plus
-  the suite's own ``settings``;
+  masking secret, the clock pinned to ``clock.PINNED`` (``FLUX_NOW``) and the
+  demo's hostile device names on (``FLUX_DEMO_HOSTILE_NAMES``: the escaping and
+  masking suites read them in the page runs every suite shares), plus the
+  suite's own ``settings``;
 - ``new_app`` / ``run_page``: an ``AppTest`` of ``app.py`` with a link's query
   parameters, run to a page;
 - readers: metrics, Plotly specs by key, tables by their columns, every text an
   element shows, the markdown bodies sent;
 - ``Downloads``: Streamlit's media manager remembered per file, so a test
   "clicks" a download button and opens what the server would send;
-- ``truth()``: the demo's world in a separate simulator at the pinned clock,
+- ``truth()``: the demo's world (hostile names on, as ``hermetic``'s app has
+  them) in a separate simulator at the pinned clock,
   the ground truth the pages are checked against; ``flux_requests`` lists the
   flux requests a simulator received.
 """
@@ -64,6 +67,7 @@ def hermetic(cache_dir: Path, **settings: str) -> Iterator[pytest.MonkeyPatch]:
         mp.setenv("FLUX_CACHE_DIR", str(cache_dir))
         mp.setenv("FLUX_NOW", PINNED_ISO)
         mp.setenv("FLUX_MASK_SECRET", "apptest-fixed-mask-secret")
+        mp.setenv("FLUX_DEMO_HOSTILE_NAMES", "1")
         for name, value in settings.items():
             mp.setenv(name, value)
         yield mp
@@ -77,10 +81,10 @@ def use_real_key(mp: pytest.MonkeyPatch, key: str) -> None:
 
 
 def truth(**config) -> Simulator:
-    """The demo's world at the pinned clock (or ``now=``), in a simulator of its own:
-    the expected rows."""
+    """The demo's world at the pinned clock (or ``now=``), with ``hermetic``'s hostile
+    names, in a simulator of its own: the expected rows."""
     return Simulator(SimulatorConfig(**{"rate_limit_per_min": None, "now": pinned_clock,
-                                        **config}))
+                                        "hostile_names": True, **config}))
 
 
 def flux_requests(sim: Simulator, since: int = 0) -> list[dict[str, str]]:

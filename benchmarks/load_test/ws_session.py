@@ -35,6 +35,15 @@ from streamlit.proto.ClientState_pb2 import ClientState
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.WidgetStates_pb2 import WidgetState, WidgetStates
 
+from benchmarks.load_test.scenario import (
+    ACTION_TIMEOUT_MS,
+    PAGES,
+    SENSORS,
+    THREAT_LABELS,
+    Analyst,
+    session_query,
+)
+
 FINISHED = ForwardMsg.ScriptFinishedStatus.FINISHED_SUCCESSFULLY
 COMPILE_ERROR = ForwardMsg.ScriptFinishedStatus.FINISHED_WITH_COMPILE_ERROR
 
@@ -165,103 +174,90 @@ def _strings(values: list[str]) -> WidgetState:
     return w
 
 
-def ws_analyst_class(base_cls):
-    """``load_test.Analyst`` with its browser actions replaced by websocket requests."""
+class WsAnalyst(Analyst):
+    """An ``Analyst`` whose actions are the requests a browser would send, over one websocket."""
 
-    class WsAnalyst(base_cls):
-        driver = "ws"
+    async def start(self) -> None:
+        self.client = None
 
-        async def start(self) -> None:
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
             self.client = None
 
-        async def close(self) -> None:
-            if self.client is not None:
-                await self.client.close()
-                self.client = None
+    async def open(self, timeout: int | None = None) -> float:
+        await self.close()
+        limit = (timeout or ACTION_TIMEOUT_MS) / 1000
+        t0 = time.perf_counter()
+        self.client = WsClient(self.base, session_query(self.sensor, self.days), limit)
+        await self.client.connect()
+        await self.client.rerun("Overview")
+        if self.page_id != "overview":
+            await self.client.rerun(self.heading(), page=self.heading())
+        self.toxic, self.direction, self.threats = False, "all", 0
+        return time.perf_counter() - t0
 
-        async def open(self, timeout: int | None = None) -> float:
-            from benchmarks.load_test import ACTION_TIMEOUT_MS, session_query
+    async def go_to(self, page_id: str, timeout: int | None = None) -> float:
+        self.page_id = page_id
+        if timeout is not None:
+            self.client.timeout_s = timeout / 1000
+        return await self.client.rerun(dict(PAGES)[page_id], page=dict(PAGES)[page_id])
 
-            await self.close()
-            limit = (timeout or ACTION_TIMEOUT_MS) / 1000
-            t0 = time.perf_counter()
-            self.client = WsClient(self.base, session_query(self.sensor, self.days), limit)
-            await self.client.connect()
-            await self.client.rerun("Overview")
-            if self.page_id != "overview":
-                await self.client.rerun(self.heading(), page=self.heading())
-            self.toxic, self.direction, self.threats = False, "all", 0
-            return time.perf_counter() - t0
+    async def _set(self, key: str, state: WidgetState, url: str | None = "") -> float:
+        """The widget's new value; ``url``: the value the browser writes into the
+        URL before the request for a widget bound to it (``bind="query-params"``),
+        None when it drops the parameter (the default value)."""
+        wid, _ = self.client.widget(key)
+        state.id = wid
+        if url is None:
+            self.client.query.pop(key, None)
+        elif url:
+            self.client.query[key] = url
+        return await self.client.rerun(self.heading(), widget=state)
 
-        async def go_to(self, page_id: str, timeout: int | None = None) -> float:
-            from benchmarks.load_test import PAGES
+    def _check(self, key: str, want: str | None) -> None:
+        got = self.client.query.get(key)
+        if got != want:
+            raise RunFailed(f"the URL says {key}={got!r} after the run, not {want!r}")
 
-            self.page_id = page_id
-            if timeout is not None:
-                self.client.timeout_s = timeout / 1000
-            return await self.client.rerun(dict(PAGES)[page_id], page=dict(PAGES)[page_id])
+    async def act_direction(self) -> float:
+        want = "OUT" if self.direction == "all" else "all"
+        s = await self._set("dir", _strings([want]), url=None if want == "all" else want)
+        self._check("dir", "OUT" if want == "OUT" else None)
+        self.direction = want
+        return s
 
-        async def _set(self, key: str, state: WidgetState, url: str | None = "") -> float:
-            """The widget's new value; ``url``: the value the browser writes into the
-            URL before the request for a widget bound to it (``bind="query-params"``),
-            None when it drops the parameter (the default value)."""
-            wid, _ = self.client.widget(key)
-            state.id = wid
-            if url is None:
-                self.client.query.pop(key, None)
-            elif url:
-                self.client.query[key] = url
-            return await self.client.rerun(self.heading(), widget=state)
+    async def act_toxic(self) -> float:
+        want = not self.toxic
+        s = await self._set("toxic", WidgetState(bool_value=want),
+                            url="true" if want else None)
+        self._check("toxic", "true" if want else None)
+        self.toxic = want
+        return s
 
-        def _check(self, key: str, want: str | None) -> None:
-            got = self.client.query.get(key)
-            if got != want:
-                raise RunFailed(f"the URL says {key}={got!r} after the run, not {want!r}")
+    async def act_threat(self) -> float:
+        _, element = self.client.widget("threat")
+        options = list(element.options)
+        chosen = [] if self.threats else [self.rng.choice(
+            [o for o in options if o in THREAT_LABELS] or options)]
+        s = await self._set("threat", _strings(chosen))
+        if bool(self.client.query.get("threat")) != bool(chosen):
+            raise RunFailed(f"the URL says threat={self.client.query.get('threat')!r} "
+                            f"after choosing {chosen}")
+        self.threats = len(chosen)
+        return s
 
-        async def act_direction(self) -> float:
-            want = "OUT" if self.direction == "all" else "all"
-            s = await self._set("dir", _strings([want]), url=None if want == "all" else want)
-            self._check("dir", "OUT" if want == "OUT" else None)
-            self.direction = want
-            return s
+    async def act_sensor(self) -> float:
+        other = SENSORS[1] if self.sensor == SENSORS[0] else SENSORS[0]
+        key = "sensor_id" if "sensor_id" in self.client.widgets else "sensor_id_masked"
+        _, element = self.client.widget(key)
+        label = next((o for o in element.options if f"#{other}" in o.split(" · ")), None)
+        if label is None:
+            raise RunFailed(f"sensor #{other} is not among {list(element.options)}")
+        s = await self._set(key, WidgetState(string_value=label))
+        self._check("sensor", str(other))
+        self.sensor = other
+        return s
 
-        async def act_toxic(self) -> float:
-            want = not self.toxic
-            s = await self._set("toxic", WidgetState(bool_value=want),
-                                url="true" if want else None)
-            self._check("toxic", "true" if want else None)
-            self.toxic = want
-            return s
-
-        async def act_threat(self) -> float:
-            from benchmarks.load_test import THREAT_LABELS
-
-            _, element = self.client.widget("threat")
-            options = list(element.options)
-            chosen = [] if self.threats else [self.rng.choice(
-                [o for o in options if o in THREAT_LABELS] or options)]
-            s = await self._set("threat", _strings(chosen))
-            if bool(self.client.query.get("threat")) != bool(chosen):
-                raise RunFailed(f"the URL says threat={self.client.query.get('threat')!r} "
-                                f"after choosing {chosen}")
-            self.threats = len(chosen)
-            return s
-
-        async def act_sensor(self) -> float:
-            from benchmarks.load_test import SENSORS
-
-            other = SENSORS[1] if self.sensor == SENSORS[0] else SENSORS[0]
-            key = "sensor_id" if "sensor_id" in self.client.widgets else "sensor_id_masked"
-            _, element = self.client.widget(key)
-            label = next((o for o in element.options if f"#{other}" in o.split(" · ")), None)
-            if label is None:
-                raise RunFailed(f"sensor #{other} is not among {list(element.options)}")
-            s = await self._set(key, WidgetState(string_value=label))
-            self._check("sensor", str(other))
-            self.sensor = other
-            return s
-
-        async def check_page(self) -> str:
-            return ""  # exception elements already fail the action (WsClient.rerun)
-
-    return WsAnalyst
+    async def check_page(self) -> str:
+        return ""  # exception elements already fail the action (WsClient.rerun)
