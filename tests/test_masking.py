@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime
 
 import polars as pl
@@ -187,7 +186,8 @@ def test_frame_without_identifier_columns_is_unchanged():
     assert Masker(SECRET).mask_frame(empty).schema == FLOW_SCHEMA
 
 
-def test_masking_one_million_rows_is_fast():
+def test_masking_one_million_rows_keeps_every_distinct_alias():
+    # Its speed is measured by the benchmark (make bench: the owners phase), not here.
     n, remotes = 1_000_000, 2_000
     df = pl.select(
         pl.format("192.168.1.{}", pl.int_range(n) % 200).alias("ip0"),
@@ -197,12 +197,9 @@ def test_masking_one_million_rows_is_fast():
         pl.format("aa:bb:cc:dd:00:{}", pl.int_range(n) % 200).alias("mac_address"),
         pl.format("Vendor {}", pl.int_range(n) % 20).alias("vendor"),
     )
-    m = Masker(SECRET)
-    t = time.perf_counter()
-    out = m.mask_frame(df)
-    elapsed = time.perf_counter() - t
+    out = Masker(SECRET).mask_frame(df)
     assert out.height == n and out["ip1"].n_unique() == remotes
-    assert elapsed < 3.0, f"masking 1M rows took {elapsed:.2f} s"
+    assert out["ip0"].n_unique() == 200 and not out["ip1"].str.starts_with("203.0.").any()
 
 
 def test_masked_evidence_pack_leaks_no_identifier():

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -277,17 +276,14 @@ def test_month_volumes_and_second_sensor(world):
 
 
 def test_dense_mode_has_a_million_rows_per_30_days():
+    # How fast the dense month is generated and served is the benchmark's (make bench).
     sim, _, _ = make(dense=True)
-    t0 = time.perf_counter()
     n = sim.count_rows(54, datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC))
-    elapsed = time.perf_counter() - t0
     assert n >= 1_000_000
-    assert elapsed < 30  # ~5 s on a quiet machine; generous for loaded CI
     client = httpx.Client(base_url=BASE, transport=sim.transport(), headers=AUTH)
-    t0 = time.perf_counter()
     resp = flux(client, **{"from": JUNE[0], "to": JUNE[1]}, per_page=1000, page=500)
     assert resp.status_code == 200 and resp.json()["meta"]["total"] == n
-    assert time.perf_counter() - t0 < 3
+    assert len(resp.json()["data"]) == 1000  # a deep page of a full month is a full page
 
 
 def test_every_threat_flag_and_unqualified_toxic_ips(june_toxic, world):
