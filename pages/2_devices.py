@@ -33,7 +33,7 @@ st.subheader("Device table", anchor=False)
 devices = view.compute(A.device_table, view.tz)
 st.caption(f"{devices.height} devices · sorted by toxic OUT flows, then bytes · click a "
            "column header to sort")
-ui.table(devices, key="device_table", height=min(420, 38 + 35 * devices.height))
+ui.table(devices, key="device_table", max_height=420)
 
 st.subheader("Drill-down", anchor=False)
 names = dict(devices.select("ip0", "device_name").iter_rows())
@@ -80,7 +80,7 @@ with c2:
 toxic = view.compute(A.toxic_flow_table, view.tz, frame=one)
 st.markdown(f"**Toxic flows of this device** ({toxic.height})")
 if toxic.height:
-    ui.table(toxic, key="drill_toxic", height=min(360, 38 + 35 * toxic.height))
+    ui.table(toxic, key="drill_toxic", max_height=360)
 else:
     st.caption("None in this range.")
 ui.evidence_button(view, device=ip, key="pack_device")

@@ -27,7 +27,7 @@ if out_devices.height:
         ui.chart(C.toxic_devices_fig(out_devices), key="toxic_devices")
     with c2:
         ui.table(out_devices.drop("label", strict=False), key="toxic_devices_table",
-                 height=min(400, 38 + 35 * out_devices.height))
+                 max_height=400)
 else:
     st.success("No device initiated a toxic flow (toxic traffic is inbound only).",
                icon=":material/verified:")
@@ -61,5 +61,5 @@ st.caption(f"{shown.height:,} of {table.height:,} toxic flows · newest first ·
            "to sort · select a row to open its remote host's profile · the downloads hold "
            "exactly these rows")
 ui.profile_table(shown, key="toxic_table", masked=view.masked,
-                 height=min(520, 38 + 35 * max(shown.height, 1)))
+                 max_height=520)
 ui.downloads(view, shown, f"toxic-flows-{view.sensor['id']}-{view.start:%Y%m%d%H}", key="toxic_dl")

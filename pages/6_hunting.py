@@ -40,7 +40,7 @@ with tabs[0]:
             st.error(f"{beacons.height} device/remote pair(s) show very regular OUT contacts "
                      "to a toxic host (possible beaconing).", icon=":material/sensors:")
         ui.profile_table(stories, key="stories", masked=view.masked,
-                         height=min(480, 38 + 35 * stories.height), hide=("country_code",))
+                         max_height=480, hide=("country_code",))
         ui.downloads(view, stories, f"storylines-{view.sensor['id']}", key="stories_dl")
     else:
         st.success("No toxic remote in this range.", icon=":material/verified:")
@@ -61,7 +61,7 @@ with tabs[1]:
         c2.metric("Of which toxic", f"{toxic_new:,}")
         c3.metric("Devices concerned", f"{new['ip0'].n_unique() if new.height else 0:,}")
         ui.profile_table(new, key="first_seen", masked=view.masked,
-                         height=min(480, 38 + 35 * max(new.height, 1)), hide=("country_code",))
+                         max_height=480, hide=("country_code",))
 
 with tabs[2]:
     if baseline is None:
@@ -74,7 +74,7 @@ with tabs[2]:
                    "Hours below 1 MB never alert; devices with fewer than 3 active baseline "
                    "hours are skipped.")
         if anomalies.height:
-            ui.table(anomalies, key="anomalies", height=min(480, 38 + 35 * anomalies.height))
+            ui.table(anomalies, key="anomalies", max_height=480)
         else:
             st.success("No device uploaded more than its baseline allows.",
                        icon=":material/verified:")
@@ -90,7 +90,7 @@ with tabs[3]:
         if flagged:
             st.warning(f"{flagged} device(s) are mostly active outside working hours.",
                        icon=":material/bedtime:")
-        ui.table(per_device, key="offhours", height=min(420, 38 + 35 * per_device.height))
+        ui.table(per_device, key="offhours", max_height=420)
         off_toxic = view.compute(Hn.off_hours_toxic, view.tz, list(view.hno_hours))
         st.markdown(f"**Toxic flows, off-hours first** ({off_toxic.height:,})")
         if off_toxic.height:

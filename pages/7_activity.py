@@ -39,7 +39,7 @@ shown = audit.read(host.audit_file, user=None if user == "all" else user,
                    since=ui.settings().now() - since if since else None)
 st.caption(f"{shown.height:,} of {everything.height:,} events · newest first")
 if shown.height:
-    ui.table(shown, key="activity_table", height=min(560, 38 + 35 * shown.height))
+    ui.table(shown, key="activity_table", max_height=560)
 else:
     st.info("No event matches these filters.", icon=":material/filter_alt_off:")
 ui.downloads(session, shown, "activity", key="activity_dl")

@@ -161,7 +161,7 @@ def remote_profile(view: View, ip: str) -> None:
 
         devices = view.compute(P.remote_devices, ip, view.tz)
         st.markdown(f"**Local devices that talked to it** ({devices.height})")
-        table(devices, key="profile_devices", height=min(400, 38 + 35 * devices.height))
+        table(devices, key="profile_devices", max_height=400)
         safe = "".join(c if c.isalnum() else "_" for c in ip)
         downloads(view, devices, f"remote-{safe}-devices-{view.sensor['id']}",
                   key="profile_devices_dl")
@@ -175,14 +175,14 @@ def remote_profile(view: View, ip: str) -> None:
             reg = view.compute(P.remote_regularity, ip)
             st.markdown("**Storyline regularity per device** (1 = clockwork contacts, a "
                         "beaconing hint; needs ≥ 3 contact hours)")
-            table(reg, key="profile_regularity", height=min(320, 38 + 35 * max(reg.height, 1)))
+            table(reg, key="profile_regularity", max_height=320)
     peers = view.compute(P.same_owner_remotes, ip, s["owner"], frame=_without_remote(view))
     if s["owner"] and s["owner"] not in P.NOT_AN_ORGANISATION:
         st.markdown(f"**Other IPs of {text(s['owner'])} contacted in this range** "
                     f"({peers.height})")
         if peers.height:
             profile_table(peers, key="profile_peers", masked=view.masked,
-                          height=min(320, 38 + 35 * peers.height))
+                          max_height=320)
         else:
             st.caption("None.")
     _look_back(view, ip)

@@ -231,9 +231,18 @@ _LABELS = {"ip0": "Local IP", "ip1": "Remote IP", "dir": "Dir", "dirs": "Dirs",
            "baseline_mad": "Baseline MAD", "owner_net": "Owner network"}
 
 
-def table(df: pl.DataFrame, key: str, *, height: int | str = "auto", hide: tuple = (),
-          **kw) -> Any:
-    """A sortable table with readable headers, bytes as KB/MB/GB, text shown as text."""
+_HEADER_PX, _ROW_PX = 38, 35  # st.dataframe's header and row heights
+
+
+def table(df: pl.DataFrame, key: str, *, height: int | str = "auto",
+          max_height: int | None = None, hide: tuple = (), **kw) -> Any:
+    """A sortable table with readable headers, bytes as KB/MB/GB, text shown as text.
+
+    ``height`` is fixed; with ``max_height`` instead, the table fits its rows (one
+    at least) and scrolls beyond ``max_height`` pixels.
+    """
+    if max_height is not None:
+        height = min(max_height, _HEADER_PX + _ROW_PX * max(df.height, 1))
     config: dict[str, Any] = {}
     for name, dtype in df.schema.items():
         if name in hide:
