@@ -47,12 +47,7 @@ search = c1.text_input("Search device, IP, owner or threat", key="toxic_search",
                        placeholder="e.g. Command center, a device name, an IP or OVH")
 only_critical = c2.toggle("Critical threats only", key="toxic_critical")
 only_unfiltered = c3.toggle("Not blocked by the sensor", key="toxic_unblocked")
-shown = table
-if search.strip():
-    needle = search.strip().lower()
-    shown = shown.filter(pl.any_horizontal(
-        pl.col(c).cast(pl.String).str.to_lowercase().str.contains(needle, literal=True)
-        for c in ("device_name", "ip0", "ip1", "owner", "threats", "protocol")))
+shown = A.search(table, search, ("device_name", "ip0", "ip1", "owner", "threats", "protocol"))
 if only_critical:
     shown = shown.filter(pl.col("critical"))
 if only_unfiltered:

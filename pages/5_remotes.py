@@ -1,7 +1,6 @@
 """Remote hosts: public IPs by country on an offline map, sortable by threat, volume, count;
 with a public IP chosen (a table row, ``?remote=IP`` or the search box), its profile."""
 
-import polars as pl
 import streamlit as st
 
 from flux_dashboard import analytics as A
@@ -42,14 +41,9 @@ with c1:
              key="remote_bar")
 with c2:
     needle = st.text_input("Filter by IP, owner or country", key="rh_filter",
-                           placeholder="e.g. OVH, GOOGLE, Bulgaria").strip().lower()
-    shown = hosts.drop("iso3", strict=False)
-    if needle:
-        shown = shown.filter(pl.any_horizontal(
-            pl.col(c).cast(pl.String).fill_null("").str.to_lowercase()
-            .str.contains(needle, literal=True)
-            for c in ("ip1", "owner", "country")))
-    count = f"{shown.height:,} of {hosts.height:,}" if needle else f"{hosts.height:,}"
+                           placeholder="e.g. OVH, GOOGLE, Bulgaria")
+    shown = A.search(hosts.drop("iso3", strict=False), needle, ("ip1", "owner", "country"))
+    count = f"{shown.height:,} of {hosts.height:,}" if needle.strip() else f"{hosts.height:,}"
     st.caption(f"{count} public IPs · {countries.height} countries · select a row to open "
                "its profile")
     ui.profile_table(shown, key="remote_table", masked=view.masked, height=560)

@@ -34,8 +34,7 @@ with tabs[0]:
                "between contacts (≥ 3 contacts): near 1 means clockwork contacts, a beaconing "
                "hint. Critical threats and OUT flows come first.")
     if stories.height:
-        beacons = stories.filter((stories["regularity"] >= 0.9) & stories["dirs"].str.contains(
-            "OUT"))
+        beacons = Hn.beaconing(stories)
         if beacons.height:
             st.error(f"{beacons.height} device/remote pair(s) show very regular OUT contacts "
                      "to a toxic host (possible beaconing).", icon=":material/sensors:")
