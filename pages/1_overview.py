@@ -1,15 +1,12 @@
 """Overview: KPIs, what changed, traffic over time, cyberweather, top talkers."""
 
-from datetime import timedelta
-from zoneinfo import ZoneInfo
-
 import streamlit as st
 
 from flux_dashboard import analytics as A
 from flux_dashboard import charts as C
 from flux_dashboard import hunting as Hn
 from flux_dashboard import ui
-from flux_dashboard.hours import ceil_hour, local_day_window, local_days, weeks_before
+from flux_dashboard.hours import ceil_hour, range_days, week_on_week
 
 view = ui.frame()
 ui.header(view, "Overview")
@@ -18,12 +15,10 @@ if ui.no_flows(view):
     st.stop()
 
 k = view.compute(A.kpis)
-zone = ZoneInfo(view.tz)
 now = view.settings.now()
-today = now.astimezone(zone).date()
-range_days = local_days(view.start, view.end, view.tz)  # newest first
-in_range = range_days[-1] <= today <= range_days[0]
-cw = view.compute(A.cyberweather_summary, view.tz, today if in_range else None)
+calendar = range_days(view.start, view.end, now, view.tz)
+today, in_range = calendar.today, calendar.today_in_range is not None
+cw = view.compute(A.cyberweather_summary, view.tz, calendar.today_in_range)
 carbon = view.compute(A.cybercarbon, view.settings.carbon_g_per_gb)
 
 cols = st.columns(5) + st.columns(5 if in_range else 4)
@@ -56,23 +51,21 @@ cols[-1].metric("Cybercarbon (CO2e)", f"≈ {A.human_grams(carbon['co2e_g'])}",
 ui.level_counts(cw.days_per_level, cw.days)
 
 # -- what changed: a whole local day (or today so far) against the same hours a week before
-choices = range_days
-default = 1 if choices[0] == today and len(choices) > 1 else 0  # last complete day
+choices = calendar.days
 with st.container(border=True):
     c1, c2 = st.columns([3, 1])
-    day = c2.selectbox("Day", choices, index=default, key="digest_day",
+    day = c2.selectbox("Day", choices, index=choices.index(calendar.last_complete),
+                       key="digest_day",
                        format_func=lambda d: f"{d:%a %d %b %Y}" + (" (so far)" if d == today
                                                                   else ""))
-    prev = day - timedelta(days=7)
-    c1.subheader(f"What changed on {day:%a %d %b} vs {prev:%a %d %b}", anchor=False)
     # Local calendar days (23 or 25 hours around a DST change), never UTC + 24 h.
-    day_start, day_end = local_day_window(day, view.tz)
-    day_end = min(day_end, ceil_hour(now))
-    current = ui.lookback(view, day_start, day_end, "Selected day")
-    baseline = ui.lookback(view, *weeks_before(day_start, day_end, view.tz),
-                           "Same hours a week before")
+    compared = week_on_week(day, view.tz, until=ceil_hour(now))
+    c1.subheader(f"What changed on {day:%a %d %b} vs {compared.previous:%a %d %b}",
+                 anchor=False)
+    current = ui.lookback(view, *compared.window, "Selected day")
+    baseline = ui.lookback(view, *compared.previous_window, "Same hours a week before")
     if current is not None and baseline is not None:
-        dg = view.compute(Hn.digest, baseline, view.tz, day, prev, frame=current)
+        dg = view.compute(Hn.digest, baseline, view.tz, day, compared.previous, frame=current)
         if not dg.sentences:
             st.caption("Nothing to compare.")
         for sentence in dg.sentences:
@@ -85,7 +78,7 @@ with st.container(border=True):
                    icon=":material/compare_arrows:")
 
 days = view.compute(A.cyberweather, view.tz, "1d")
-day_options = [d.date() for d in days["bucket"].to_list()] or [range_days[0]]
+day_options = [d.date() for d in days["bucket"].to_list()] or [calendar.days[0]]
 
 st.subheader("Traffic over time", anchor=False)
 ui.chart(C.traffic_over_time_fig(view.compute(A.traffic_over_time, view.tz, "auto"),

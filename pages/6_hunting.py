@@ -4,12 +4,11 @@ These compare the selected range with a baseline: the 7 days before it, loaded
 through the same cache (the page says so).
 """
 
-from datetime import timedelta
-
 import streamlit as st
 
 from flux_dashboard import hunting as Hn
 from flux_dashboard import ui
+from flux_dashboard.hours import days_before
 
 view = ui.frame()
 ui.header(view, "Threat hunting")
@@ -19,7 +18,7 @@ if ui.no_flows(view):
 
 baseline_days = st.segmented_control("Baseline", [7, 14, 28], default=7, key="baseline_days",
                                      format_func=lambda d: f"{d} days before the range") or 7
-baseline = ui.lookback(view, view.start - timedelta(days=baseline_days), view.start,
+baseline = ui.lookback(view, *days_before(view.start, baseline_days),
                        f"Baseline ({baseline_days} days before the range)")
 
 # Keyed, so the reader's tab is kept when a baseline fetch redraws what comes before.

@@ -13,7 +13,7 @@ through the same loader, and says what it fetches.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -22,6 +22,7 @@ import streamlit as st
 from flux_dashboard import analytics as A
 from flux_dashboard import charts as C
 from flux_dashboard import remote_profile as P
+from flux_dashboard.hours import days_before
 from flux_dashboard.store import filters_key
 from flux_dashboard.ui.loading import lookback
 from flux_dashboard.ui.sidebar import REAL_OF, masking_forced
@@ -198,7 +199,7 @@ def _look_back(view: View, ip: str) -> None:
         format_func=lambda d: f"{d} days before the range")
     if not days:
         return
-    before = lookback(view, view.start - timedelta(days=days), view.start,
+    before = lookback(view, *days_before(view.start, days),
                       f"Look-back ({days} days before the range)")
     if before is None:
         return

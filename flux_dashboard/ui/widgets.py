@@ -15,7 +15,6 @@ only (``refused_file``), never the data.
 from __future__ import annotations
 
 import io
-from datetime import timedelta
 from typing import Any
 
 import polars as pl
@@ -23,7 +22,7 @@ import streamlit as st
 
 from flux_dashboard import report
 from flux_dashboard.errors import AuditUnavailableError, FluxError
-from flux_dashboard.hours import HOUR, local_day_window, weeks_before
+from flux_dashboard.hours import HOUR, week_on_week
 from flux_dashboard.ui.auth import Session, record, spender, still_allowed
 from flux_dashboard.ui.loading import coverage_banner, load_window
 from flux_dashboard.ui.state import View, loader_for, masker
@@ -140,15 +139,13 @@ def evidence_button(view: View, *, device: str | None = None, remote: str | None
 
         df = mine(view.frame)
         last_day = view.local(view.end - HOUR).date()
-        day_start, day_end = local_day_window(last_day, view.tz)
-        day_end = min(day_end, view.end)
-        prev_start, prev_end = weeks_before(day_start, day_end, view.tz)
+        compared = week_on_week(last_day, view.tz, until=view.end)
         try:
-            current = mine(load_window(view, loader, mask, day_start, day_end, spend).frame)
-            previous = mine(load_window(view, loader, mask, prev_start, prev_end,
+            current = mine(load_window(view, loader, mask, *compared.window, spend).frame)
+            previous = mine(load_window(view, loader, mask, *compared.previous_window,
                                         spend).frame)
             digest_text = Hn.digest(current, previous, view.tz, last_day,
-                                    last_day - timedelta(days=7)).as_text()
+                                    compared.previous).as_text()
         except FluxError as exc:  # the pack still builds; it says why there is no digest
             digest_text = (f"What changed on {last_day:%a %Y-%m-%d}: the comparison could "
                            f"not be made ({exc}).\n")
