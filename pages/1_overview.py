@@ -5,6 +5,7 @@ import streamlit as st
 from flux_dashboard import analytics as A
 from flux_dashboard import charts as C
 from flux_dashboard import hunting as Hn
+from flux_dashboard import pagedata as PD
 from flux_dashboard import ui
 from flux_dashboard.hours import ceil_hour, range_days, week_on_week
 
@@ -14,12 +15,11 @@ ui.guide(view, "overview")
 if ui.no_flows(view):
     st.stop()
 
-k = view.compute(A.kpis)
 now = view.settings.now()
 calendar = range_days(view.start, view.end, now, view.tz)
 today, in_range = calendar.today, calendar.today_in_range is not None
-cw = view.compute(A.cyberweather_summary, view.tz, calendar.today_in_range)
-carbon = view.compute(A.cybercarbon, view.settings.carbon_g_per_gb)
+ov = view.compute(PD.overview, view.tz, calendar.today_in_range, view.settings.carbon_g_per_gb)
+k, cw, carbon = ov.kpis, ov.weather, ov.carbon
 
 cols = st.columns(5) + st.columns(5 if in_range else 4)
 cols[0].metric("Flows", f"{k['flows']:,}", help="Flow records: hour × device × remote × "
@@ -77,35 +77,25 @@ with st.container(border=True):
         st.warning("The comparison could not be made: see the message above.",
                    icon=":material/compare_arrows:")
 
-days = view.compute(A.cyberweather, view.tz, "1d")
-day_options = [d.date() for d in days["bucket"].to_list()] or [calendar.days[0]]
-
+figures = ov.figures()
 st.subheader("Traffic over time", anchor=False)
-ui.chart(C.traffic_over_time_fig(view.compute(A.traffic_over_time, view.tz, "auto"),
-                                 title=f"Traffic over time ({A.auto_every(view.frame)} buckets)"),
-         key="traffic")
+ui.chart(figures["traffic"], key="traffic")
 
 st.subheader("Cyberweather", anchor=False)
 c1, c2 = st.columns([3, 2])
 with c1:
-    ui.chart(C.cyberweather_calendar_fig(days, title="Cyberweather per day"), key="cw_cal")
+    ui.chart(figures["cw_cal"], key="cw_cal")
 with c2:
-    cw_day = st.selectbox("Hours of", list(reversed(day_options)), key="cw_day",
+    cw_day = st.selectbox("Hours of", ov.hour_days or [calendar.days[0]], key="cw_day",
                           format_func=lambda d: f"{d:%a %d %b %Y}")
     ui.chart(C.cyberweather_hours_fig(view.compute(A.cyberweather_hours, view.tz, cw_day),
                                       tz=view.tz, day=cw_day), key="cw_hours")
-ui.chart(C.cyberweather_fig(days, title="cyT per day"), key="cw_days")
+ui.chart(figures["cw_days"], key="cw_days")
 
 st.subheader("Top talkers", anchor=False)
 c1, c2, c3 = st.columns(3)
-with c1:
-    ui.chart(C.top_bar_fig(view.compute(A.top_devices, 10), title="Top devices by bytes"),
-             key="top_dev")
-with c2:
-    ui.chart(C.top_bar_fig(view.compute(A.top_protocols, 8), title="Protocols by bytes",
-                           category_title="Protocol"), key="top_proto")
-with c3:
-    ui.chart(C.top_bar_fig(view.compute(A.top_ports, 10), title="Top ports by bytes",
-                           category_title="Port"), key="top_port")
+for column, key in ((c1, "top_dev"), (c2, "top_proto"), (c3, "top_port")):
+    with column:
+        ui.chart(figures[key], key=key)
 
 ui.evidence_button(view, key="pack_sensor")

@@ -28,7 +28,7 @@ from flux_dashboard.ui.loading import lookback
 from flux_dashboard.ui.sidebar import REAL_OF, masking_forced
 from flux_dashboard.ui.state import Keyed, View, masker, memo, service
 from flux_dashboard.ui.text import text
-from flux_dashboard.ui.widgets import chart, downloads, evidence_button, table
+from flux_dashboard.ui.widgets import chart, downloads, evidence_button, only_remote, table
 
 OPEN_FLAG = "_flux_open_profile"
 SEARCH_KEY = "rh_profile_search"
@@ -166,7 +166,7 @@ def remote_profile(view: View, ip: str) -> None:
         safe = "".join(c if c.isalnum() else "_" for c in ip)
         downloads(view, devices, f"remote-{safe}-devices-{view.sensor['id']}",
                   key="profile_devices_dl")
-        one = view.subset(_only_remote, ip)
+        one = view.subset(only_remote, ip)
         c1, c2 = st.columns(2)
         with c1:
             hourly = view.compute(A.traffic_over_time, view.tz, "1h", frame=one)
@@ -210,7 +210,3 @@ def _look_back(view: View, ip: str) -> None:
                     f"{_when(view, s['first_contact'])}, last {_when(view, s['last_contact'])}.")
     else:
         st.markdown(f"No flow with {text(ip)} in the {days} days before the range.")
-
-
-def _only_remote(df: pl.DataFrame, ip: str) -> pl.DataFrame:
-    return df.filter(pl.col("ip1") == ip)

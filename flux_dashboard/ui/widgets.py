@@ -265,7 +265,3 @@ def only_device(df: pl.DataFrame, ip0: str) -> pl.DataFrame:
 
 def only_remote(df: pl.DataFrame, ip1: str) -> pl.DataFrame:
     return df.filter(pl.col("ip1") == ip1)
-
-
-def only_toxic(df: pl.DataFrame) -> pl.DataFrame:
-    return df.filter(pl.col("toxic"))
