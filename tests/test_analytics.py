@@ -10,7 +10,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from flux_dashboard import analytics as A
-from tests.kit.flows import make_flows
+from flux_dashboard.schema import FLOW_SCHEMA, THREAT_FLAGS
 
 PARIS = "Europe/Paris"
 A_IP, B_IP, C_IP, D_IP = "192.168.1.10", "192.168.1.20", "192.168.1.30", "192.168.1.40"
@@ -22,6 +22,25 @@ def utc(*args) -> datetime:
 
 
 T0 = utc(2024, 3, 4, 10)  # a Monday, 11:00 in Paris (CET)
+
+
+def make_flows(rows: list[dict]) -> pl.DataFrame:
+    """Rows of FLOW_SCHEMA with defaults for whatever a test does not care about."""
+    defaults = {
+        "start_of_hour": T0, "ip0": A_IP, "ip1": US1, "dir": "OUT", "protocol": "TCP",
+        "port": 443, "occurrences": 1, "duration_s": 1.0, "first_seen": None,
+        "last_seen": None, "out_bytes": 0, "in_bytes": 0, "filtered": False, "toxic": False,
+        **dict.fromkeys(THREAT_FLAGS, False),
+        "device_name": None, "custom_name": None, "netbios": None, "mac_address": None,
+        "vendor": None, "is_critical": False, "device_category": None,
+    }
+    full = []
+    for r in rows:
+        row = {**defaults, **r}
+        if row["device_name"] is None:
+            row["device_name"] = row["ip0"]
+        full.append(row)
+    return pl.from_dicts(full, schema=FLOW_SCHEMA)
 
 
 EMPTY = make_flows([])

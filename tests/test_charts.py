@@ -12,7 +12,7 @@ import pytest
 
 from flux_dashboard import analytics as A
 from flux_dashboard import charts as C
-from tests.kit.flows import make_flows
+from flux_dashboard.schema import FLOW_SCHEMA, THREAT_FLAGS
 
 PARIS = "Europe/Paris"
 EVIL = "<img src=x onerror=alert(1)>"
@@ -21,6 +21,22 @@ BOLD = "<b>x</b>"
 
 def utc(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
+
+
+def make_flows(rows: list[dict]) -> pl.DataFrame:
+    """FLOW_SCHEMA rows with defaults (same helper as in test_analytics)."""
+    defaults = {
+        "start_of_hour": utc(2024, 3, 4, 10), "ip0": "192.168.1.10", "ip1": "8.8.8.8",
+        "dir": "OUT", "protocol": "TCP", "port": 443, "occurrences": 1, "duration_s": 1.0,
+        "first_seen": None, "last_seen": None, "out_bytes": 0, "in_bytes": 0,
+        "filtered": False, "toxic": False, **dict.fromkeys(THREAT_FLAGS, False),
+        "device_name": None, "custom_name": None, "netbios": None, "mac_address": None,
+        "vendor": None, "is_critical": False, "device_category": None,
+    }
+    full = [{**defaults, **r} for r in rows]
+    for row in full:
+        row["device_name"] = row["device_name"] or row["ip0"]
+    return pl.from_dicts(full, schema=FLOW_SCHEMA)
 
 
 EMPTY = make_flows([])

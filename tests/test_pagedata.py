@@ -3,27 +3,27 @@ is worked out by hand. Paris is UTC+1 in March 2024: 10:00 UTC is 11:00 local.""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 
 import polars as pl
 import pytest
 
 from flux_dashboard import pagedata as PD
 from flux_dashboard.geo import with_owner
-from tests.kit.flows import make_flows
+from tests.kit.flows import EMPTY, frame, row, utc
 
 PARIS = "Europe/Paris"
 A_IP, B_IP = "192.168.1.10", "192.168.1.20"
 HNO = (0, 1, 2, 3, 4, 5, 6, 7, 19, 20, 21, 22, 23)  # working hours 08:00-19:00 local
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def flows_of(rows: list[dict]) -> pl.DataFrame:
+    return frame(*(row(**r) for r in rows))
 
 
 def flows() -> pl.DataFrame:
     """Monday 4 March 2024, 11:00-13:00 in Paris: two devices, four flows, two toxic."""
-    return make_flows([
+    return flows_of([
         # PC-A: a plain OUT flow, then a toxic OUT one (a trojan: critical)
         {"ip0": A_IP, "device_name": "PC-A", "ip1": "8.8.8.8", "in_bytes": 100,
          "out_bytes": 50, "start_of_hour": utc(2024, 3, 4, 10)},
@@ -163,25 +163,25 @@ def test_storylines_and_their_beacons():
     rows = [{"ip0": ip0, "dir": d, "ip1": "1.1.1.1", "toxic": True,
              "start_of_hour": utc(2024, 3, 4, h), "first_seen": utc(2024, 3, 4, h, 5)}
             for ip0, d in ((A_IP, "OUT"), (B_IP, "IN")) for h in range(10, 14)]
-    stories = PD.storylines(make_flows(rows))
+    stories = PD.storylines(flows_of(rows))
     assert stories.table.height == 2 and stories.beacons["ip0"].to_list() == [A_IP]
 
 
 def test_first_seen_counts_new_pairs_toxic_and_devices():
-    baseline = make_flows([{"ip0": A_IP, "ip1": "8.8.8.8", "start_of_hour": utc(2024, 3, 1, 9)}])
+    baseline = flows_of([{"ip0": A_IP, "ip1": "8.8.8.8", "start_of_hour": utc(2024, 3, 1, 9)}])
     new = PD.first_seen(flows(), baseline)
     # every pair but PC-A → 8.8.8.8, seen in the baseline; two of them toxic
     assert sorted(new.table.select("ip0", "ip1").rows()) == [
         (A_IP, "1.1.1.1"), (B_IP, "8.8.4.4"), (B_IP, "8.8.8.8")]
     assert (new.toxic, new.devices) == (2, 2)
-    assert (PD.first_seen(flows(), make_flows([])).table.height,
-            PD.first_seen(flows(), make_flows([])).toxic) == (4, 2)
-    nothing = PD.first_seen(make_flows([]), baseline)
+    assert (PD.first_seen(flows(), EMPTY).table.height,
+            PD.first_seen(flows(), EMPTY).toxic) == (4, 2)
+    nothing = PD.first_seen(EMPTY, baseline)
     assert (nothing.table.height, nothing.toxic, nothing.devices) == (0, 0, 0)
 
 
 def test_off_hours_flags_devices_and_puts_off_hours_toxic_first():
-    df = with_owner(make_flows([
+    df = with_owner(flows_of([
         # NAS: 2 MB of toxic IN at 21:00 local (off) -> mostly off-hours, flagged
         {"ip0": B_IP, "device_name": "NAS", "ip1": "8.8.4.4", "dir": "IN", "toxic": True,
          "in_bytes": 2_000_000, "start_of_hour": utc(2024, 3, 4, 20)},

@@ -6,8 +6,8 @@
   Streamlit server started and stopped with a health poll;
 - ``apptest``: the AppTest environment, running a page, reading its charts,
   capturing its downloads, counting the simulator's flux requests;
-- ``services``: real services started on loopback for a test session (Redis);
-- ``flows``: hand-built flow frames for the unit tests of the analyses.
+- ``services``: real services started on loopback for a test session (Redis).
+- ``flows``: hand-built flow rows and frames for the unit tests of the analyses.
 
 Imported as ``tests.kit`` by the suites and the benchmarks alike.
 """
