@@ -11,8 +11,8 @@
    ``refresh=True`` (disk cache, no memory) and a fresh loader on the same
    cache directory (what a new process does).
 2. **Dense mode** (about 1.16 M rows a month): the server time of each page on
-   the cached month, as the pages call analytics, figure factories and
-   hunting, plus Streamlit's serialisation of figures and tables; without a
+   the cached month, through the pages' own computations (``pagedata``) and
+   lookbacks, plus Streamlit's serialisation of figures and tables; without a
    filter (a page switch) and with ``direction = OUT`` (a filter change,
    including the filter itself). Target: under 2 s per page.
 3. **Owners**: the owner (ASN) look-up of the dense month's remote IPs, once

@@ -277,7 +277,7 @@ def dense_load_phase(plan: Plan) -> dict:
             "wall_s": time.perf_counter() - t0, "budget": budget(result.frame.height),
             "cached_hours": result.cached_hours, "fetched_hours": result.fetched_hours}
     extra_requests = 0
-    for a, b in W.lookback_windows(result.frame, tz, start, end, plan.baseline_days):
+    for a, b in W.lookback_windows(tz, start, end, plan.now, plan.baseline_days):
         extra_requests += loader.load(SENSOR, a, b).flux_requests
     out = {"label": label, "start": iso(start), "end": iso(end), "load": main,
            "lookback_requests": extra_requests, "peak_rss_mb": peak_rss_mb()}
@@ -331,7 +331,7 @@ def render_phase(plan: Plan) -> dict:
                 t0 = time.perf_counter()
                 frame = filters.apply(base, tz, hno)
                 t1 = time.perf_counter()
-                ctx = W.Ctx(loader, SENSOR, tz, hno, start, end, filters, frame,
+                ctx = W.Ctx(loader, SENSOR, tz, hno, start, end, plan.now, filters, frame,
                             plan.baseline_days)
                 outputs = page(ctx)
                 t2 = time.perf_counter()
@@ -407,8 +407,7 @@ def growth_fill_phase(plan: Plan) -> dict:
     requests += result.flux_requests
     for days in GROWTH_DAYS:
         a, b = growth_window(plan, days)
-        frame = loader.load(SENSOR, a, b).frame
-        for lo, hi in W.lookback_windows(frame, tz, a, b, plan.baseline_days):
+        for lo, hi in W.lookback_windows(tz, a, b, plan.now, plan.baseline_days):
             requests += loader.load(SENSOR, lo, hi).flux_requests
     loader.client.close()
     return {"rows": result.frame.height, "requests": requests,
@@ -436,7 +435,7 @@ def growth_phase(plan: Plan, days: int) -> dict:
             for _ in range(2):  # the first pass also warms imports: the faster one counts
                 t1 = time.perf_counter()
                 frame = filters.apply(base, tz, hno)
-                ctx = W.Ctx(loader, SENSOR, tz, hno, start, end, filters, frame,
+                ctx = W.Ctx(loader, SENSOR, tz, hno, start, end, plan.now, filters, frame,
                             plan.baseline_days)
                 W.serialize(page(ctx))
                 best = min(best, time.perf_counter() - t1)

@@ -1,24 +1,27 @@
-"""What each dashboard page computes on the server, call for call (mirrors ``pages/*.py``).
+"""What each dashboard page computes on the server, through the pages' own functions.
 
 Every page function takes a ``Ctx`` (the view a page would get) and returns the
-figures and tables it hands to Streamlit; ``serialize`` then does what
-``st.plotly_chart`` (``plotly.io.to_json``) and ``st.dataframe`` (eager Arrow
-path) do with them, so the timing is the page's server time minus Streamlit's
-own widget overhead. Lazy work (downloads, evidence packs) runs only on click
-in the app and is left out here too.
+figures and tables it hands to Streamlit, at the widgets' defaults: the page's
+computation from ``flux_dashboard.pagedata`` (the same call, memoised in the
+app), its ``figures()``, and the tables the page draws. ``serialize`` then does
+what ``st.plotly_chart`` (``plotly.io.to_json``) and ``st.dataframe`` (eager
+Arrow path) do with them, so the timing is the page's server time minus
+Streamlit's own widget overhead. Lazy work (downloads, evidence packs) runs
+only on click in the app and is left out here too.
 
-Lookbacks (the Overview's comparison day, the Threat-hunting baseline) go
-through the loader with ``refresh=True`` and are re-prepared every time, as on
-a first visit of the page: the conservative case (the app keeps them in memory
-afterwards).
+Lookbacks (the Overview's selected day and the same hours a week before, the
+Threat-hunting baseline) go through the loader with ``refresh=True`` and are
+re-prepared every time, as on a first visit of the page: the conservative case
+(the app keeps them in memory afterwards). Which windows they are comes from
+``hours``, as on the pages; ``lookback_windows`` lists them so that a phase can
+fill the cache first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
 import plotly.io as pio
 import polars as pl
@@ -26,10 +29,12 @@ import polars as pl
 from flux_dashboard import analytics as A
 from flux_dashboard import charts as C
 from flux_dashboard import hunting as Hn
+from flux_dashboard import pagedata as PD
+from flux_dashboard.config import DEFAULT_CARBON_G_PER_GB
 from flux_dashboard.digest import digest
 from flux_dashboard.filters import Filters
 from flux_dashboard.geo import enrich
-from flux_dashboard.hours import local_day_window
+from flux_dashboard.hours import DayComparison, ceil_hour, days_before, range_days, week_on_week
 from flux_dashboard.loader import Loader
 
 
@@ -41,32 +46,29 @@ class Ctx:
     hno: tuple[int, ...]
     start: datetime
     end: datetime
+    now: datetime  # the clock the pages read (today, the digest's default day)
     filters: Filters
     frame: pl.DataFrame  # the filtered frame the pages show
-    baseline_days: int = 7
+    baseline_days: int = 7  # the hunting baseline (the page's default: 7)
+    g_per_gb: float = DEFAULT_CARBON_G_PER_GB
 
 
 Output = list  # of plotly figures and polars frames
 
 
-def comparison_day(frame: pl.DataFrame, tz: str, end: datetime) -> tuple[date, date]:
-    """The Overview's default digest day (the latest local day) and the one a week before."""
-    days = A.cyberweather(frame, tz, "1d")
-    options = [d.date() for d in days["bucket"].to_list()] or [
-        (end - timedelta(seconds=1)).astimezone(ZoneInfo(tz)).date()]
-    day = options[-1]
-    return day, day - timedelta(days=7)
+def digest_windows(tz: str, start: datetime, end: datetime, now: datetime
+                   ) -> DayComparison:
+    """The Overview's default digest: the range's last complete local day (so far, up to
+    the open hour) and the same hours a week before."""
+    day = range_days(start, end, now, tz).last_complete
+    return week_on_week(day, tz, until=ceil_hour(now))
 
 
-def day_window(day: date, tz: str) -> tuple[datetime, datetime]:
-    return local_day_window(day, tz)  # as the Overview: local midnights, DST-safe
-
-
-def lookback_windows(frame: pl.DataFrame, tz: str, start: datetime, end: datetime,
+def lookback_windows(tz: str, start: datetime, end: datetime, now: datetime,
                      baseline_days: int) -> list[tuple[datetime, datetime]]:
-    """Every extra window the pages load: the digest's comparison day and the baseline."""
-    _, prev = comparison_day(frame, tz, end)
-    return [day_window(prev, tz), (start - timedelta(days=baseline_days), start)]
+    """Every extra window the pages load: the digest's two days and the hunting baseline."""
+    compared = digest_windows(tz, start, end, now)
+    return [compared.window, compared.previous_window, days_before(start, baseline_days)]
 
 
 def _lookback(ctx: Ctx, start: datetime, end: datetime) -> pl.DataFrame:
@@ -80,105 +82,56 @@ def _lookback(ctx: Ctx, start: datetime, end: datetime) -> pl.DataFrame:
 
 def overview(ctx: Ctx) -> Output:
     f, tz = ctx.frame, ctx.tz
-    A.kpis(f)
-    days = A.cyberweather(f, tz, "1d")
-    day, prev = comparison_day(f, tz, ctx.end)
-    baseline = _lookback(ctx, *day_window(prev, tz))
-    digest(f, baseline, tz, day, prev)
-    out: Output = [
-        C.traffic_over_time_fig(A.traffic_over_time(f, tz, "auto"),
-                                title=f"Traffic over time ({A.auto_every(f)} buckets)"),
-        C.cyberweather_calendar_fig(days, title="Cyberweather per day"),
-        C.cyberweather_hours_fig(A.cyberweather_hours(f, tz, day), tz=tz, day=day),
-        C.cyberweather_fig(days, title="cyT per day"),
-        C.top_bar_fig(A.top_devices(f, 10), title="Top devices by bytes"),
-        C.top_bar_fig(A.top_protocols(f, 8), title="Protocols by bytes",
-                      category_title="Protocol"),
-        C.top_bar_fig(A.top_ports(f, 10), title="Top ports by bytes", category_title="Port"),
-    ]
-    return out
+    calendar = range_days(ctx.start, ctx.end, ctx.now, tz)
+    ov = PD.overview(f, tz, calendar.today_in_range, ctx.g_per_gb)
+    compared = digest_windows(tz, ctx.start, ctx.end, ctx.now)
+    current, previous = (_lookback(ctx, *compared.window),
+                         _lookback(ctx, *compared.previous_window))
+    digest(current, previous, tz, compared.day, compared.previous)
+    day = (ov.hour_days or calendar.days)[0]  # "Hours of": the newest day
+    return [*ov.figures().values(),
+            C.cyberweather_hours_fig(A.cyberweather_hours(f, tz, day), tz=tz, day=day)]
 
 
 def devices(ctx: Ctx) -> Output:
     f, tz = ctx.frame, ctx.tz
-    out: Output = [
-        C.top_bar_fig(A.top_devices(f, 15), title="Traffic per device (bytes)"),
-        C.top_bar_fig(A.top_devices(f, 15, by="toxic_flows"), value="toxic_flows",
-                      title="Toxic flows per device"),
-    ]
-    table = A.device_table(f, tz)
-    out.append(table)
-    ip = table["ip0"].to_list()[0]  # the drill-down's default device
-    one = f.filter(pl.col("ip0") == ip)
-    table.filter(pl.col("ip0") == ip).row(0, named=True)
-    A.kpis(one)
-    out += [
-        C.traffic_over_time_fig(A.traffic_over_time(one, tz, "auto"),
-                                title="Timeline of this device"),
-        C.remote_hosts_fig(A.top_remotes(one, 15), title="Top remote hosts"),
-        C.hour_weekday_heatmap_fig(A.hour_weekday_heatmap(one, tz), tz=tz,
-                                   title="Activity by hour of day and weekday"),
-        C.top_bar_fig(A.top_ports(one, 10), title="Ports", category_title="Port"),
-        C.top_bar_fig(A.top_protocols(one, 8), title="Protocols", category_title="Protocol"),
-        A.toxic_flow_table(one, tz),
-    ]
-    return out
+    dv = PD.devices(f, tz, ctx.g_per_gb)
+    ip = dv.ips[0]  # the drill-down's default device
+    dv.device(ip)
+    drill = PD.device_drill(f, ip, tz, ctx.g_per_gb)
+    out: Output = [*dv.figures().values(), dv.table, *drill.figures().values()]
+    return out + ([drill.toxic] if drill.toxic.height else [])
 
 
 def protocols(ctx: Ctx) -> Output:
-    f = ctx.frame
-    return [
-        C.protocol_treemap_fig(A.protocol_port_tree(f, 10), title="Protocol → port (bytes)"),
-        C.top_bar_fig(A.top_ports(f, 15), title="Top ports by bytes", category_title="Port"),
-        C.top_bar_fig(A.top_ports(f, 15, by="flows"), value="flows",
-                      title="Top ports by flows", category_title="Port"),
-        C.port_device_heatmap_fig(A.port_device_matrix(f, 15, 15, value="bytes", others=False),
-                                  value="bytes", title="Port × device (bytes, top 15 × 15)"),
-        A.top_ports(f, 50).drop("members", strict=False),
-    ]
+    pr = PD.protocols(ctx.frame)
+    heat = PD.port_device(ctx.frame, PD.HEAT_VALUES[0])
+    return [*pr.figures().values(), *heat.figures().values(), pr.ports]
 
 
 def toxic(ctx: Ctx) -> Output:
-    f, tz = ctx.frame, ctx.tz
-    if f.filter(pl.col("toxic")).height == 0:
+    tx = PD.toxic(ctx.frame, ctx.tz)
+    if tx.table.height == 0:
         return []
-    out_devices = A.toxic_out_devices(f, tz)
-    out: Output = []
-    if out_devices.height:
-        out += [C.toxic_devices_fig(out_devices), out_devices.drop("label", strict=False)]
-    out += [
-        C.threats_fig(A.threats_by_category(f)),
-        C.remote_hosts_fig(A.top_toxic_remotes(f, 15), value="flows",
-                           title="Top toxic remote IPs (flows)"),
-        A.toxic_flow_table(f, tz),
-    ]
-    return out
+    tables = [tx.out_table] if tx.out_devices.height else []
+    return [*tx.figures().values(), *tables, tx.matching("")]
 
 
 def remotes(ctx: Ctx) -> Output:
-    f = ctx.frame
-    countries = A.countries_summary(f, "all")
-    value = "toxic_flows"  # the page's default sort: threat
-    hosts = A.remote_hosts(f, "all", "threat")
-    return [
-        C.countries_map_fig(countries, value=value, title="Remote hosts by country (toxic flows)"),
-        C.remote_hosts_fig(hosts, value=value, top=20, title="Top remote hosts by toxic flows"),
-        hosts.drop("iso3", strict=False),
-    ]
+    rh = PD.remotes(ctx.frame, PD.DIRECTIONS[0], PD.REMOTE_SORTS[0])
+    return [*rh.figures().values(), rh.matching("")]
 
 
 def hunting(ctx: Ctx) -> Output:
     f, tz = ctx.frame, ctx.tz
-    baseline = _lookback(ctx, ctx.start - timedelta(days=ctx.baseline_days), ctx.start)
-    out: Output = [Hn.storylines(f), Hn.first_seen_remotes(f, baseline),
-                   Hn.upload_anomalies(f, baseline, k=3.0)]
+    baseline = _lookback(ctx, *days_before(ctx.start, ctx.baseline_days))
+    stories = PD.storylines(f).table
+    anomalies = Hn.upload_anomalies(f, baseline, k=PD.ANOMALY_K)
+    out: Output = [*([stories] if stories.height else []), PD.first_seen(f, baseline).table,
+                   *([anomalies] if anomalies.height else [])]
     if ctx.hno:
-        out.append(Hn.off_hours_by_device(f, tz, list(ctx.hno)))
-        off = Hn.off_hours_toxic(f, tz, list(ctx.hno))
-        if off.height:
-            out.append(off.select(["off_hours", "start_of_hour", "device_name", "ip0", "ip1",
-                                   "dir", "protocol", "port", "out_bytes", "in_bytes",
-                                   "occurrences", "filtered"]))
+        off = PD.off_hours(f, tz, ctx.hno)
+        out += [off.per_device, *([off.toxic] if off.toxic.height else [])]
     return out
 
 

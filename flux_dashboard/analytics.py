@@ -1030,6 +1030,23 @@ def countries_summary(df: pl.DataFrame, direction: str = "all") -> pl.DataFrame:
     )
 
 
+# ---------------------------------------------------------------------------
+# Search
+# ---------------------------------------------------------------------------
+
+def search(df: pl.DataFrame, text: str, columns: Sequence[str]) -> pl.DataFrame:
+    """The rows where any of ``columns`` contains ``text``: case-insensitive, the
+    spaces around ``text`` ignored, a literal match (not a pattern); a null cell
+    never matches. Blank ``text`` keeps every row (the tables' search boxes)."""
+    needle = text.strip().lower()
+    if not needle:
+        return df
+    return df.filter(pl.any_horizontal(
+        pl.col(c).cast(pl.String).fill_null("").str.to_lowercase()
+        .str.contains(needle, literal=True)
+        for c in columns))
+
+
 def time_window(df: pl.DataFrame) -> tuple[datetime | None, datetime | None]:
     """(first, last) start_of_hour in UTC, or (None, None)."""
     return df.select(

@@ -9,7 +9,8 @@ file opened for appending, under an exclusive ``flock``, so concurrent
 sessions and processes never interleave. The API key never reaches the file:
 ``AuditLog`` is given the key and scrubs it from every line as a last line of
 defence (nothing records it on purpose). Values are data, never markup: the
-activity page shows them as table cells.
+activity page shows them as table cells, filtered by ``read`` with the
+choices it offers (``choices``: the users and sensors seen; ``PERIODS``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,10 @@ EVENTS = ("sign_in", "sign_out", "page_view", "export", "evidence_pack", "denied
 COLUMNS = {"ts": pl.Datetime("us", "UTC"), "event": pl.String, "user": pl.String,
            "role": pl.String, "sensor": pl.Int64, "page": pl.String, "requests": pl.Int64,
            "detail": pl.String}
+# The activity page's periods: how far back from now each one reads (None: everything).
+PERIODS: dict[str, timedelta | None] = {
+    "Last 24 hours": timedelta(days=1), "Last 7 days": timedelta(days=7),
+    "Last 30 days": timedelta(days=30), "All": None}
 
 
 def _plain(value: Any) -> Any:
@@ -121,3 +126,11 @@ def read(path: Path, *, user: str | None = None, sensor: int | None = None,
     if until is not None:
         df = df.filter(pl.col("ts") < until)
     return df.sort("ts", descending=True, maintain_order=True)
+
+
+def choices(events: pl.DataFrame) -> tuple[list[str], list[int]]:
+    """The users and the sensors that ``events`` name, sorted: the activity page's
+    filter choices (events without a user or a sensor add none)."""
+    users = sorted(u for u in events["user"].unique().to_list() if u)
+    sensors = sorted(s for s in events["sensor"].unique().to_list() if s is not None)
+    return users, sensors

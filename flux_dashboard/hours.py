@@ -9,11 +9,15 @@ shifts by calendar days in the sensor's zone, never by 7 × 24 hours.
 - ``SETTLE``: how long after its end an hour is final (inferred from the API);
 - ``local_day_window``, ``local_datetime``, ``local_days``: local days and times;
 - ``weeks_before``: the same local hours a week earlier (the digests' baseline);
+- ``week_on_week``: a local day (so far) and that baseline, as a digest compares them;
+- ``range_days``: the local days of a range, today and the last complete day (Overview);
+- ``days_before``: the whole 24-hour days before a range (the hunting baseline, look-backs);
 - ``preset_range``: the sidebar's relative ranges ("Last 24 hours", "Yesterday"…).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -81,6 +85,57 @@ def weeks_before(start: datetime, end: datetime, tz: str | ZoneInfo, weeks: int 
         return local.replace(tzinfo=zone).astimezone(UTC)
 
     return shift(start), shift(end)
+
+
+@dataclass(frozen=True)
+class DayComparison:
+    """A local day and the same local hours a week before: what a digest compares."""
+
+    day: date
+    previous: date  # the same weekday a week before
+    window: tuple[datetime, datetime]  # the day in UTC, cut at ``until``
+    previous_window: tuple[datetime, datetime]  # the same local hours a week before
+
+
+def week_on_week(day: date, tz: str | ZoneInfo, until: datetime) -> DayComparison:
+    """The local ``day`` up to ``until`` (the whole day if it ends before) and the
+    same local hours a week before (``weeks_before``), DST-safe on both sides."""
+    start, end = local_day_window(day, tz)
+    end = min(end, until)
+    return DayComparison(day, day - timedelta(days=7), (start, end),
+                         weeks_before(start, end, tz))
+
+
+@dataclass(frozen=True)
+class RangeDays:
+    """The local days a range ``[start, end)`` touches, seen at ``now``."""
+
+    days: list[date]  # newest first (``local_days``)
+    today: date  # the local date of ``now``
+
+    @property
+    def today_in_range(self) -> date | None:
+        """Today, when the range holds it (its cyberweather "so far"), else None."""
+        return self.today if self.days[-1] <= self.today <= self.days[0] else None
+
+    @property
+    def last_complete(self) -> date:
+        """The newest day of the range, or the one before when that is today (still
+        running) and the range holds another: the Overview's default digest day."""
+        days = self.days
+        return days[1] if days[0] == self.today and len(days) > 1 else days[0]
+
+
+def range_days(start: datetime, end: datetime, now: datetime, tz: str | ZoneInfo) -> RangeDays:
+    """The local days of ``[start, end)`` and today's local date at ``now``."""
+    zone = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
+    return RangeDays(local_days(start, end, zone), now.astimezone(zone).date())
+
+
+def days_before(start: datetime, days: int) -> tuple[datetime, datetime]:
+    """``[start - days × 24 h, start)``: a baseline counted in whole hours before a
+    range (the hunting baseline, the profile's look-back), not in local days."""
+    return start - timedelta(days=days), start
 
 
 def preset_range(preset: str, now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:

@@ -9,7 +9,7 @@ Empty inputs give empty frames with the documented columns, never an error.
 - ``first_seen_remotes``: remotes a device contacts for the first time
   compared with a lookback frame.
 - ``storylines``: one line per device and toxic remote, with a regularity
-  score that hints at beaconing.
+  score that hints at beaconing (``beaconing`` keeps the lines that do).
 - ``upload_anomalies``: device-hours whose upload beats the device's own
   robust baseline (median + k × MAD).
 
@@ -277,10 +277,14 @@ def _fmt_minutes(minutes: pl.Expr) -> pl.Expr:
     )
 
 
+BEACONING_REGULARITY = 0.9  # contacts this regular look like clockwork, not people
+
+
 def _regularity_note() -> pl.Expr:
     n = pl.col("contacts")
     verdict = (
-        pl.when(pl.col("regularity") >= 0.9).then(pl.lit("very regular (beaconing hint)"))
+        pl.when(pl.col("regularity") >= BEACONING_REGULARITY)
+        .then(pl.lit("very regular (beaconing hint)"))
         .when(pl.col("regularity") >= 0.7).then(pl.lit("fairly regular"))
         .when(pl.col("regularity") >= 0.4).then(pl.lit("somewhat irregular"))
         .otherwise(pl.lit("irregular"))
@@ -379,6 +383,13 @@ def storylines(df: pl.DataFrame) -> pl.DataFrame:
         .collect(engine="in-memory")
     )
     return add_country(out, df).select(STORYLINE_COLUMNS.names()).cast(dict(STORYLINE_COLUMNS))
+
+
+def beaconing(stories: pl.DataFrame) -> pl.DataFrame:
+    """The storylines that hint at beaconing: very regular contacts (regularity ≥
+    ``BEACONING_REGULARITY``) of a device that initiated flows (OUT) to the toxic host."""
+    return stories.filter((pl.col("regularity") >= BEACONING_REGULARITY)
+                          & pl.col("dirs").str.contains("OUT", literal=True))
 
 
 # ---------------------------------------------------------------------------

@@ -1,15 +1,13 @@
 """Overview: KPIs, what changed, traffic over time, cyberweather, top talkers."""
 
-from datetime import timedelta
-from zoneinfo import ZoneInfo
-
 import streamlit as st
 
 from flux_dashboard import analytics as A
 from flux_dashboard import charts as C
+from flux_dashboard import pagedata as PD
 from flux_dashboard import ui
 from flux_dashboard.digest import digest
-from flux_dashboard.hours import ceil_hour, local_day_window, local_days, weeks_before
+from flux_dashboard.hours import ceil_hour, range_days, week_on_week
 
 view = ui.frame()
 ui.header(view, "Overview")
@@ -17,14 +15,11 @@ ui.guide(view, "overview")
 if ui.no_flows(view):
     st.stop()
 
-k = view.compute(A.kpis)
-zone = ZoneInfo(view.tz)
 now = view.settings.now()
-today = now.astimezone(zone).date()
-range_days = local_days(view.start, view.end, view.tz)  # newest first
-in_range = range_days[-1] <= today <= range_days[0]
-cw = view.compute(A.cyberweather_summary, view.tz, today if in_range else None)
-carbon = view.compute(A.cybercarbon, view.settings.carbon_g_per_gb)
+calendar = range_days(view.start, view.end, now, view.tz)
+today, in_range = calendar.today, calendar.today_in_range is not None
+ov = view.compute(PD.overview, view.tz, calendar.today_in_range, view.settings.carbon_g_per_gb)
+k, cw, carbon = ov.kpis, ov.weather, ov.carbon
 
 cols = st.columns(5) + st.columns(5 if in_range else 4)
 cols[0].metric("Flows", f"{k['flows']:,}", help="Flow records: hour × device × remote × "
@@ -56,23 +51,21 @@ cols[-1].metric("Cybercarbon (CO2e)", f"≈ {A.human_grams(carbon['co2e_g'])}",
 ui.level_counts(cw.days_per_level, cw.days)
 
 # -- what changed: a whole local day (or today so far) against the same hours a week before
-choices = range_days
-default = 1 if choices[0] == today and len(choices) > 1 else 0  # last complete day
+choices = calendar.days
 with st.container(border=True):
     c1, c2 = st.columns([3, 1])
-    day = c2.selectbox("Day", choices, index=default, key="digest_day",
+    day = c2.selectbox("Day", choices, index=choices.index(calendar.last_complete),
+                       key="digest_day",
                        format_func=lambda d: f"{d:%a %d %b %Y}" + (" (so far)" if d == today
                                                                   else ""))
-    prev = day - timedelta(days=7)
-    c1.subheader(f"What changed on {day:%a %d %b} vs {prev:%a %d %b}", anchor=False)
     # Local calendar days (23 or 25 hours around a DST change), never UTC + 24 h.
-    day_start, day_end = local_day_window(day, view.tz)
-    day_end = min(day_end, ceil_hour(now))
-    current = ui.lookback(view, day_start, day_end, "Selected day")
-    baseline = ui.lookback(view, *weeks_before(day_start, day_end, view.tz),
-                           "Same hours a week before")
+    compared = week_on_week(day, view.tz, until=ceil_hour(now))
+    c1.subheader(f"What changed on {day:%a %d %b} vs {compared.previous:%a %d %b}",
+                 anchor=False)
+    current = ui.lookback(view, *compared.window, "Selected day")
+    baseline = ui.lookback(view, *compared.previous_window, "Same hours a week before")
     if current is not None and baseline is not None:
-        dg = view.compute(digest, baseline, view.tz, day, prev, frame=current)
+        dg = view.compute(digest, baseline, view.tz, day, compared.previous, frame=current)
         if not dg.sentences:
             st.caption("Nothing to compare.")
         for sentence in dg.sentences:
@@ -84,35 +77,25 @@ with st.container(border=True):
         st.warning("The comparison could not be made: see the message above.",
                    icon=":material/compare_arrows:")
 
-days = view.compute(A.cyberweather, view.tz, "1d")
-day_options = [d.date() for d in days["bucket"].to_list()] or [range_days[0]]
-
+figures = ov.figures()
 st.subheader("Traffic over time", anchor=False)
-ui.chart(C.traffic_over_time_fig(view.compute(A.traffic_over_time, view.tz, "auto"),
-                                 title=f"Traffic over time ({A.auto_every(view.frame)} buckets)"),
-         key="traffic")
+ui.chart(figures["traffic"], key="traffic")
 
 st.subheader("Cyberweather", anchor=False)
 c1, c2 = st.columns([3, 2])
 with c1:
-    ui.chart(C.cyberweather_calendar_fig(days, title="Cyberweather per day"), key="cw_cal")
+    ui.chart(figures["cw_cal"], key="cw_cal")
 with c2:
-    cw_day = st.selectbox("Hours of", list(reversed(day_options)), key="cw_day",
+    cw_day = st.selectbox("Hours of", ov.hour_days or [calendar.days[0]], key="cw_day",
                           format_func=lambda d: f"{d:%a %d %b %Y}")
     ui.chart(C.cyberweather_hours_fig(view.compute(A.cyberweather_hours, view.tz, cw_day),
                                       tz=view.tz, day=cw_day), key="cw_hours")
-ui.chart(C.cyberweather_fig(days, title="cyT per day"), key="cw_days")
+ui.chart(figures["cw_days"], key="cw_days")
 
 st.subheader("Top talkers", anchor=False)
 c1, c2, c3 = st.columns(3)
-with c1:
-    ui.chart(C.top_bar_fig(view.compute(A.top_devices, 10), title="Top devices by bytes"),
-             key="top_dev")
-with c2:
-    ui.chart(C.top_bar_fig(view.compute(A.top_protocols, 8), title="Protocols by bytes",
-                           category_title="Protocol"), key="top_proto")
-with c3:
-    ui.chart(C.top_bar_fig(view.compute(A.top_ports, 10), title="Top ports by bytes",
-                           category_title="Port"), key="top_port")
+for column, key in ((c1, "top_dev"), (c2, "top_proto"), (c3, "top_port")):
+    with column:
+        ui.chart(figures[key], key=key)
 
 ui.evidence_button(view, key="pack_sensor")

@@ -1,11 +1,9 @@
 """Remote hosts: public IPs by country on an offline map, sortable by threat, volume, count;
 with a public IP chosen (a table row, ``?remote=IP`` or the search box), its profile."""
 
-import polars as pl
 import streamlit as st
 
-from flux_dashboard import analytics as A
-from flux_dashboard import charts as C
+from flux_dashboard import pagedata as PD
 from flux_dashboard import ui
 from flux_dashboard.remote_profile import check_remote
 
@@ -24,33 +22,24 @@ if ui.no_flows(view):
     st.stop()
 
 c1, c2, c3 = st.columns([1, 1, 2])
-direction = c1.segmented_control("Direction", ["all", "IN", "OUT"], default="all",
-                                 key="rh_dir") or "all"
-sort_by = c2.selectbox("Sort by", ["threat", "bytes", "flows"], key="rh_sort",
+direction = c1.segmented_control("Direction", PD.DIRECTIONS, default=PD.DIRECTIONS[0],
+                                 key="rh_dir") or PD.DIRECTIONS[0]
+sort_by = c2.selectbox("Sort by", PD.REMOTE_SORTS, key="rh_sort",
                        format_func={"threat": "Threat", "bytes": "Volume",
                                     "flows": "Flow count"}.get)
-countries = view.compute(A.countries_summary, direction)
-value = "toxic_flows" if sort_by == "threat" else sort_by
-ui.chart(C.countries_map_fig(countries, value=value,
-                             title=f"Remote hosts by country ({value.replace('_', ' ')})"),
-         key="map")
-hosts = view.compute(A.remote_hosts, direction, sort_by)
+rh = view.compute(PD.remotes, direction, sort_by)
+figures = rh.figures()
+ui.chart(figures["map"], key="map")
 c1, c2 = st.columns([2, 3])
 with c1:
-    ui.chart(C.remote_hosts_fig(hosts, value=value, top=20,
-                                title=f"Top remote hosts by {value.replace('_', ' ')}"),
-             key="remote_bar")
+    ui.chart(figures["remote_bar"], key="remote_bar")
 with c2:
     needle = st.text_input("Filter by IP, owner or country", key="rh_filter",
-                           placeholder="e.g. OVH, GOOGLE, Bulgaria").strip().lower()
-    shown = hosts.drop("iso3", strict=False)
-    if needle:
-        shown = shown.filter(pl.any_horizontal(
-            pl.col(c).cast(pl.String).fill_null("").str.to_lowercase()
-            .str.contains(needle, literal=True)
-            for c in ("ip1", "owner", "country")))
-    count = f"{shown.height:,} of {hosts.height:,}" if needle else f"{hosts.height:,}"
-    st.caption(f"{count} public IPs · {countries.height} countries · select a row to open "
+                           placeholder="e.g. OVH, GOOGLE, Bulgaria")
+    shown = rh.matching(needle)
+    total = rh.hosts.height
+    count = f"{shown.height:,} of {total:,}" if needle.strip() else f"{total:,}"
+    st.caption(f"{count} public IPs · {rh.countries.height} countries · select a row to open "
                "its profile")
     ui.profile_table(shown, key="remote_table", masked=view.masked, height=560)
     ui.downloads(view, shown, f"remote-hosts-{view.sensor['id']}", key="remote_dl")

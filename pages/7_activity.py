@@ -1,7 +1,5 @@
 """Activity (admins only): the audit trail with filters and a download, and the quota meter."""
 
-from datetime import timedelta
-
 import streamlit as st
 
 from flux_dashboard import audit, ui
@@ -23,23 +21,20 @@ m[2].metric("Daily budget", f"{host.global_daily_budget:,}" if host.global_daily
             else "none", help="FLUX_GLOBAL_DAILY_BUDGET (per user: FLUX_USER_DAILY_BUDGET)")
 
 everything = audit.read(host.audit_file)
+users, sensors = audit.choices(everything)
 c1, c2, c3, c4 = st.columns(4)
-users = sorted(u for u in everything["user"].unique().to_list() if u)
 user = c1.selectbox("User", ["all", *users], key="act_user")
-sensors = sorted(s for s in everything["sensor"].unique().to_list() if s is not None)
 sensor = c2.selectbox("Sensor", ["all", *sensors], key="act_sensor")
 event = c3.selectbox("Event", ["all", *audit.EVENTS], key="act_event")
-period = c4.selectbox("Period", ["Last 24 hours", "Last 7 days", "Last 30 days", "All"],
-                      key="act_period")
-since = {"Last 24 hours": timedelta(days=1), "Last 7 days": timedelta(days=7),
-         "Last 30 days": timedelta(days=30)}.get(period)
+period = c4.selectbox("Period", list(audit.PERIODS), key="act_period")
+since = audit.PERIODS[period]
 shown = audit.read(host.audit_file, user=None if user == "all" else user,
                    sensor=None if sensor == "all" else int(sensor),
                    event=None if event == "all" else event,
                    since=ui.settings().now() - since if since else None)
 st.caption(f"{shown.height:,} of {everything.height:,} events · newest first")
 if shown.height:
-    ui.table(shown, key="activity_table", height=min(560, 38 + 35 * shown.height))
+    ui.table(shown, key="activity_table", max_height=560)
 else:
     st.info("No event matches these filters.", icon=":material/filter_alt_off:")
 ui.downloads(session, shown, "activity", key="activity_dl")

@@ -259,6 +259,20 @@ def test_audit_lines_are_json_scrubbed_and_filterable(tmp_path: Path):
         log.record("made_up", user="x", role="y")
 
 
+def test_audit_filter_choices_are_the_users_and_sensors_seen(tmp_path: Path):
+    path = tmp_path / "audit.jsonl"
+    log = audit.AuditLog(path)
+    t0 = datetime(2026, 11, 26, 9, tzinfo=UTC)
+    log.record("page_view", user="bob@corp.example", role="analyst", sensor=54, now=t0)
+    log.record("page_view", user="alice@corp.example", role="admin", sensor=7, now=t0)
+    log.record("sign_in", user="bob@corp.example", role="analyst", now=t0)  # no sensor
+    log.record("load_started", user="", role="server", sensor=54, now=t0)  # no user
+    # sorted, once each; sensors as numbers (7 before 54)
+    assert audit.choices(audit.read(path)) == (["alice@corp.example", "bob@corp.example"],
+                                               [7, 54])
+    assert audit.choices(audit.read(tmp_path / "none.jsonl")) == ([], [])
+
+
 def test_audit_survives_a_damaged_line_and_concurrent_writers(tmp_path: Path):
     path = tmp_path / "audit.jsonl"
     log = audit.AuditLog(path)

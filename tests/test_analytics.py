@@ -672,6 +672,26 @@ def test_countries_summary():
 
 
 # ---------------------------------------------------------------------------
+# Search (the toxic flows' and remote hosts' search boxes)
+# ---------------------------------------------------------------------------
+
+def test_search_any_column_case_trimmed_literal_nulls_never_match():
+    hosts = pl.DataFrame({
+        "ip1": ["51.38.1.1", "8.8.8.8", "1.1.1.1", "5.5.5.5", "9.9.9.9"],
+        "owner": ["OVH SAS", "GOOGLE", None, "OVH-like", "QUAD 121"],
+        "country": ["France", "United States", "Australia", None, "Switzerland"],
+    }).with_columns(pl.col("country").cast(pl.Categorical))
+    cols = ("ip1", "owner", "country")
+    assert A.search(hosts, "  ovh ", cols)["ip1"].to_list() == ["51.38.1.1", "5.5.5.5"]
+    assert A.search(hosts, "STATES", cols)["ip1"].to_list() == ["8.8.8.8"]  # a categorical
+    # literal: "1.1" is not a pattern (as one it would match "QUAD 121"); null cells never match
+    assert A.search(hosts, "1.1", cols)["ip1"].to_list() == ["51.38.1.1", "1.1.1.1"]
+    assert A.search(hosts, "8.8", ("owner",)).height == 0  # only the columns given
+    assert A.search(hosts, "   ", cols).equals(hosts)  # blank keeps every row
+    assert A.search(hosts, "nowhere", cols).height == 0
+
+
+# ---------------------------------------------------------------------------
 # Empty input: every function returns the same columns, no rows, no exception
 # ---------------------------------------------------------------------------
 

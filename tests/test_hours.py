@@ -13,6 +13,7 @@ import pytest
 
 from flux_dashboard.hours import (
     ceil_hour,
+    days_before,
     floor_hour,
     hours_between,
     iso,
@@ -20,6 +21,8 @@ from flux_dashboard.hours import (
     local_day_window,
     local_days,
     preset_range,
+    range_days,
+    week_on_week,
     weeks_before,
 )
 
@@ -101,3 +104,45 @@ def test_weeks_before_keeps_local_hours_across_dst():
     assert weeks_before(s, e, "Europe/Paris") == (utc(2026, 10, 24, 22), utc(2026, 10, 25, 14))
     # a naive 7 x 24 h shift would be an hour off on both sides of that change
     assert s - timedelta(days=7) != utc(2026, 10, 24, 22)
+
+
+# ------------------------------------------------------------------ the pages' days
+def test_week_on_week_cuts_the_day_at_until_and_keeps_local_hours_a_week_before():
+    # Sunday 2026-04-05 (CEST, UTC+2) until 15:00 local; the Sunday before is the
+    # 23-hour day (CET until 02:00, then CEST): 00:00-15:00 local on both
+    c = week_on_week(date(2026, 4, 5), "Europe/Paris", utc(2026, 4, 5, 13))
+    assert (c.day, c.previous) == (date(2026, 4, 5), date(2026, 3, 29))
+    assert c.window == (utc(2026, 4, 4, 22), utc(2026, 4, 5, 13))
+    assert c.previous_window == (utc(2026, 3, 28, 23), utc(2026, 3, 29, 13))
+    # ``until`` after the day: the whole 23-hour day, against a whole 24-hour one
+    c = week_on_week(date(2026, 3, 29), PARIS, utc(2026, 4, 1))
+    assert c.previous == date(2026, 3, 22)
+    assert c.window == (utc(2026, 3, 28, 23), utc(2026, 3, 29, 22))
+    assert c.previous_window == (utc(2026, 3, 21, 23), utc(2026, 3, 22, 23))
+
+
+def test_range_days_today_and_the_last_complete_day():
+    # [31 Mar 00:00, 1 Apr 00:00) UTC is 02:00 on the 31st to 02:00 on the 1st in Paris
+    r = range_days(utc(2026, 3, 31), utc(2026, 4, 1), utc(2026, 4, 1, 12, 30), PARIS)
+    assert r.days == [date(2026, 4, 1), date(2026, 3, 31)] and r.today == date(2026, 4, 1)
+    assert r.today_in_range == date(2026, 4, 1)
+    assert r.last_complete == date(2026, 3, 31)  # the 1st is still running
+    # seen the day after: today is outside, the newest day is complete
+    r = range_days(utc(2026, 3, 31), utc(2026, 4, 1), utc(2026, 4, 2, 8), "Europe/Paris")
+    assert r.today_in_range is None and r.last_complete == date(2026, 4, 1)
+    # a range of today only: today is all there is
+    r = range_days(utc(2026, 3, 31, 22), utc(2026, 4, 1, 13), utc(2026, 4, 1, 12, 30), PARIS)
+    assert r.days == [date(2026, 4, 1)] and r.last_complete == date(2026, 4, 1)
+    # local midnight decides which day is today: 23:59:59 in Paris is still the 31st
+    assert range_days(utc(2026, 3, 30), utc(2026, 4, 1), utc(2026, 3, 31, 21, 59, 59),
+                      PARIS).today == date(2026, 3, 31)
+    assert range_days(utc(2026, 3, 30), utc(2026, 4, 1), utc(2026, 3, 31, 22),
+                      PARIS).today == date(2026, 4, 1)
+
+
+def test_days_before_counts_whole_24_hour_days():
+    # across the spring change: 168 hours, so 12:00 local on the 30th (CEST) is
+    # 11:00 local (CET) a week before, not 12:00 as weeks_before would give
+    start = utc(2026, 3, 30, 10)
+    assert days_before(start, 7) == (utc(2026, 3, 23, 10), start)
+    assert days_before(start, 1) == (utc(2026, 3, 29, 10), start)

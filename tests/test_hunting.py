@@ -191,6 +191,22 @@ def test_storylines_both_directions_and_empty():
     assert h.storylines(frame(row(toxic=False))).height == 0
 
 
+def test_beaconing_keeps_very_regular_pairs_with_out_flows():
+    # by hand: regularity >= 0.9 (0.9 itself counts) and an OUT flow among the dirs
+    stories = pl.DataFrame({
+        "ip0": ["A", "B", "C", "D", "E"],
+        "dirs": ["OUT", "IN", "IN+OUT", "OUT", "OUT"],
+        "regularity": [0.9, 1.0, 0.95, 0.89, None],
+    })
+    assert h.beaconing(stories)["ip0"].to_list() == ["A", "C"]
+    # on storylines: an hourly OUT contact at :05 scores 1.0; the same inbound does not count
+    rows = [row(ip0=ip0, dir=d, toxic=True, start_of_hour=utc(2026, 11, 24, hh),
+                first_seen=utc(2026, 11, 24, hh, 5))
+            for ip0, d in (("A", "OUT"), ("B", "IN")) for hh in range(10, 14)]
+    out = h.beaconing(h.storylines(frame(*rows)))
+    assert out.select("ip0", "dirs", "regularity").rows() == [("A", "OUT", 1.0)]
+
+
 # ------------------------------------------------------- 4. upload anomalies
 
 

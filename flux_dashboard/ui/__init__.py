@@ -11,7 +11,8 @@
 - ``guide``: the presenter's "What to look at" panel (demo mode only).
 - ``profile``: the remote-host profile, and tables whose rows open it.
 
-Pages import this package and call ``ui.frame()`` first, then ``ui.*`` helpers.
+Pages import this package and call ``ui.frame()`` first, then ``ui.*`` helpers to
+draw what ``flux_dashboard.pagedata`` computes for them.
 """
 
 from flux_dashboard.escaping import escape_markdown as text
@@ -30,14 +31,10 @@ from flux_dashboard.ui.widgets import (
     human_bytes,
     level_counts,
     no_flows,
-    only_device,
-    only_remote,
-    only_toxic,
     table,
 )
 
 __all__ = ["PAGES", "Keyed", "Session", "View", "admin_frame", "chart", "downloads",
            "evidence_button", "frame", "guide", "header", "hours_text", "human_bytes",
-           "level_counts", "lookback", "meter", "no_flows", "only_device", "only_remote",
-           "only_toxic", "profile_table", "remote_profile", "run_app",
-           "search_box", "settings", "table", "text"]
+           "level_counts", "lookback", "meter", "no_flows", "profile_table", "remote_profile",
+           "run_app", "search_box", "settings", "table", "text"]

@@ -13,7 +13,7 @@ through the same loader, and says what it fetches.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -23,11 +23,12 @@ from flux_dashboard import analytics as A
 from flux_dashboard import charts as C
 from flux_dashboard import remote_profile as P
 from flux_dashboard.escaping import escape_markdown as text
+from flux_dashboard.hours import days_before
 from flux_dashboard.store import filters_key
 from flux_dashboard.ui.loading import lookback
 from flux_dashboard.ui.sidebar import REAL_OF, masking_forced
 from flux_dashboard.ui.state import Keyed, View, masker, memo, service
-from flux_dashboard.ui.widgets import chart, downloads, evidence_button, table
+from flux_dashboard.ui.widgets import chart, downloads, evidence_button, only_remote, table
 
 OPEN_FLAG = "_flux_open_profile"
 SEARCH_KEY = "rh_profile_search"
@@ -161,11 +162,11 @@ def remote_profile(view: View, ip: str) -> None:
 
         devices = view.compute(P.remote_devices, ip, view.tz)
         st.markdown(f"**Local devices that talked to it** ({devices.height})")
-        table(devices, key="profile_devices", height=min(400, 38 + 35 * devices.height))
+        table(devices, key="profile_devices", max_height=400)
         safe = "".join(c if c.isalnum() else "_" for c in ip)
         downloads(view, devices, f"remote-{safe}-devices-{view.sensor['id']}",
                   key="profile_devices_dl")
-        one = view.subset(_only_remote, ip)
+        one = view.subset(only_remote, ip)
         c1, c2 = st.columns(2)
         with c1:
             hourly = view.compute(A.traffic_over_time, view.tz, "1h", frame=one)
@@ -175,14 +176,14 @@ def remote_profile(view: View, ip: str) -> None:
             reg = view.compute(P.remote_regularity, ip)
             st.markdown("**Storyline regularity per device** (1 = clockwork contacts, a "
                         "beaconing hint; needs ≥ 3 contact hours)")
-            table(reg, key="profile_regularity", height=min(320, 38 + 35 * max(reg.height, 1)))
+            table(reg, key="profile_regularity", max_height=320)
     peers = view.compute(P.same_owner_remotes, ip, s["owner"], frame=_without_remote(view))
     if s["owner"] and s["owner"] not in P.NOT_AN_ORGANISATION:
         st.markdown(f"**Other IPs of {text(s['owner'])} contacted in this range** "
                     f"({peers.height})")
         if peers.height:
             profile_table(peers, key="profile_peers", masked=view.masked,
-                          height=min(320, 38 + 35 * peers.height))
+                          max_height=320)
         else:
             st.caption("None.")
     _look_back(view, ip)
@@ -198,7 +199,7 @@ def _look_back(view: View, ip: str) -> None:
         format_func=lambda d: f"{d} days before the range")
     if not days:
         return
-    before = lookback(view, view.start - timedelta(days=days), view.start,
+    before = lookback(view, *days_before(view.start, days),
                       f"Look-back ({days} days before the range)")
     if before is None:
         return
@@ -209,7 +210,3 @@ def _look_back(view: View, ip: str) -> None:
                     f"{_when(view, s['first_contact'])}, last {_when(view, s['last_contact'])}.")
     else:
         st.markdown(f"No flow with {text(ip)} in the {days} days before the range.")
-
-
-def _only_remote(df: pl.DataFrame, ip: str) -> pl.DataFrame:
-    return df.filter(pl.col("ip1") == ip)

@@ -15,7 +15,6 @@ only (``refused_file``), never the data.
 from __future__ import annotations
 
 import io
-from datetime import timedelta
 from typing import Any
 
 import polars as pl
@@ -25,7 +24,7 @@ from flux_dashboard import report
 from flux_dashboard.errors import AuditUnavailableError, FluxError
 from flux_dashboard.escaping import csv_safe
 from flux_dashboard.escaping import escape_markdown as text
-from flux_dashboard.hours import HOUR, local_day_window, weeks_before
+from flux_dashboard.hours import HOUR, week_on_week
 from flux_dashboard.ui.auth import Session, record, spender, still_allowed
 from flux_dashboard.ui.loading import coverage_banner, load_window
 from flux_dashboard.ui.state import View, loader_for, masker
@@ -142,15 +141,13 @@ def evidence_button(view: View, *, device: str | None = None, remote: str | None
 
         df = mine(view.frame)
         last_day = view.local(view.end - HOUR).date()
-        day_start, day_end = local_day_window(last_day, view.tz)
-        day_end = min(day_end, view.end)
-        prev_start, prev_end = weeks_before(day_start, day_end, view.tz)
+        compared = week_on_week(last_day, view.tz, until=view.end)
         try:
-            current = mine(load_window(view, loader, mask, day_start, day_end, spend).frame)
-            previous = mine(load_window(view, loader, mask, prev_start, prev_end,
+            current = mine(load_window(view, loader, mask, *compared.window, spend).frame)
+            previous = mine(load_window(view, loader, mask, *compared.previous_window,
                                         spend).frame)
             digest_text = digest(current, previous, view.tz, last_day,
-                                    last_day - timedelta(days=7)).as_text()
+                                    compared.previous).as_text()
         except FluxError as exc:  # the pack still builds; it says why there is no digest
             digest_text = (f"What changed on {last_day:%a %Y-%m-%d}: the comparison could "
                            f"not be made ({exc}).\n")
@@ -233,9 +230,18 @@ _LABELS = {"ip0": "Local IP", "ip1": "Remote IP", "dir": "Dir", "dirs": "Dirs",
            "baseline_mad": "Baseline MAD", "owner_net": "Owner network"}
 
 
-def table(df: pl.DataFrame, key: str, *, height: int | str = "auto", hide: tuple = (),
-          **kw) -> Any:
-    """A sortable table with readable headers, bytes as KB/MB/GB, text shown as text."""
+_HEADER_PX, _ROW_PX = 38, 35  # st.dataframe's header and row heights
+
+
+def table(df: pl.DataFrame, key: str, *, height: int | str = "auto",
+          max_height: int | None = None, hide: tuple = (), **kw) -> Any:
+    """A sortable table with readable headers, bytes as KB/MB/GB, text shown as text.
+
+    ``height`` is fixed; with ``max_height`` instead, the table fits its rows (one
+    at least) and scrolls beyond ``max_height`` pixels.
+    """
+    if max_height is not None:
+        height = min(max_height, _HEADER_PX + _ROW_PX * max(df.height, 1))
     config: dict[str, Any] = {}
     for name, dtype in df.schema.items():
         if name in hide:
@@ -261,7 +267,3 @@ def only_device(df: pl.DataFrame, ip0: str) -> pl.DataFrame:
 
 def only_remote(df: pl.DataFrame, ip1: str) -> pl.DataFrame:
     return df.filter(pl.col("ip1") == ip1)
-
-
-def only_toxic(df: pl.DataFrame) -> pl.DataFrame:
-    return df.filter(pl.col("toxic"))
