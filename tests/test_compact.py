@@ -20,6 +20,7 @@ from polars.testing import assert_frame_equal
 from flux_dashboard import analytics as A
 from flux_dashboard import hunting as Hn
 from flux_dashboard import remote_profile as P
+from flux_dashboard.digest import digest
 from flux_dashboard.filters import Filters
 from flux_dashboard.geo import with_country, with_owner
 from flux_dashboard.masking import Masker
@@ -129,7 +130,7 @@ CASES = {
     "first_seen_remotes": lambda f: Hn.first_seen_remotes(f["main"], f["base"]),
     "storylines": lambda f: Hn.storylines(f["main"]),
     "upload_anomalies": lambda f: Hn.upload_anomalies(f["main"], f["base"]),
-    "digest": lambda f: Hn.digest(f["day"], f["prev"], TZ,
+    "digest": lambda f: digest(f["day"], f["prev"], TZ,
                                   f["day"]["start_of_hour"].min().date(),
                                   f["prev"]["start_of_hour"].min().date()),
     "remote_summary": lambda f: P.remote_summary(f["main"], _c2(f)),
