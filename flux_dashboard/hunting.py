@@ -36,8 +36,6 @@ from flux_dashboard.analytics import (
 from flux_dashboard.geo import OWNER_COLUMNS, with_country, with_owner
 from flux_dashboard.schema import UTC_US
 
-UNQUALIFIED = "Unqualified"  # same wording as analytics.threat_label_expr
-
 # ---------------------------------------------------------------------------
 # Small shared helpers
 # ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ def test_threat_label_and_critical():
         row(toxic=False),
     ).with_columns(h.threats_label_expr(), A.critical_expr())
     # Labels in THREATS order (most dangerous first).
-    assert df["threats"].to_list() == ["Trojan horse, Tor node", h.UNQUALIFIED, ""]
+    assert df["threats"].to_list() == ["Trojan horse, Tor node", A.UNQUALIFIED, ""]
     assert df["critical"].to_list() == [True, False, False]
 
 
