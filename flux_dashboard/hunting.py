@@ -383,10 +383,11 @@ def storylines(df: pl.DataFrame) -> pl.DataFrame:
     return add_country(out, df).select(STORYLINE_COLUMNS.names()).cast(dict(STORYLINE_COLUMNS))
 
 
-def beaconing(stories: pl.DataFrame) -> pl.DataFrame:
+def beaconing(stories: pl.DataFrame, regularity: float = BEACONING_REGULARITY) -> pl.DataFrame:
     """The storylines that hint at beaconing: very regular contacts (regularity ≥
-    ``BEACONING_REGULARITY``) of a device that initiated flows (OUT) to the toxic host."""
-    return stories.filter((pl.col("regularity") >= BEACONING_REGULARITY)
+    ``regularity``, by default ``BEACONING_REGULARITY``) of a device that initiated
+    flows (OUT) to the toxic host."""
+    return stories.filter((pl.col("regularity") >= regularity)
                           & pl.col("dirs").str.contains("OUT", literal=True))
 
 
