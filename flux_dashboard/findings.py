@@ -60,7 +60,7 @@ import polars.selectors as cs
 
 from flux_dashboard import hunting as Hn
 from flux_dashboard.analytics import flag_aggs
-from flux_dashboard.hours import HOUR, ceil_hour, floor_hour, local_day_window
+from flux_dashboard.hours import HOUR, ceil_hour, floor_hour, hour_label, local_day_window
 from flux_dashboard.schema import CRITICAL_THREATS, THREATS, UTC_US
 
 KINDS: tuple[str, ...] = ("toxic_out", "beacon", "inbound_attack", "upload_anomaly",
@@ -373,19 +373,19 @@ def link_query(finding: Mapping, tz: str, target: str = "device"
     "device": the Devices page filtered on ``ip0``) or remote profile ("remote": the
     Remote hosts page with ``remote=ip1``), the range pinned as the sidebar's custom
     range reads it: the local day of a day-bound finding, else the local hours from
-    its first to its last contact. An edge in the repeated hour of a DST fall-back
-    (02:00-03:00 twice in Europe/Paris) is read as the first of the two."""
+    its first to its last contact (an edge in the hour a DST fall-back repeats is
+    labelled "(2nd)" when it is the second, as ``hours.hour_label`` writes it)."""
     zone = ZoneInfo(tz)
     if finding.get("day") is not None:
         start, end = local_day_window(finding["day"], zone)
     else:
         start = floor_hour(finding["first_contact"])
         end = max(ceil_hour(finding["last_contact"]), start + HOUR)
-    a, b = start.astimezone(zone), end.astimezone(zone)
+    (a, a_hour), (b, b_hour) = hour_label(start, zone), hour_label(end, zone)
     query: dict[str, str | list[str]] = {
         "sensor": str(finding["sensor"]), "range": "Custom",
-        "from_day": a.date().isoformat(), "from_hour": f"{a.hour:02d}:00",
-        "to_day": b.date().isoformat(), "to_hour": f"{b.hour:02d}:00"}
+        "from_day": a.isoformat(), "from_hour": a_hour,
+        "to_day": b.isoformat(), "to_hour": b_hour}
     if target == "device" and finding.get("ip0"):
         return DEVICE_PAGE, {**query, "device": [finding["ip0"]]}
     if target == "remote" and finding.get("ip1"):

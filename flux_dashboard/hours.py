@@ -48,9 +48,53 @@ def hours_between(start: datetime, end: datetime) -> list[datetime]:
     return [start + i * HOUR for i in range(max(n, 0))]
 
 
-def local_datetime(day: date, hour: int, zone: ZoneInfo) -> datetime:
-    """``hour``:00 of the local ``day`` in ``zone``, in UTC."""
-    return datetime(day.year, day.month, day.day, int(hour), tzinfo=zone).astimezone(UTC)
+def local_datetime(day: date, hour: int, zone: ZoneInfo, fold: int = 0) -> datetime:
+    """``hour``:00 of the local ``day`` in ``zone``, in UTC. On the day clocks go back,
+    one local hour happens twice: ``fold=1`` picks its second occurrence."""
+    return datetime(day.year, day.month, day.day, int(hour), tzinfo=zone,
+                    fold=fold).astimezone(UTC)
+
+
+# The custom range's hours as the sidebar and links write them: "HH:00", and for the
+# second occurrence of an hour that happens twice (the day clocks go back) "HH:00 (2nd)".
+HOUR_LABELS = [f"{h:02d}:00" for h in range(24)]
+SECOND = " (2nd)"
+
+
+def _repeated(day: date, hour: int, zone: ZoneInfo) -> bool:
+    """Whether ``hour``:00 happens twice on the local ``day`` (clocks going back), not
+    once or never (clocks going forward skip it)."""
+    first, second = (local_datetime(day, hour, zone, fold=f) for f in (0, 1))
+    return first != second and all(t.astimezone(zone).hour == hour for t in (first, second))
+
+
+def hour_labels(day: date, zone: ZoneInfo) -> list[str]:
+    """The hours of the local ``day`` a range can start or end at: the 24 labels, and
+    after an hour that happens twice its second occurrence."""
+    out: list[str] = []
+    for h, label in enumerate(HOUR_LABELS):
+        out.append(label)
+        if _repeated(day, h, zone):
+            out.append(label + SECOND)
+    return out
+
+
+def hour_label(moment: datetime, zone: ZoneInfo) -> tuple[date, str]:
+    """The local day and hour label of a whole hour (the inverse of ``labelled_datetime``)."""
+    local = moment.astimezone(zone)
+    label = HOUR_LABELS[local.hour]
+    if local.fold and _repeated(local.date(), local.hour, zone):
+        label += SECOND
+    return local.date(), label
+
+
+def labelled_datetime(day: date, label: str, zone: ZoneInfo) -> datetime | None:
+    """The UTC instant of an hour label of ``day`` (``hour_labels``), or None when it is
+    not one."""
+    base = label.removesuffix(SECOND)
+    if base not in HOUR_LABELS:
+        return None
+    return local_datetime(day, HOUR_LABELS.index(base), zone, fold=int(label != base))
 
 
 def local_day_window(day: date, tz: str | ZoneInfo) -> tuple[datetime, datetime]:

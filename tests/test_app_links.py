@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from flux_dashboard.hours import preset_range
+from flux_dashboard.hours import hour_label, preset_range
 from tests.kit.apptest import (
     DEVICES,
     MAIN,
@@ -174,9 +174,10 @@ def test_pin_turns_a_relative_range_into_fixed_dates() -> None:
     assert not at.exception
     # The Custom fields that hold "last 7 days" at PINNED (hours.preset_range, tested by
     # hand in test_hours.py), in the sensor's local time.
-    a, b = (t.astimezone(PARIS) for t in preset_range("7d", PINNED, PARIS))
-    expected = {"range": "Custom", "from_day": a.date(), "from_hour": f"{a.hour:02d}:00",
-                "to_day": b.date(), "to_hour": f"{b.hour:02d}:00"}
+    # On the day clocks go back, an edge in the repeated hour is its "(2nd)" label.
+    (a, a_hour), (b, b_hour) = (hour_label(t, PARIS) for t in preset_range("7d", PINNED, PARIS))
+    expected = {"range": "Custom", "from_day": a, "from_hour": a_hour, "to_day": b,
+                "to_hour": b_hour}
     got = {k: at.session_state[k] for k in expected}
     assert got == expected
     # the date widgets show those dates, and the data is the same

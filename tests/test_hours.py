@@ -15,8 +15,11 @@ from flux_dashboard.hours import (
     ceil_hour,
     days_before,
     floor_hour,
+    hour_label,
+    hour_labels,
     hours_between,
     iso,
+    labelled_datetime,
     local_datetime,
     local_day_window,
     local_days,
@@ -146,3 +149,32 @@ def test_days_before_counts_whole_24_hour_days():
     start = utc(2026, 3, 30, 10)
     assert days_before(start, 7) == (utc(2026, 3, 23, 10), start)
     assert days_before(start, 1) == (utc(2026, 3, 29, 10), start)
+
+
+# ------------------------------------------------------------------ the custom range's hour labels
+def test_the_day_clocks_go_back_offers_its_repeated_hour_twice():
+    # 2026-10-25, Paris: 03:00 CEST becomes 02:00 CET at 01:00 UTC, so 02:00 happens
+    # twice: 00:00 UTC (CEST) and 01:00 UTC (CET).
+    labels = hour_labels(date(2026, 10, 25), PARIS)
+    assert len(labels) == 25 and labels[2:4] == ["02:00", "02:00 (2nd)"]
+    assert labelled_datetime(date(2026, 10, 25), "02:00", PARIS) == \
+        datetime(2026, 10, 25, 0, tzinfo=UTC)
+    assert labelled_datetime(date(2026, 10, 25), "02:00 (2nd)", PARIS) == \
+        datetime(2026, 10, 25, 1, tzinfo=UTC)
+    assert hour_label(datetime(2026, 10, 25, 0, tzinfo=UTC), PARIS) == (date(2026, 10, 25), "02:00")
+    assert hour_label(datetime(2026, 10, 25, 1, tzinfo=UTC), PARIS) == \
+        (date(2026, 10, 25), "02:00 (2nd)")
+
+
+def test_other_days_have_24_plain_hours_and_labels_round_trip():
+    for day in (date(2026, 3, 29), date(2026, 11, 18)):  # spring forward; an ordinary day
+        assert hour_labels(day, PARIS) == [f"{h:02d}:00" for h in range(24)]
+    # 02:00 does not exist on 2026-03-29 (01:00 UTC is 03:00 CEST): the label of each
+    # whole hour of the day reads back as that hour.
+    start = datetime(2026, 3, 28, 23, tzinfo=UTC)
+    for i in range(23):
+        moment = start + timedelta(hours=i)
+        day, label = hour_label(moment, PARIS)
+        assert labelled_datetime(day, label, PARIS) == moment
+    assert labelled_datetime(date(2026, 11, 18), "24:00", PARIS) is None
+    assert labelled_datetime(date(2026, 11, 18), "x (2nd)", PARIS) is None

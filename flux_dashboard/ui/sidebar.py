@@ -25,7 +25,13 @@ import streamlit as st
 from flux_dashboard import errors as E
 from flux_dashboard.escaping import escape_markdown as text
 from flux_dashboard.filters import Filters
-from flux_dashboard.hours import local_datetime, preset_range
+from flux_dashboard.hours import (
+    HOUR_LABELS,
+    hour_label,
+    hour_labels,
+    labelled_datetime,
+    preset_range,
+)
 from flux_dashboard.masking import Masker
 from flux_dashboard.schema import THREATS
 from flux_dashboard.sync import StatusFile, describe
@@ -48,7 +54,6 @@ PRESETS = {
     "This month": "month",
     "Custom": "custom",
 }
-HOURS = [f"{h:02d}:00" for h in range(24)]
 DIRECTIONS = ["all", "IN", "OUT"]
 # Every parameter a link may hold (the others are reported as unknown).
 LINK_KEYS = ("sensor", "range", "from_day", "from_hour", "to_day", "to_hour", "device",
@@ -239,16 +244,17 @@ def _time_range(sb, cfg, zone: ZoneInfo, raw_query: dict[str, list[str]]
                 to_day=_day(raw_query, "to_day") or today,
                 from_hour=_hour(raw_query, "from_hour"), to_hour=_hour(raw_query, "to_hour"))
         c1, c2 = sb.columns(2)
-        from_day = c1.date_input("From", key="from_day", max_value=today)
-        from_hour = c2.selectbox("at", HOURS, key="from_hour")
+        from_day = c1.date_input("From", key="from_day", max_value=today) or today
+        from_hour = c2.selectbox("at", _hour_options(from_day, zone, "from_hour"),
+                                 key="from_hour")
         c3, c4 = sb.columns(2)
-        to_day = c3.date_input("To", key="to_day")
-        to_hour = c4.selectbox("at ", HOURS, key="to_hour")
+        to_day = c3.date_input("To", key="to_day") or today
+        to_hour = c4.selectbox("at ", _hour_options(to_day, zone, "to_hour"), key="to_hour")
         for k, v in (("from_day", from_day), ("from_hour", from_hour), ("to_day", to_day),
                      ("to_hour", to_hour)):
             _set_query(k, [str(v)])
-        start = local_datetime(from_day or today, HOURS.index(from_hour), zone)
-        end = local_datetime(to_day or today, HOURS.index(to_hour), zone)
+        start = labelled_datetime(from_day, from_hour, zone)
+        end = labelled_datetime(to_day, to_hour, zone)
     else:
         for k in _CUSTOM_KEYS:  # a relative range: no stale fixed dates in the link
             if k in st.query_params:
@@ -403,9 +409,20 @@ def _valid(kind: str, value: str) -> bool:
 
 def _pin(start: datetime, end: datetime, zone: ZoneInfo) -> None:
     """Callback: switch to a custom range holding the current preset's dates."""
-    a, b = start.astimezone(zone), end.astimezone(zone)
-    st.session_state.update(range="Custom", from_day=a.date(), from_hour=HOURS[a.hour],
-                            to_day=b.date(), to_hour=HOURS[b.hour])
+    (a, a_hour), (b, b_hour) = hour_label(start, zone), hour_label(end, zone)
+    st.session_state.update(range="Custom", from_day=a, from_hour=a_hour, to_day=b,
+                            to_hour=b_hour)
+
+
+def _hour_options(day: date, zone: ZoneInfo, key: str) -> list[str]:
+    """The hours of ``day`` (with the repeated hour of the day clocks go back); a
+    "(2nd)" hour kept from another day falls back to its plain hour."""
+    options = hour_labels(day, zone)
+    if st.session_state.get(key) not in options:
+        label = str(st.session_state.get(key) or "")
+        st.session_state[key] = label.split(" ")[0] if label.split(" ")[0] in options \
+            else "00:00"
+    return options
 
 
 _CUSTOM_KEYS = ("from_day", "from_hour", "to_day", "to_hour")
@@ -421,7 +438,7 @@ def _day(raw: dict[str, list[str]], key: str) -> date | None:
 
 def _hour(raw: dict[str, list[str]], key: str) -> str:
     values = raw.get(key) or []
-    return values[-1] if values and values[-1] in HOURS else "00:00"
+    return values[-1] if values and values[-1].split(" ")[0] in HOUR_LABELS else "00:00"
 
 
 def hours_text(hours: tuple[int, ...]) -> str:

@@ -47,7 +47,7 @@ from browser_kit import (
 )
 from playwright.sync_api import Page, expect
 
-from flux_dashboard.hours import preset_range
+from flux_dashboard.hours import hour_label, preset_range
 from tests.kit.clock import PINNED, PLAN, days_before, days_query, local_days
 from tests.kit.clock import today as pinned_today
 
@@ -71,12 +71,13 @@ def _categories(fig: dict) -> set[str]:
 # ------------------------------------------------------------------ time range: Pin these dates
 def expected_pin(preset: str, now: datetime, tz: str) -> dict[str, str]:
     """The URL a pinned preset must produce: the range of hours.preset_range (tested by
-    hand in test_hours.py) in the sensor's time zone."""
+    hand in test_hours.py) in the sensor's time zone, an edge in the hour a DST
+    fall-back repeats labelled "(2nd)" when it is the second (hours.hour_label)."""
     zone = ZoneInfo(tz)
     code = {"Last 24 hours": "24h", "Last 7 days": "7d", "Yesterday": "yesterday"}[preset]
-    a, b = (t.astimezone(zone) for t in preset_range(code, now, zone))
-    return {"range": "Custom", "from_day": a.date().isoformat(), "from_hour": f"{a.hour:02d}:00",
-            "to_day": b.date().isoformat(), "to_hour": f"{b.hour:02d}:00"}
+    (a, a_hour), (b, b_hour) = (hour_label(t, zone) for t in preset_range(code, now, zone))
+    return {"range": "Custom", "from_day": a.isoformat(), "from_hour": a_hour,
+            "to_day": b.isoformat(), "to_hour": b_hour}
 
 
 @pytest.mark.parametrize(("mode", "sensor_id", "preset"),
