@@ -9,7 +9,7 @@ BIN     := $(VENV)/bin
 PORT    ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: install install-dev run serve sync test test-fast lint bench chromium redis-server clean
+.PHONY: install install-dev run serve sync db-upgrade test test-fast lint bench chromium redis-server postgresql clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,17 @@ redis-server:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
 	  else echo "redis-server is missing: sudo apt-get install redis-server" >&2; exit 1; fi; }
 
+# The findings store's tests run on SQLite and on Debian's PostgreSQL, a throwaway cluster
+# the tests start themselves (tests/kit/services.py).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "PostgreSQL is missing: sudo apt-get install postgresql" >&2; exit 1; fi; }
+
+# The findings database's migrations (the app and the worker also apply them at start-up).
+db-upgrade: install
+	$(BIN)/python -m flux_dashboard db upgrade
+
 # Every suite pins the app's clock to one instant (tests/kit/clock.py); choose another
 # with FLUX_TEST_NOW, e.g. `make test FLUX_TEST_NOW=2026-10-25T22:59:50Z`.
 # Test files run on TEST_WORKERS processes (pytest-xdist; one file stays on one worker,
@@ -60,18 +71,18 @@ redis-server:
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
-test: install-dev chromium redis-server
+test: install-dev chromium redis-server postgresql
 	$(BIN)/python -m ruff check .
 	$(PYTEST)
 
-test-fast: install-dev redis-server
+test-fast: install-dev redis-server postgresql
 	$(BIN)/python -m ruff check .
 	$(PYTEST) --ignore=tests/browser
 
 lint: install-dev
 	$(BIN)/python -m ruff check .
 
-bench: install-dev redis-server
+bench: install-dev redis-server postgresql
 	$(BIN)/python -m benchmarks.bench
 
 clean:

@@ -17,8 +17,11 @@
     ├── ConfigError                a setting is invalid
     ├── AccessDeniedError          the signed-in user may not see this (policy, not the API)
     ├── MemoryLimitError           a window larger than this server keeps in memory
-    └── AuditUnavailableError      hosted: an action that must be audited, and the audit
-                                   trail cannot be written (refused)
+    ├── AuditUnavailableError      hosted: an action that must be audited, and the audit
+    │                              trail cannot be written (refused)
+    ├── DatabaseUnavailableError   the findings database cannot be reached or upgraded
+    │                              (names host and port, never the password)
+    └── TriageConflictError        someone else changed a finding since it was loaded
 
 Messages say what to do next. None of them ever contains the API key: the
 client builds them from status codes, parameters it chose and response bodies,
@@ -115,6 +118,19 @@ class MemoryLimitError(FluxError):
 
 class AuditUnavailableError(FluxError):
     """The audit trail cannot be written, and the action must be audited: refused."""
+
+
+class DatabaseUnavailableError(FluxError):
+    pass
+
+
+class TriageConflictError(FluxError):
+    """Optimistic concurrency: ``who`` changed ``key`` at ``at`` (its state is newer)."""
+
+    def __init__(self, message: str, *, key: str = "", who: str = "",
+                 at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.key, self.who, self.at = key, who, at
 
 
 class BudgetExceededError(IncompleteDataError):

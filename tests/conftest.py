@@ -29,7 +29,7 @@ from tests.kit.apptest import (
 )
 from tests.kit.clock import days_link
 from tests.kit.demo import FIXED_DAY, INCIDENT_DAY
-from tests.kit.services import RedisServer
+from tests.kit.services import PostgresServer, RedisServer
 
 # Pages of the shared runs opened on a link rather than the default range: the toxic and
 # hunting pages open INCIDENT_DAY, whose beacon makes toxic OUT flows and storylines (an
@@ -51,6 +51,23 @@ def redis_url(redis_server) -> str:
     """The session's Redis, emptied before each test."""
     redis_server.flush()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL cluster on a free loopback port for the whole session."""
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """A fresh, empty findings database: an SQLite file, then a real PostgreSQL one
+    (every test that takes it runs on both)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'findings.sqlite3'}"
+    return request.getfixturevalue("postgres_server").database()
 
 
 # ------------------------------------------------------------------ AppTest

@@ -3,19 +3,29 @@
 ``RedisServer``: Debian's ``redis-server`` (``.ci/run`` and ``make test``
 install the package when it is missing). Nothing is persisted:
 ``--save "" --appendonly no``.
+
+``PostgresServer``: Debian's PostgreSQL (``postgresql`` package), a throwaway
+cluster in a temporary directory, started as the ``postgres`` user when the
+tests run as root (PostgreSQL refuses to run as root), trust authentication on
+127.0.0.1 only, no fsync. ``database()`` creates a fresh database per test.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 from tests.kit.procs import free_port, stop_process
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+PG_BIN = next((Path(p) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)),
+              Path("/usr/lib/postgresql/15/bin"))
 
 
 class RedisServer:
@@ -49,3 +59,50 @@ class RedisServer:
 
     def stop(self) -> None:
         stop_process(self.proc, 10)
+
+
+class PostgresServer:
+    """A PostgreSQL cluster of its own on a free loopback port (stop() removes it)."""
+
+    def __init__(self) -> None:
+        if not (PG_BIN / "initdb").exists():
+            raise RuntimeError("PostgreSQL is missing: sudo apt-get install postgresql "
+                               "(make test and .ci/run install it when run as root)")
+        # Its own directory right under /tmp: the postgres user cannot enter pytest's.
+        self.dir = Path(tempfile.mkdtemp(prefix="flux-pg-"))
+        self.port = free_port()
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:
+            shutil.chown(self.dir, "postgres")
+        self._run([str(PG_BIN / "initdb"), "-D", str(self.dir / "data"), "-A", "trust",
+                   "-U", "flux", "--no-sync"])
+        self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-w", "-t", "60",
+                   "-l", str(self.dir / "log"), "-o",
+                   f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+                   "start"])
+        self.url = f"postgresql+psycopg://flux@127.0.0.1:{self.port}/postgres"
+        self._n = itertools.count(1)
+
+    def _run(self, cmd: list[str]) -> None:
+        done = subprocess.run(self._as + cmd, capture_output=True, text=True, timeout=120)
+        if done.returncode:
+            raise RuntimeError(f"{Path(cmd[0]).name} failed: {done.stderr[-800:]}")
+
+    def database(self) -> str:
+        """A new, empty database: its URL."""
+        import sqlalchemy as sa
+
+        name = f"t{os.getpid()}_{next(self._n)}"
+        eng = sa.create_engine(self.url, isolation_level="AUTOCOMMIT")
+        with eng.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        eng.dispose()
+        return f"postgresql+psycopg://flux@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        try:
+            self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-w", "-m",
+                       "immediate", "stop"])
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)

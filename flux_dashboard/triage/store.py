@@ -1,0 +1,386 @@
+"""Findings that persist: idempotent upserts of detections, triage with history,
+optimistic concurrency and expected-behaviour rules (SQLAlchemy Core; SQLite or
+PostgreSQL, the same statements).
+
+- ``upsert(found, now)``: the rows of ``findings.detect``. A new key is inserted
+  (status ``new``, or ``expected`` with the id of the first active rule that
+  matches it) with a ``detected`` event. A known key keeps one row: its evidence
+  grows (first contact the earliest, last contact the latest, counts and
+  deviation the largest one detection saw, severity the highest), ``last_seen``
+  and ``detections`` move on; its triage is untouched, except that a
+  ``resolved`` finding with a newer last contact than it had is reopened
+  (status ``new``, a ``reopened`` event). Two processes upserting the same rows
+  at once leave one row per key and one ``detected`` event (``INSERT … ON
+  CONFLICT DO NOTHING`` decides who created it).
+- ``change(key, version, actor, action, …)``: one triage action. ``version`` is
+  the one the actor saw; when the row has another, nothing is written and
+  ``TriageConflictError`` says who changed it and when. Every change is an
+  event (who, when, from, to, assignee, reason, comment); events are never
+  updated or deleted.
+- Rules: ``add_rule`` (analysts, from a finding), ``edit_rule`` (reason,
+  expiry), ``delete_rule`` (admins; the row stays, marked deleted, and the
+  findings it matched keep their status and rule id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from flux_dashboard import errors as E
+from flux_dashboard.findings import FINDINGS_SCHEMA, SEVERITIES
+from flux_dashboard.triage.tables import finding_events, findings, rules
+
+STATUSES: tuple[str, ...] = ("new", "acknowledged", "investigating", "resolved",
+                             "false_positive", "expected")
+OPEN: tuple[str, ...] = ("new", "acknowledged", "investigating")
+# A false positive's reason: a fixed list (code, label).
+REASONS: dict[str, str] = {
+    "legitimate": "Legitimate activity", "known_application": "Known application",
+    "authorised_user": "Authorised user", "too_sensitive": "Detection too sensitive",
+    "other": "Other"}
+# action -> the status it sets (None: the status stays)
+ACTIONS: dict[str, str | None] = {
+    "acknowledge": "acknowledged", "investigate": "investigating", "resolve": "resolved",
+    "false_positive": "false_positive", "reopen": "new", "assign": None, "comment": None}
+EVIDENCE = tuple(c for c in FINDINGS_SCHEMA.names() if c != "key")
+TRIAGE_SCHEMA = pl.Schema({
+    **FINDINGS_SCHEMA, "status": pl.String, "reason": pl.String, "assignee": pl.String,
+    "rule_id": pl.Int64, "first_detected": pl.Datetime("us", "UTC"),
+    "last_seen": pl.Datetime("us", "UTC"), "detections": pl.Int64,
+    "updated_at": pl.Datetime("us", "UTC"), "updated_by": pl.String, "version": pl.Int64})
+EVENT_SCHEMA = pl.Schema({
+    "id": pl.Int64, "key": pl.String, "at": pl.Datetime("us", "UTC"), "actor": pl.String,
+    "action": pl.String, "from_status": pl.String, "to_status": pl.String,
+    "assignee": pl.String, "reason": pl.String, "rule_id": pl.Int64, "comment": pl.String})
+RULE_SCHEMA = pl.Schema({
+    "id": pl.Int64, "kind": pl.String, "sensor": pl.Int64, "ip0": pl.String,
+    "ip1": pl.String, "owner": pl.String, "reason": pl.String, "expires": pl.Date,
+    "created_at": pl.Datetime("us", "UTC"), "created_by": pl.String,
+    "updated_at": pl.Datetime("us", "UTC"), "updated_by": pl.String,
+    "deleted_at": pl.Datetime("us", "UTC"), "deleted_by": pl.String})
+MAX_COMMENT = 2000
+
+
+@dataclass(frozen=True)
+class Upserted:
+    new: int = 0
+    expected: int = 0
+    updated: int = 0
+    reopened: int = 0
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    """UTC, naive: what both SQLite and PostgreSQL store and compare the same way."""
+    if t is None:
+        return None
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+def _aware(t: datetime | None) -> datetime | None:
+    if t is None:
+        return None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _rank(col: sa.ColumnElement) -> sa.ColumnElement:
+    return sa.case({s: i for i, s in enumerate(SEVERITIES)}, value=col, else_=len(SEVERITIES))
+
+
+def _greatest(col: sa.ColumnElement, value: Any) -> sa.ColumnElement:
+    return sa.case((col.is_(None), value), (sa.literal(value) > col, value), else_=col) \
+        if value is not None else col
+
+
+def _least(col: sa.ColumnElement, value: Any) -> sa.ColumnElement:
+    return sa.case((col.is_(None), value), (sa.literal(value) < col, value), else_=col) \
+        if value is not None else col
+
+
+def _clean_comment(comment: str | None) -> str | None:
+    text = (comment or "").strip()
+    if len(text) > MAX_COMMENT:
+        raise ValueError(f"A comment holds at most {MAX_COMMENT:,} characters "
+                         f"(this one has {len(text):,}).")
+    return text or None
+
+
+def rule_matches(rule: Mapping, finding: Mapping, today: date) -> bool:
+    """Whether an active ``rule`` covers ``finding`` on ``today`` (local day of the
+    detection): same kind; its sensor, device and remote (IP, or the remote's owner,
+    compared without case) when it names them; not deleted, not expired."""
+    if rule.get("deleted_at") is not None or rule["kind"] != finding["kind"]:
+        return False
+    if rule.get("expires") is not None and today > rule["expires"]:
+        return False
+    if rule.get("sensor") is not None and int(rule["sensor"]) != int(finding["sensor"]):
+        return False
+    if rule.get("ip0") and rule["ip0"] != finding.get("ip0"):
+        return False
+    if rule.get("ip1") and rule["ip1"] != finding.get("ip1"):
+        return False
+    owner = (rule.get("owner") or "").strip().casefold()
+    return not owner or owner == (finding.get("owner") or "").strip().casefold()
+
+
+class FindingsStore:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._dialect = engine.dialect.name
+
+    # ------------------------------------------------------------------ detections
+
+    def _insert(self) -> Any:
+        return (postgresql if self._dialect == "postgresql" else sqlite).insert(findings)
+
+    def upsert(self, found: pl.DataFrame, now: datetime, actor: str = "detector",
+               today: date | None = None) -> Upserted:
+        """Store the findings of one detection (``findings.FINDINGS_SCHEMA``)."""
+        if found.height == 0:
+            return Upserted()
+        at, today = _utc(now), today or now.date()
+        active = [r for r in self.rules().to_dicts() if r["deleted_at"] is None]
+        new = expected = updated = reopened = 0
+        with self.engine.begin() as conn:
+            for row in found.to_dicts():
+                rule = next((r for r in active if rule_matches(r, row, today)), None)
+                values = {c: (_utc(row[c]) if isinstance(row[c], datetime) else row[c])
+                          for c in FINDINGS_SCHEMA.names()}
+                status = "expected" if rule else "new"
+                stmt = self._insert().values(
+                    **values, status=status, rule_id=rule["id"] if rule else None,
+                    first_detected=at, last_seen=at, detections=1, updated_at=at,
+                    updated_by=actor, version=1,
+                ).on_conflict_do_nothing(index_elements=["key"]).returning(findings.c.key)
+                if conn.execute(stmt).first() is not None:
+                    conn.execute(finding_events.insert().values(
+                        key=row["key"], at=at, actor=actor, action="detected",
+                        to_status=status, rule_id=rule["id"] if rule else None,
+                        comment=f"Matched rule #{rule['id']}: {rule['reason']}" if rule
+                        else None))
+                    new += status == "new"
+                    expected += status == "expected"
+                    continue
+                reopened += self._reopen(conn, values, at, actor)
+                conn.execute(self._grow(values, at))
+                updated += 1
+        return Upserted(new=new, expected=expected, updated=updated, reopened=reopened)
+
+    def _reopen(self, conn: sa.Connection, values: dict, at: datetime, actor: str) -> int:
+        last = values["last_contact"]
+        if last is None:
+            return 0
+        done = conn.execute(
+            findings.update()
+            .where(findings.c.key == values["key"], findings.c.status == "resolved",
+                   sa.or_(findings.c.last_contact.is_(None), findings.c.last_contact < last))
+            .values(status="new", version=findings.c.version + 1, updated_at=at,
+                    updated_by=actor)).rowcount
+        if done:
+            conn.execute(finding_events.insert().values(
+                key=values["key"], at=at, actor=actor, action="reopened",
+                from_status="resolved", to_status="new",
+                comment=f"Detected again: last contact {last:%Y-%m-%d %H:%M} UTC, after it "
+                        "was resolved."))
+        return done
+
+    def _grow(self, v: dict, at: datetime) -> sa.Update:
+        c = findings.c
+        new_rank = SEVERITIES.index(v["severity"]) if v["severity"] in SEVERITIES else 9
+        return findings.update().where(c.key == v["key"]).values(
+            first_contact=_least(c.first_contact, v["first_contact"]),
+            last_contact=_greatest(c.last_contact, v["last_contact"]),
+            flows=_greatest(c.flows, v["flows"]), bytes=_greatest(c.bytes, v["bytes"]),
+            hours=_greatest(c.hours, v["hours"]),
+            deviation=_greatest(c.deviation, v["deviation"]),
+            regularity=_greatest(c.regularity, v["regularity"]),
+            severity=sa.case((_rank(c.severity) > new_rank, v["severity"]), else_=c.severity),
+            threats=sa.func.coalesce(v["threats"], c.threats) if v["threats"] else c.threats,
+            critical=sa.or_(c.critical, sa.literal(bool(v["critical"]))),
+            device_name=sa.func.coalesce(v["device_name"], c.device_name),
+            owner=sa.func.coalesce(v["owner"], c.owner),
+            country=sa.func.coalesce(v["country"], c.country),
+            country_code=sa.func.coalesce(v["country_code"], c.country_code),
+            note=v["note"] if v["note"] else c.note,
+            last_seen=at, detections=c.detections + 1)
+
+    # ------------------------------------------------------------------ reading
+
+    def list(self, sensors: Iterable[int] | None = None, *,
+             statuses: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
+             severities: Sequence[str] | None = None, device: str | None = None,
+             assignee: str | None = None, keys: Sequence[str] | None = None
+             ) -> pl.DataFrame:
+        """Findings (``TRIAGE_SCHEMA``): open ones first, then by severity and recency.
+        ``sensors`` None: every sensor (callers pass the grant's)."""
+        c = findings.c
+        q = sa.select(*[c[n] for n in TRIAGE_SCHEMA.names()])
+        if sensors is not None:
+            q = q.where(c.sensor.in_(sorted({int(s) for s in sensors})))
+        for col, wanted in ((c.status, statuses), (c.kind, kinds), (c.severity, severities),
+                            (c.key, keys)):
+            if wanted is not None:
+                q = q.where(col.in_(list(wanted)))
+        if device:
+            q = q.where(sa.or_(c.ip0 == device, c.device_name == device,
+                               c.mac_address == device))
+        if assignee is not None:
+            q = q.where(c.assignee.is_(None) if assignee == "" else c.assignee == assignee)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        df = pl.DataFrame(rows, schema=TRIAGE_SCHEMA, orient="row")
+        return sort(df)
+
+    def get(self, key: str) -> dict | None:
+        got = self.list(keys=[key])
+        return got.row(0, named=True) if got.height else None
+
+    def counts(self, sensors: Iterable[int] | None = None) -> pl.DataFrame:
+        """(status, kind, severity, findings) of ``sensors``: the inbox's counters."""
+        c = findings.c
+        q = sa.select(c.status, c.kind, c.severity, sa.func.count().label("findings")) \
+            .group_by(c.status, c.kind, c.severity)
+        if sensors is not None:
+            q = q.where(c.sensor.in_(sorted({int(s) for s in sensors})))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return pl.DataFrame(rows, schema={"status": pl.String, "kind": pl.String,
+                                          "severity": pl.String, "findings": pl.Int64},
+                            orient="row")
+
+    def events(self, keys: Sequence[str] | None = None) -> pl.DataFrame:
+        """The history of ``keys`` (every finding's when None), oldest first."""
+        q = sa.select(*[finding_events.c[n] for n in EVENT_SCHEMA.names()]) \
+            .order_by(finding_events.c.id)
+        if keys is not None:
+            q = q.where(finding_events.c.key.in_(list(keys)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return pl.DataFrame(rows, schema=EVENT_SCHEMA, orient="row")
+
+    def sensors(self) -> list[int]:
+        with self.engine.connect() as conn:
+            return [int(s) for (s,) in conn.execute(
+                sa.select(findings.c.sensor).distinct().order_by(findings.c.sensor))]
+
+    # ------------------------------------------------------------------ triage
+
+    def change(self, key: str, version: int, actor: str, action: str, *,
+               comment: str | None = None, reason: str | None = None,
+               assignee: str | None = None, now: datetime) -> dict:
+        """Apply one triage ``action`` (``ACTIONS``) to ``key`` as ``actor``, who saw
+        ``version``. Returns the finding as it is now; raises ``TriageConflictError``
+        when someone changed it since, ``ValueError`` on a bad action or reason."""
+        if action not in ACTIONS:
+            raise ValueError(f"Unknown action {action!r}: one of {', '.join(ACTIONS)}.")
+        comment = _clean_comment(comment)
+        if action == "false_positive" and reason not in REASONS:
+            raise ValueError("A false positive needs a reason: "
+                             + ", ".join(REASONS.values()) + ".")
+        if action == "comment" and not comment:
+            raise ValueError("Write a comment first.")
+        at = _utc(now)
+        c = findings.c
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(c.status, c.assignee, c.version, c.updated_by,
+                                         c.updated_at).where(c.key == key)).first()
+            if row is None:
+                raise ValueError("This finding does not exist (any more).")
+            to = ACTIONS[action] or row.status
+            values: dict[str, Any] = {"version": c.version + 1, "updated_at": at,
+                                      "updated_by": actor, "status": to}
+            if action == "false_positive":
+                values["reason"] = reason
+            elif ACTIONS[action] is not None:
+                values["reason"] = None
+            if action == "assign":
+                values["assignee"] = assignee or None
+            done = conn.execute(findings.update().where(c.key == key, c.version == version)
+                                .values(**values)).rowcount
+            if not done:
+                raise E.TriageConflictError(
+                    f"Not saved: this finding was changed by {row.updated_by} at "
+                    f"{_aware(row.updated_at):%Y-%m-%d %H:%M} UTC since you opened it. "
+                    "Its current state is shown; apply your change again if it still holds.",
+                    key=key, who=row.updated_by, at=_aware(row.updated_at))
+            conn.execute(finding_events.insert().values(
+                key=key, at=at, actor=actor, action=action, from_status=row.status,
+                to_status=to, assignee=values.get("assignee", row.assignee),
+                reason=values.get("reason"), comment=comment))
+        return self.get(key) or {}
+
+    def bulk(self, items: Sequence[tuple[str, int]], actor: str, action: str, *,
+             now: datetime, **kw: Any) -> tuple[list[str], list[E.TriageConflictError]]:
+        """``change`` on each (key, version) with one comment: (keys done, conflicts)."""
+        done, conflicts = [], []
+        for key, version in items:
+            try:
+                self.change(key, version, actor, action, now=now, **kw)
+                done.append(key)
+            except E.TriageConflictError as exc:
+                conflicts.append(exc)
+        return done, conflicts
+
+    # ------------------------------------------------------------------ rules
+
+    def add_rule(self, *, kind: str, actor: str, reason: str, now: datetime,
+                 sensor: int | None = None, ip0: str | None = None, ip1: str | None = None,
+                 owner: str | None = None, expires: date | None = None) -> int:
+        reason = (reason or "").strip()
+        if not reason:
+            raise ValueError("A rule needs a reason: why this is expected.")
+        if len(reason) > MAX_COMMENT:
+            raise ValueError(f"A reason holds at most {MAX_COMMENT:,} characters.")
+        if ip1 and owner:
+            raise ValueError("A rule names the remote's IP or its owner, not both.")
+        with self.engine.begin() as conn:
+            return int(conn.execute(rules.insert().values(
+                kind=kind, sensor=sensor, ip0=ip0 or None, ip1=ip1 or None,
+                owner=(owner or "").strip() or None, reason=reason, expires=expires,
+                created_at=_utc(now), created_by=actor).returning(rules.c.id)).scalar_one())
+
+    def edit_rule(self, rule_id: int, *, actor: str, now: datetime, reason: str,
+                  expires: date | None) -> None:
+        reason = (reason or "").strip()
+        if not reason:
+            raise ValueError("A rule needs a reason: why this is expected.")
+        with self.engine.begin() as conn:
+            done = conn.execute(rules.update().where(rules.c.id == rule_id,
+                                                     rules.c.deleted_at.is_(None))
+                                .values(reason=reason, expires=expires, updated_at=_utc(now),
+                                        updated_by=actor)).rowcount
+        if not done:
+            raise ValueError(f"Rule #{rule_id} does not exist or was deleted.")
+
+    def delete_rule(self, rule_id: int, *, actor: str, now: datetime) -> None:
+        """Marks the rule deleted: it stops matching; what it matched keeps its status."""
+        with self.engine.begin() as conn:
+            done = conn.execute(rules.update().where(rules.c.id == rule_id,
+                                                     rules.c.deleted_at.is_(None))
+                                .values(deleted_at=_utc(now), deleted_by=actor)).rowcount
+        if not done:
+            raise ValueError(f"Rule #{rule_id} does not exist or was already deleted.")
+
+    def rules(self, include_deleted: bool = True) -> pl.DataFrame:
+        q = sa.select(*[rules.c[n] for n in RULE_SCHEMA.names()]).order_by(rules.c.id)
+        if not include_deleted:
+            q = q.where(rules.c.deleted_at.is_(None))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return pl.DataFrame(rows, schema=RULE_SCHEMA, orient="row")
+
+
+def sort(df: pl.DataFrame) -> pl.DataFrame:
+    """Open findings first, then by severity, then the most recent last contact."""
+    return df.sort(
+        [pl.col("status").is_in(OPEN).not_(),
+         pl.col("severity").replace_strict(SEVERITIES, list(range(len(SEVERITIES))),
+                                           default=len(SEVERITIES), return_dtype=pl.Int8),
+         "last_contact", "key"],
+        descending=[False, False, True, False], nulls_last=True)
