@@ -127,7 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="largest share of the key's rate limit the worker may use (0-1, "
                     "default 0.5); interactive loads go first")
     sy.add_argument("--once", action="store_true", help="one cycle, then exit")
+    sy.add_argument("--no-findings", action="store_true",
+                    help="sync only: do not detect findings after each sensor")
     common(sy)
+
+    dbp = sub.add_parser("db", help="the findings database (FLUX_DATABASE_URL, else SQLite "
+                         "in the cache directory)")
+    dbp.add_argument("action", choices=["upgrade", "status"],
+                     help="upgrade: apply the migrations; status: where it is, its revision "
+                     "and how many findings it holds")
+    common(dbp)
 
     sim = sub.add_parser("simulate", help="serve the simulated API over HTTP", add_help=False)
     sim.add_argument("rest", nargs=argparse.REMAINDER)
@@ -247,12 +256,44 @@ def cmd_sync(args, transport=None) -> int:
     def count(states) -> None:  # the worker's requests count in the team's quota meter
         meter.add("sync-worker", sum(s.requests for s in states))
 
+    if not args.no_findings:  # migrations at start-up; a database that is down is retried
+        from flux_dashboard.triage import run
+
+        try:
+            run.store_for(settings)
+        except E.DatabaseUnavailableError as exc:
+            logging.getLogger("flux_dashboard.sync").warning("%s", exc)
     try:
         worker = Worker(service, sensors=args.sensors, days=args.days, stop=stop,
-                        on_cycle=count)
+                        on_cycle=count, findings=not args.no_findings)
         return worker.run(once=args.once)
     finally:
         service.close()
+
+
+def cmd_db(args, transport=None) -> int:
+    import polars as pl
+
+    from flux_dashboard.triage import db
+    from flux_dashboard.triage.store import FindingsStore
+
+    settings = _settings(args)
+    url = db.database_url(settings)
+    eng = db.connect(url)  # applies the migrations
+    try:
+        store = FindingsStore(eng)
+        counts = store.counts()
+        print(f"findings database: {db.where(url)}")
+        print(f"revision: {db.current(eng)} (latest: {db.HEAD})")
+        if args.action == "status":
+            total = int(counts["findings"].sum()) if counts.height else 0
+            print(f"findings: {total:,}")
+            for status, n in counts.group_by("status").agg(pl.col("findings").sum()) \
+                    .sort("status").rows():
+                print(f"  {status}: {n:,}")
+    finally:
+        eng.dispose()
+    return 0
 
 
 def main(argv: list[str] | None = None, *, transport=None) -> int:
@@ -266,8 +307,8 @@ def main(argv: list[str] | None = None, *, transport=None) -> int:
                         datefmt="%Y-%m-%dT%H:%M:%S")
     args = build_parser().parse_args(argv)
     try:
-        return {"export": cmd_export, "sensors": cmd_sensors,
-                "sync": cmd_sync}[args.command](args, transport)
+        return {"export": cmd_export, "sensors": cmd_sensors, "sync": cmd_sync,
+                "db": cmd_db}[args.command](args, transport)
     except E.IncompleteDataError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return EXIT_INCOMPLETE

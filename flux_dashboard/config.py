@@ -122,6 +122,9 @@ class Settings:
     # FLUX_NOW: the clock pinned to one instant (a simulator only; see clock.py).
     pinned_now: datetime | None = None
     carbon_g_per_gb: float = DEFAULT_CARBON_G_PER_GB
+    # FLUX_DATABASE_URL: the findings database (triage/db.py); None: SQLite in cache_dir.
+    # May hold a password: never shown (triage.db.where names host and port only).
+    database_url: str | None = field(default=None, repr=False)
     memory_mb: int = DEFAULT_MEMORY_MB  # the in-memory caches together (MEMORY_SHARES)
 
     def now(self) -> datetime:
@@ -207,6 +210,14 @@ def _redis_url(raw: str | None) -> str | None:
     if raw is None:
         return None
     from flux_dashboard.shared import validate_url
+
+    return validate_url(raw)
+
+
+def _database_url(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    from flux_dashboard.triage.db import validate_url
 
     return validate_url(raw)
 
@@ -304,5 +315,6 @@ def load_settings(
         pinned_now=pinned,
         carbon_g_per_gb=_positive("FLUX_CARBON_G_PER_GB", get("FLUX_CARBON_G_PER_GB"),
                                   DEFAULT_CARBON_G_PER_GB),
+        database_url=_database_url(get("FLUX_DATABASE_URL")),
     )
     return settings.with_overrides(**overrides)

@@ -14,9 +14,11 @@ columns when it has them, else stay null). The kinds are what the pages show:
   (``hunting.beaconing``);
 - ``first_seen``: a remote a device contacts (OUT) for the first time against
   the baseline (``hunting.first_seen_remotes`` on the OUT flows: inbound scanners
-  are ``inbound_attack``'s); toxic pairs first, then those in a country the
-  baseline never shows (read from its ``country_code``, when it has one); none
-  without a baseline (every pair would be new);
+  are ``inbound_attack``'s), when it is toxic or in a country the baseline never
+  shows (read from its ``country_code``, when it has one): a busy network meets
+  hundreds of new cloud and CDN addresses a week, which the hunting page lists
+  and an inbox must not (``first_seen_all`` keeps every new pair); toxic pairs
+  first; none without a baseline (every pair would be new);
 - ``upload_anomaly``: a device's upload on one local day above its own baseline:
   the hours ``hunting.upload_anomalies`` flags (median + k·MAD), per local day;
 - ``off_hours``: a device's activity outside working hours
@@ -108,6 +110,7 @@ class DetectSettings:
     off_hours_min_bytes: int = 100_000_000
     weekend_off: bool = True  # weekends count as off-hours, as on the hunting page
     inbound_min_flows: int = 6  # e.g. three hours on two ports
+    first_seen_all: bool = False  # every new pair, not only toxic ones and new countries
 
 
 # --------------------------------------------------------------------- key and severity
@@ -240,7 +243,8 @@ def _storyline_kinds(df: pl.DataFrame, s: DetectSettings) -> pl.DataFrame:
     ])
 
 
-def _first_seen(df: pl.DataFrame, baseline: pl.DataFrame) -> pl.DataFrame | None:
+def _first_seen(df: pl.DataFrame, baseline: pl.DataFrame, s: DetectSettings
+                ) -> pl.DataFrame | None:
     """first_seen: the remotes a device contacted (OUT) that the baseline never shows
     with it (in either direction), with their last contact and hours."""
     if baseline.height == 0:
@@ -264,7 +268,8 @@ def _first_seen(df: pl.DataFrame, baseline: pl.DataFrame) -> pl.DataFrame | None
         "hours", "threats",
         pl.when(new_country).then(pl.format("first contact; new country: {}", "country"))
         .otherwise(pl.lit("first contact")).alias("note"),
-        (pl.col("toxic") | new_country).alias("_notable"))
+        (pl.col("toxic") | new_country).alias("_notable"),
+    ).filter(pl.lit(s.first_seen_all) | pl.col("_notable"))
 
 
 def _upload(df: pl.DataFrame, baseline: pl.DataFrame, tz: str,
@@ -354,7 +359,7 @@ def detect(frame: pl.DataFrame, baseline: pl.DataFrame, sensor: int, tz: str,
         return pl.DataFrame(schema=FINDINGS_SCHEMA)
     df = _with_geo(frame)
     base = _like(baseline, frame)
-    parts = [_storyline_kinds(df, s), _first_seen(df, base), _upload(df, base, tz, s),
+    parts = [_storyline_kinds(df, s), _first_seen(df, base, s), _upload(df, base, tz, s),
              _off_hours(df, tz, hno_hours, s), _inbound(df, tz, s)]
     parts = [_strings(p) for p in parts if p is not None and p.height]
     if not parts:

@@ -12,11 +12,15 @@ shifts by calendar days in the sensor's zone, never by 7 × 24 hours.
 - ``week_on_week``: a local day (so far) and that baseline, as a digest compares them;
 - ``range_days``: the local days of a range, today and the last complete day (Overview);
 - ``days_before``: the whole 24-hour days before a range (the hunting baseline, look-backs);
-- ``preset_range``: the sidebar's relative ranges ("Last 24 hours", "Yesterday"…).
+- ``preset_range``: the sidebar's relative ranges ("Last 24 hours", "Yesterday"…);
+- ``sensor_zone``, ``sensor_hno``: a sensor's time zone and non-working hours, as
+  far as its (untrusted) metadata gives usable ones.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -95,6 +99,27 @@ def labelled_datetime(day: date, label: str, zone: ZoneInfo) -> datetime | None:
     if base not in HOUR_LABELS:
         return None
     return local_datetime(day, HOUR_LABELS.index(base), zone, fold=int(label != base))
+
+
+def sensor_zone(sensor: Mapping) -> str:
+    """The sensor's ``timezone`` when it names a zone this machine knows, else "UTC"."""
+    tz = sensor.get("timezone")
+    if not isinstance(tz, str) or not tz:
+        return "UTC"
+    try:
+        ZoneInfo(tz)
+    except Exception:  # noqa: BLE001 - unknown, malformed, a path: the API is untrusted
+        return "UTC"
+    return tz
+
+
+def sensor_hno(sensor: Mapping) -> tuple[int, ...]:
+    """The sensor's non-working hours (``hno_hours``): the ASCII whole numbers 0-23."""
+    raw = sensor.get("hno_hours") or ()
+    if not isinstance(raw, list | tuple):
+        return ()
+    return tuple(sorted({int(h) for h in raw
+                         if re.fullmatch(r"[0-9]{1,2}", str(h)) and int(h) < 24}))
 
 
 def local_day_window(day: date, tz: str | ZoneInfo) -> tuple[datetime, datetime]:

@@ -17,7 +17,9 @@ and windows a page looks at, in ``hours``.
 - ``toxic``: who reached out first, threats, toxic remotes, the searchable flow table;
 - ``remotes``: remote hosts by country and host, searchable;
 - ``storylines``, ``first_seen``, ``off_hours``: the threat-hunting tabs (the upload
-  anomalies tab calls ``hunting.upload_anomalies`` as it is).
+  anomalies tab calls ``hunting.upload_anomalies`` as it is);
+- ``findings_page``, ``finding_history``, ``with_history``: the Findings inbox (read
+  from the findings database, ``triage.store``), one finding's history, the export.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import polars as pl
 from flux_dashboard import analytics as A
 from flux_dashboard import charts as C
 from flux_dashboard import hunting as Hn
+from flux_dashboard.triage.store import OPEN, STATUSES
 
 Figures = dict[str, go.Figure]  # chart key → figure
 
@@ -309,3 +312,83 @@ def off_hours(df: pl.DataFrame, tz: str, hno_hours: tuple[int, ...] | list[int])
     flagged = int(per_device["mostly_off"].sum()) if per_device.height else 0
     toxic_rows = Hn.off_hours_toxic(df, tz, list(hno_hours)).select(OFF_HOURS_TOXIC_COLUMNS)
     return OffHours(per_device, flagged, toxic_rows)
+
+
+# ------------------------------------------------------------------ Findings
+FINDING_STATUSES = OPEN  # the inbox's default status filter
+FINDING_COLUMNS = ("severity", "status", "kind", "sensor", "day", "device_name", "ip0", "ip1",
+                   "owner", "country", "threats", "flows", "bytes", "hours", "last_contact",
+                   "assignee", "reason", "note", "first_contact", "first_detected",
+                   "last_seen", "detections", "key", "version")
+FINDING_SEARCH_COLUMNS = ("device_name", "ip0", "ip1", "mac_address", "owner")
+
+
+@dataclass(frozen=True)
+class FindingsPage:
+    counts: dict[str, int]  # findings per status (every status) in scope
+    kinds: pl.DataFrame  # kind, open, all: findings per kind in scope
+    table: pl.DataFrame  # the rows shown: FINDING_COLUMNS, masked when asked
+    total: int  # findings in scope, whatever their status
+
+
+def findings_page(store, sensors, *, statuses=FINDING_STATUSES, kinds=None, severities=None,
+                  device: str = "", assignee: str | None = None, mask=None) -> FindingsPage:
+    """The inbox: counts by status and kind of the findings of ``sensors`` (the grant's),
+    and the rows the filters keep (open first, by severity then recency), identifiers
+    masked by ``mask`` (a ``Masker``) when given. ``device`` is a case-insensitive
+    part of the device's name, IP or MAC, or of the remote's IP or owner, matched on
+    what is shown (an alias when masked); ``assignee`` "" is unassigned."""
+    counts = store.counts(sensors)
+    per_status = dict(counts.group_by("status").agg(pl.col("findings").sum()).rows())
+    by_kind = counts.group_by("kind").agg(
+        pl.col("findings").filter(pl.col("status").is_in(OPEN)).sum().alias("open"),
+        pl.col("findings").sum().alias("all")).sort("open", "all", "kind",
+                                                   descending=[True, True, False])
+    rows = store.list(sensors, statuses=list(statuses) if statuses else None,
+                      kinds=list(kinds) if kinds else None,
+                      severities=list(severities) if severities else None, assignee=assignee)
+    if mask is not None:
+        rows = mask.mask_frame(rows)
+    needle = (device or "").strip().lower()
+    if needle:
+        rows = rows.filter(pl.any_horizontal(
+            pl.col(c).cast(pl.String).str.to_lowercase().str.contains(needle, literal=True)
+            .fill_null(False) for c in FINDING_SEARCH_COLUMNS))
+    return FindingsPage(counts={s: int(per_status.get(s, 0)) for s in STATUSES},
+                        kinds=by_kind, table=rows.select(FINDING_COLUMNS),
+                        total=int(counts["findings"].sum()) if counts.height else 0)
+
+
+def finding_history(events: pl.DataFrame, hide_comments: bool) -> pl.DataFrame:
+    """A finding's events as the page shows them, newest first; comments withheld
+    (``hide_comments``: masked views, where they may name people) as "(hidden)"."""
+    out = events.sort("id", descending=True).select(
+        "at", "actor", "action", "from_status", "to_status", "assignee", "reason", "comment")
+    if hide_comments:
+        out = out.with_columns(
+            pl.when(pl.col("comment").is_not_null()).then(pl.lit("(hidden)"))
+            .alias("comment"), pl.lit(None, pl.String).alias("assignee"),
+            pl.lit("(hidden)").alias("actor"))
+    return out
+
+
+def with_history(table: pl.DataFrame, events: pl.DataFrame, hide_comments: bool
+                 ) -> pl.DataFrame:
+    """``table`` (the rows shown) with a ``history`` column: each finding's events,
+    oldest first, one per line ("2026-11-18 10:05 UTC ann@… acknowledge new →
+    acknowledged: comment"); comments and names withheld when ``hide_comments``."""
+    if hide_comments:
+        who = pl.lit("(hidden)")
+        said = pl.when(pl.col("comment").is_not_null()).then(pl.lit(": (comment hidden)"))
+    else:
+        who = pl.col("actor")
+        said = pl.when(pl.col("comment").is_not_null()).then(pl.lit(": ") + pl.col("comment"))
+    lines = events.sort("id").select(
+        "key", pl.concat_str(
+            pl.col("at").dt.strftime("%Y-%m-%d %H:%M UTC"), who, pl.col("action"),
+            pl.concat_str(pl.col("from_status").fill_null("-"), pl.lit("→"),
+                          pl.col("to_status").fill_null("-"), separator=" "),
+            separator=" ").alias("line"), said.otherwise(pl.lit("")).alias("said"))
+    hist = lines.group_by("key", maintain_order=True).agg(
+        (pl.col("line") + pl.col("said")).str.join("\n").alias("history"))
+    return table.join(hist, on="key", how="left", maintain_order="left")

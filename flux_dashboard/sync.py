@@ -25,6 +25,12 @@ coverage, time left in the cycle. The state (last success, synced-up-to hour,
 coverage, last error per sensor) is written atomically to
 ``<cache dir>/sync-status.json``, which the dashboard reads for its "synced up
 to 14:00, 30 days warm" line.
+
+Findings: after a sensor's window is complete, the worker detects over its last
+7 days against the 7 before them (``triage.run.worker_windows``, both read
+from the cache it just filled: no request) and upserts them in the findings
+database, the same keys and rules as the dashboard's detection. A database that
+is unavailable is logged and retried next cycle; syncing goes on.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from flux_dashboard import errors as E
 from flux_dashboard.hours import HOUR, SETTLE, floor_hour, hours_between
@@ -138,7 +145,8 @@ class Worker:
     def __init__(self, service, *, sensors: Sequence[int] | None, days: int,
                  stop: threading.Event | None = None,
                  clock: Callable[[], datetime] | None = None,
-                 on_cycle: Callable[[list[SensorStatus]], None] | None = None) -> None:
+                 on_cycle: Callable[[list[SensorStatus]], None] | None = None,
+                 findings: bool = True) -> None:
         self.service = service
         self.loader = service.loader
         self.sensors = list(sensors) if sensors else None  # None: every sensor of the key
@@ -147,12 +155,43 @@ class Worker:
         self.clock = clock or service.settings.now  # the one clock (clock.py)
         self.status = StatusFile(service.settings.cache_dir, service.settings.source_id)
         self.on_cycle = on_cycle
+        self.findings = findings
+        self._meta: dict[int, dict] = {}  # sensor id -> its metadata (time zone, hours)
 
     def _sensor_ids(self) -> list[int]:
-        if self.sensors is not None:
-            return self.sensors
-        return [int(s["id"]) for s in self.service.client.sensors()
-                if isinstance(s.get("id"), int | str) and str(s.get("id")).isdigit()]
+        try:
+            listed = self.service.client.sensors()
+        except E.FluxError:
+            if self.sensors is None:
+                raise
+            listed = []  # chosen sensors sync without their metadata (findings in UTC)
+        self._meta = {int(s["id"]): s for s in listed if isinstance(s.get("id"), int | str)
+                      and str(s.get("id")).isascii() and str(s.get("id")).isdigit()}
+        return self.sensors if self.sensors is not None else list(self._meta)
+
+    def detect(self, sensor: int, status: SensorStatus) -> Any:
+        """Detect findings over the complete window just synced and store them (None
+        when the window is not complete, detection is off or the database is down)."""
+        if not self.findings or status.last_error or status.coverage < 0.999:
+            return None
+        from flux_dashboard.triage import run
+
+        now = self.clock()
+        (a, b), (c, d) = run.worker_windows(*window(now, self.days))
+        try:
+            store = run.store_for(self.service.settings)
+            frame = self.loader.load(sensor, a, b, cancel=self.stop).frame
+            base = (self.loader.load(sensor, c, d, cancel=self.stop).frame if c < d
+                    else frame.clear())
+            found = run.detect_loaded(frame, base, self._meta.get(sensor, {"id": sensor}))
+            done = run.record(store, found, now, demo=self.service.settings.demo)
+        except E.FluxError as exc:
+            log.warning("findings of sensor %s not detected: %s", sensor,
+                        str(exc).splitlines()[0][:300])
+            return None
+        log.info("findings of sensor %s: %d detected (%d new, %d expected by a rule, "
+                 "%d reopened)", sensor, found.height, done.new, done.expected, done.reopened)
+        return done
 
     def sync_sensor(self, sensor: int) -> SensorStatus:
         now = self.clock()
@@ -204,6 +243,7 @@ class Worker:
             t0 = time.monotonic()
             st = self.sync_sensor(sensor)
             out.append(st)
+            self.detect(sensor, st)
             spent = time.monotonic() - began
             left = spent / (i + 1) * (len(ids) - i - 1)
             log.info("sync sensor %s: %d requests, %s rows fetched, %.0f%% of %d days warm, "

@@ -144,11 +144,14 @@ def test_first_seen_out_contacts_toxic_then_new_country_first():
         row(ip1=X, toxic=True, out_bytes=5),  # new and toxic
         row(ip0=B, ip1=Z, dir="IN", toxic=True),  # an inbound scanner: not first_seen
     ), geo)
-    seen = of(detect(df, baseline), "first_seen")
+    seen = of(detect(df, baseline, F.DetectSettings(first_seen_all=True)), "first_seen")
     assert seen["ip1"].to_list() == [X, "1.1.1.1", "9.9.9.9"]
     assert seen["severity"].to_list() == ["medium", "low", "low"]  # toxic raises one level
     assert seen["note"].to_list() == ["first contact; new country: Moldova",
                                       "first contact; new country: Australia", "first contact"]
+    # By default only the toxic pair and the new country: 9.9.9.9 is new, but in the US,
+    # which the baseline shows.
+    assert of(detect(df, baseline), "first_seen")["ip1"].to_list() == [X, "1.1.1.1"]
     one = seen.row(1, named=True)
     assert (one["flows"], one["bytes"], one["hours"]) == (2, 3_500, 2)
     assert one["first_contact"] == utc(2026, 11, 24, 9, 15)

@@ -196,7 +196,7 @@ def test_a_rule_makes_new_matches_expected_and_leaves_history(store):
     assert (y["status"], y["rule_id"]) == ("expected", rid)  # by owner, any case
     x = store.get(key_of(out, X))
     assert (x["status"], x["rule_id"]) == ("new", None)  # known before; other rule expired
-    assert "Matched rule #%d: nightly backup" % rid in store.events([y["key"]])["comment"][0]
+    assert f"Matched rule #{rid}: nightly backup" in store.events([y["key"]])["comment"][0]
     # Deleting the rule: it stops matching, what it matched keeps its status and rule.
     store.delete_rule(rid, actor="root@example.org", now=NOW)
     with pytest.raises(ValueError, match="already deleted"):

@@ -48,7 +48,8 @@ REASONS: dict[str, str] = {
 # action -> the status it sets (None: the status stays)
 ACTIONS: dict[str, str | None] = {
     "acknowledge": "acknowledged", "investigate": "investigating", "resolve": "resolved",
-    "false_positive": "false_positive", "reopen": "new", "assign": None, "comment": None}
+    "false_positive": "false_positive", "reopen": "new", "assign": None, "comment": None,
+    "expect": "expected"}  # expect: by a rule made from this finding (``rule_id``)
 EVIDENCE = tuple(c for c in FINDINGS_SCHEMA.names() if c != "key")
 TRIAGE_SCHEMA = pl.Schema({
     **FINDINGS_SCHEMA, "status": pl.String, "reason": pl.String, "assignee": pl.String,
@@ -254,12 +255,17 @@ class FindingsStore:
                                           "severity": pl.String, "findings": pl.Int64},
                             orient="row")
 
-    def events(self, keys: Sequence[str] | None = None) -> pl.DataFrame:
-        """The history of ``keys`` (every finding's when None), oldest first."""
+    def events(self, keys: Sequence[str] | None = None,
+               sensors: Iterable[int] | None = None) -> pl.DataFrame:
+        """The history of ``keys`` (of every finding of ``sensors``; of every finding
+        when both are None), oldest first."""
         q = sa.select(*[finding_events.c[n] for n in EVENT_SCHEMA.names()]) \
             .order_by(finding_events.c.id)
         if keys is not None:
             q = q.where(finding_events.c.key.in_(list(keys)))
+        if sensors is not None:
+            q = q.where(finding_events.c.key.in_(sa.select(findings.c.key).where(
+                findings.c.sensor.in_(sorted({int(s) for s in sensors})))))
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
         return pl.DataFrame(rows, schema=EVENT_SCHEMA, orient="row")
@@ -273,7 +279,8 @@ class FindingsStore:
 
     def change(self, key: str, version: int, actor: str, action: str, *,
                comment: str | None = None, reason: str | None = None,
-               assignee: str | None = None, now: datetime) -> dict:
+               assignee: str | None = None, rule_id: int | None = None,
+               now: datetime) -> dict:
         """Apply one triage ``action`` (``ACTIONS``) to ``key`` as ``actor``, who saw
         ``version``. Returns the finding as it is now; raises ``TriageConflictError``
         when someone changed it since, ``ValueError`` on a bad action or reason."""
@@ -285,6 +292,8 @@ class FindingsStore:
                              + ", ".join(REASONS.values()) + ".")
         if action == "comment" and not comment:
             raise ValueError("Write a comment first.")
+        if action == "expect" and rule_id is None:
+            raise ValueError("A finding becomes expected through a rule.")
         at = _utc(now)
         c = findings.c
         with self.engine.begin() as conn:
@@ -301,6 +310,8 @@ class FindingsStore:
                 values["reason"] = None
             if action == "assign":
                 values["assignee"] = assignee or None
+            if action == "expect":
+                values["rule_id"] = rule_id
             done = conn.execute(findings.update().where(c.key == key, c.version == version)
                                 .values(**values)).rowcount
             if not done:
@@ -312,7 +323,7 @@ class FindingsStore:
             conn.execute(finding_events.insert().values(
                 key=key, at=at, actor=actor, action=action, from_status=row.status,
                 to_status=to, assignee=values.get("assignee", row.assignee),
-                reason=values.get("reason"), comment=comment))
+                reason=values.get("reason"), rule_id=values.get("rule_id"), comment=comment))
         return self.get(key) or {}
 
     def bulk(self, items: Sequence[tuple[str, int]], actor: str, action: str, *,

@@ -29,6 +29,7 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("toxic", "Toxic flows", ":material/gpp_maybe:", "pages/4_toxic.py"),
     ("remotes", "Remote hosts", ":material/public:", "pages/5_remotes.py"),
     ("hunting", "Threat hunting", ":material/troubleshoot:", "pages/6_hunting.py"),
+    ("findings", "Findings", ":material/inbox:", "pages/8_findings.py"),
 ]
 ADMIN_PAGES = [("activity", "Activity", ":material/policy:", "pages/7_activity.py")]
 _local = threading.local()

@@ -379,11 +379,19 @@ def load_window(view: View, loader: Loader, mask: Masker | None, start: datetime
 
 def lookback(view: View, start: datetime, end: datetime, why: str) -> Keyed | None:
     """Flows of another window (e.g. a baseline) through the same loader, cache and
-    gate as the page's own load (memory, confirmation, budgets, audit).
+    gate as the page's own load (memory, confirmation, budgets, audit), prepared
+    and filtered as the page's own frame.
 
     Says what it fetches and why; returns None after a visible warning, or after
     asking to confirm a costly load.
     """
+    result = lookback_result(view, start, end, why)
+    return None if result is None else _filtered(view, result)
+
+
+def lookback_result(view: View, start: datetime, end: datetime, why: str) -> LoadResult | None:
+    """``lookback``'s load itself (raw, unmasked flows: for server-side work such as
+    findings' detection, never shown as such)."""
     from flux_dashboard.ui.auth import meter, spender
 
     loader = loader_for(view.session.grant)
@@ -416,7 +424,7 @@ def lookback(view: View, start: datetime, end: datetime, why: str) -> Keyed | No
         st.warning(f"Could not load {text(why.lower())}: {text(exc)}",
                    icon=":material/warning:")
         return None
-    return _filtered(view, result)
+    return result
 
 
 def coverage_banner(view: View) -> None:

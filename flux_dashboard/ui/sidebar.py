@@ -31,6 +31,8 @@ from flux_dashboard.hours import (
     hour_labels,
     labelled_datetime,
     preset_range,
+    sensor_hno,
+    sensor_zone,
 )
 from flux_dashboard.masking import Masker
 from flux_dashboard.schema import THREATS
@@ -57,7 +59,8 @@ PRESETS = {
 DIRECTIONS = ["all", "IN", "OUT"]
 # Every parameter a link may hold (the others are reported as unknown).
 LINK_KEYS = ("sensor", "range", "from_day", "from_hour", "to_day", "to_hour", "device",
-             "remote", "protocol", "port", "mac", "dir", "toxic", "threat", "offhours", "mask")
+             "remote", "protocol", "port", "mac", "dir", "toxic", "threat", "offhours", "mask",
+             "finding")  # finding: a finding's key, opened on the Findings page
 _SENSOR_ID = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²".isdigit() is True
 
 
@@ -211,11 +214,8 @@ def _sensor_picker(session: Session, sb, by_id: dict[int, dict], mask: Masker | 
 
 def _sensor_zone(sb, sensor: dict, sensor_id: int) -> tuple[ZoneInfo, str]:
     """The sensor's time zone (UTC when it names none or an unknown one)."""
-    tz = sensor.get("timezone") or "UTC"
-    try:
-        zone = ZoneInfo(tz)
-    except Exception:
-        zone, tz = ZoneInfo("UTC"), "UTC"
+    tz = sensor_zone(sensor)
+    zone = ZoneInfo(tz)
     sb.caption(f"Times in the sensor's time zone: {text(tz)}")
     synced = sync_line(sensor_id, zone)
     if synced:
@@ -307,7 +307,7 @@ def _filter_inputs(sb, sensor: dict, raw_query: dict[str, list[str]]):
     threats = sb.multiselect("Threat categories", list(THREATS), key="threat",
                              format_func=lambda t: THREATS[t]["label"])
     _set_query("threat", threats)
-    hno = tuple(int(h) for h in sensor.get("hno_hours") or () if _SENSOR_ID.fullmatch(str(h)))
+    hno = sensor_hno(sensor)
     offhours = sb.toggle("Non-working hours only", key="offhours", bind="query-params",
                          help=f"The sensor's non-working hours ({hours_text(hno)}), "
                               "in its time zone", disabled=not hno)

@@ -15,6 +15,7 @@ only (``refused_file``), never the data.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import polars as pl
@@ -59,42 +60,59 @@ def chart(fig, key: str, **kw) -> Any:
     return st.plotly_chart(fig, key=key, theme=None, config=config, width="stretch", **kw)
 
 
-def downloads(source: View | Session, df: pl.DataFrame, name: str, key: str) -> None:
-    """CSV and Parquet of exactly ``df`` (built only when clicked, and audited then).
+def downloads(source: View | Session, df: pl.DataFrame | Callable[[], pl.DataFrame],
+              name: str, key: str, sensors: Iterable[int] | None = None) -> None:
+    """CSV and Parquet of exactly ``df`` (built only when clicked, and audited then;
+    ``df`` may be a function that builds the frame then).
 
     ``source`` is the page's view (sensor data) or, for pages without one (the
-    activity page), the session.
+    activity page), the session. ``sensors``: the file holds these sensors' data
+    (default: the view's), each checked against the grant when it is built.
     """
     view = source if isinstance(source, View) else None
     session = view.session if view is not None else source
+    held = sorted({int(s) for s in sensors}) if sensors is not None else None
 
-    def refusal(fmt: str) -> str | None:
-        """Why this build is refused now (nothing built, a 'denied' line), or None
-        after the export's audit line is written."""
-        where = ({"sensor": int(view.sensor["id"]), "masked": view.masked,
-                  "range": [view.start, view.end]} if view is not None else {})
-        why = still_allowed(session, where.get("sensor"), masked=where.get("masked"),
-                            admin=view is None)
-        try:
-            if why:
+    where = ({"sensor": int(view.sensor["id"]), "masked": view.masked,
+              "range": [view.start, view.end]} if view is not None else {})
+
+    def refusal() -> str | None:
+        """Why this build is refused now (nothing built, a 'denied' line), or None."""
+        why = None
+        for sensor in held if held is not None else [where.get("sensor")]:
+            why = why or still_allowed(session, sensor, masked=where.get("masked"),
+                                       admin=view is None)
+        if why:
+            try:
                 record(session, "denied", required=False, reason=why, name=name, **where)
-                return why
-            record(session, "export", name=name, format=fmt, rows=df.height, **where)
+            except AuditUnavailableError:
+                pass
+        return why
+
+    def build(fmt: str) -> pl.DataFrame | str:
+        """The frame, after the checks and the export's audit line; or why not."""
+        why = refusal()
+        if why:
+            return why
+        out = df() if callable(df) else df
+        try:
+            record(session, "export", name=name, format=fmt, rows=out.height, **where,
+                   **({"sensors": held} if held is not None else {}))
         except AuditUnavailableError as exc:
             return str(exc)
-        return None
+        return out
 
     def csv() -> str | bytes:
-        why = refusal("csv")
-        return refused_file("csv", why) if why else csv_safe(df).write_csv()
+        out = build("csv")
+        return refused_file("csv", out) if isinstance(out, str) else csv_safe(out).write_csv()
 
     def parquet() -> bytes:
-        why = refusal("parquet")
-        if why:
-            return refused_file("parquet", why)
+        out = build("parquet")
+        if isinstance(out, str):
+            return refused_file("parquet", out)
         buf = io.BytesIO()
         # Text as text: the page's categoricals (schema.compact) are an in-memory form.
-        df.with_columns(pl.col(pl.Categorical).cast(pl.String)).write_parquet(buf)
+        out.with_columns(pl.col(pl.Categorical).cast(pl.String)).write_parquet(buf)
         return buf.getvalue()
 
     c1, c2, _ = st.columns([1, 1, 4])
@@ -255,6 +273,8 @@ def table(df: pl.DataFrame, key: str, *, height: int | str = "auto",
             config[name] = st.column_config.NumberColumn(label, format=fmt)
         elif isinstance(dtype, pl.Datetime):
             config[name] = st.column_config.DatetimeColumn(label, format="YYYY-MM-DD HH:mm")
+        elif dtype == pl.Date:
+            config[name] = st.column_config.DateColumn(label, format="YYYY-MM-DD")
         else:
             config[name] = st.column_config.Column(label)
     return st.dataframe(df, key=key, hide_index=True, column_config=config, height=height,

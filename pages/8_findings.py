@@ -1,0 +1,115 @@
+"""Findings: the team's inbox of what the analyses flagged, kept and triaged.
+
+The range being viewed is detected on every visit (its findings are stored, the
+same ones the sync worker stores); the inbox then lists what the database
+holds for this sensor or every sensor the reader may see, open first.
+"""
+
+import polars as pl
+import streamlit as st
+
+from flux_dashboard import findings as F
+from flux_dashboard import pagedata as PD
+from flux_dashboard import ui
+from flux_dashboard.triage.store import OPEN, STATUSES
+from flux_dashboard.ui import triage as T
+from flux_dashboard.ui.state import masker
+
+view = ui.frame()
+ui.header(view, "Findings")
+with st.expander("How findings are made and rated", icon=":material/help:"):
+    st.markdown(
+        "Each finding is one thing to look at, detected from the flows of the range you "
+        "view (against the 7 days before it) and by the sync worker every cycle. Detecting "
+        "the same thing again updates it (last seen, evidence), never duplicates it.\n\n"
+        "- **Toxic contact (OUT)**: a device initiated flows to a toxic host;\n"
+        "- **Beaconing**: very regular contacts to a toxic host;\n"
+        "- **Inbound attack**: toxic IN waves from one host on one day;\n"
+        "- **Upload anomaly**: a device uploaded more than its own baseline allows "
+        "(median + 3·MAD) on one day;\n"
+        "- **First-seen remote**: a host a device never contacted in the baseline;\n"
+        "- **Off-hours activity**: a device busy outside working hours on one day.\n\n"
+        f"**Severity.** {ui.text(F.SEVERITY_RULE)}\n\n"
+        "**Statuses.** New, Acknowledged, Investigating (open); Resolved, False positive "
+        "(with a reason), Expected (matched an expected-behaviour rule: hidden by default, "
+        "counted). A resolved finding seen again with newer contacts is reopened.")
+store = T.open_store(view)
+if store is None:
+    st.stop()
+T.show_message()
+
+if view.result.frame.height:
+    got = T.detect_view(view, store)
+    if got is not None:
+        found, done = got
+        st.caption(f":material/radar: This range: {found.height:,} findings detected · "
+                   f"{done.new:,} new, {done.expected:,} expected by a rule, "
+                   f"{done.reopened:,} reopened since the last detection.")
+
+sensor_id = int(view.sensor["id"])
+c0, c1, c2, c3 = st.columns([1.6, 2.2, 2, 1.4])
+scope = c0.segmented_control("Sensors", ["this", "all"], default="this", key="findings_scope",
+                             format_func=lambda s: "This sensor" if s == "this"
+                             else "All my sensors") or "this"
+sensors = [sensor_id] if scope == "this" else \
+    [s for s in store.sensors() if view.session.grant.allows(s)]
+statuses = c1.multiselect("Status", list(STATUSES), default=list(OPEN), key="findings_status",
+                          format_func=T.STATUS_LABELS.get,
+                          help="Open statuses by default; add Expected to see what rules hid.")
+kinds = c2.multiselect("Kind", list(F.KINDS), key="findings_kind",
+                       format_func=T.KIND_LABELS.get, placeholder="Every kind")
+severities = c3.multiselect("Severity", list(F.SEVERITIES), key="findings_severity",
+                            placeholder="Every severity")
+c4, c5 = st.columns([3, 2])
+search = c4.text_input("Device or remote", key="findings_search",
+                       placeholder="part of a device's name, IP or MAC, or a remote's IP or owner")
+who = c5.selectbox("Assignee", ["anyone", "me", "unassigned"], key="findings_assignee",
+                   format_func={"anyone": "Anyone", "me": "Assigned to me",
+                                "unassigned": "Unassigned"}.get)
+assignee = {"anyone": None, "me": view.session.user, "unassigned": ""}[who]
+mask = masker(view.settings) if view.masked else None
+inbox = PD.findings_page(store, sensors, statuses=statuses or None, kinds=kinds,
+                         severities=severities, device=search, assignee=assignee, mask=mask)
+
+cols = st.columns(len(STATUSES))
+for col, status in zip(cols, STATUSES, strict=True):
+    col.metric(T.STATUS_LABELS[status], f"{inbox.counts[status]:,}")
+if inbox.kinds.height:
+    st.caption("Open by kind: " + " · ".join(
+        f"{T.KIND_LABELS.get(k, k)} {o:,}" for k, o, _ in inbox.kinds.rows() if o))
+
+shown = inbox.table
+if shown.height == 0:
+    st.success("No finding matches these filters." if inbox.total else
+               "No finding yet for these sensors.", icon=":material/verified:")
+else:
+    st.caption(f"{shown.height:,} of {inbox.total:,} findings · open first, then by severity "
+               "and last contact · select one to see its evidence, history and actions, or "
+               "several for one action on all · the downloads hold exactly these rows with "
+               "their history")
+    table_key = f"findings_table_{st.session_state.get(T.TABLE_GEN, 0)}"
+    event = ui.table(shown, key=table_key, max_height=520, on_select="rerun",
+                     selection_mode="multi-row",
+                     hide=("version", "first_detected", "first_contact", "key"))
+
+    def export() -> pl.DataFrame:  # built on click, after the download's checks
+        return PD.with_history(shown, store.events(sensors=sensors),
+                               hide_comments=view.masked)
+
+    ui.downloads(view, export, f"findings-{sensor_id if scope == 'this' else 'all'}",
+                 key="findings_dl", sensors=sensors)
+    picked = [i for i in (event.selection.rows if event else []) if i < shown.height]
+    wanted = st.query_params.get("finding")
+    if not picked and wanted and wanted in set(shown["key"]):
+        picked = [shown["key"].to_list().index(wanted)]
+    real = store.list(keys=shown[picked]["key"].to_list()) if picked else shown.clear()
+    by_key = {r["key"]: r for r in real.to_dicts()}
+    rows = [(by_key[k], m) for k, m in zip(shown[picked]["key"], shown[picked].to_dicts(),
+                                           strict=True) if k in by_key]
+    if len(rows) == 1:
+        T.finding_panel(view, store, *rows[0])
+    elif rows:
+        T.bulk_panel(view, store, [r for r, _ in rows])
+
+with st.expander("Expected-behaviour rules", icon=":material/rule_settings:"):
+    T.rules_panel(view, store, sensors)
