@@ -30,7 +30,10 @@ from flux_dashboard import clock as clock_mod
 from flux_dashboard.errors import redact
 
 EVENTS = ("sign_in", "sign_out", "page_view", "export", "evidence_pack", "denied",
-          "load_started", "load_finished", "load_cancelled", "budget_refused")
+          "load_started", "load_finished", "load_cancelled", "budget_refused",
+          # findings: a triage action (before it is written), one refused as stale,
+          # expected-behaviour rules
+          "triage", "triage_refused", "rule_created", "rule_edited", "rule_deleted")
 COLUMNS = {"ts": pl.Datetime("us", "UTC"), "event": pl.String, "user": pl.String,
            "role": pl.String, "sensor": pl.Int64, "page": pl.String, "requests": pl.Int64,
            "detail": pl.String}

@@ -82,6 +82,7 @@ shown = inbox.table
 if shown.height == 0:
     st.success("No finding matches these filters." if inbox.total else
                "No finding yet for these sensors.", icon=":material/verified:")
+    focus = T.focus_keys(None, shown, "")
 else:
     st.caption(f"{shown.height:,} of {inbox.total:,} findings · open first, then by severity "
                "and last contact · select one to see its evidence, history and actions, or "
@@ -98,18 +99,22 @@ else:
 
     ui.downloads(view, export, f"findings-{sensor_id if scope == 'this' else 'all'}",
                  key="findings_dl", sensors=sensors)
-    picked = [i for i in (event.selection.rows if event else []) if i < shown.height]
-    wanted = st.query_params.get("finding")
-    if not picked and wanted and wanted in set(shown["key"]):
-        picked = [shown["key"].to_list().index(wanted)]
-    real = store.list(keys=shown[picked]["key"].to_list()) if picked else shown.clear()
-    by_key = {r["key"]: r for r in real.to_dicts()}
-    rows = [(by_key[k], m) for k, m in zip(shown[picked]["key"], shown[picked].to_dicts(),
-                                           strict=True) if k in by_key]
-    if len(rows) == 1:
-        T.finding_panel(view, store, *rows[0])
-    elif rows:
-        T.bulk_panel(view, store, [r for r, _ in rows])
+    focus = T.focus_keys(event, shown, table_key)
+# The findings in focus are read again by key (within the grant), whatever the filters:
+# a finding someone else just resolved stays open here, with its new state.
+allowed = [s for s in store.sensors() if view.session.grant.allows(s)]
+real = store.list(allowed, keys=focus) if focus else shown.clear()
+if real.height:
+    masked_rows = (mask.mask_frame(real) if mask is not None else real).to_dicts()
+    pairs = list(zip(real.to_dicts(), masked_rows, strict=True))
+    gone = [r for r, _ in pairs if r["key"] not in set(shown["key"])]
+    if gone:
+        st.caption(f":material/filter_alt_off: {len(gone)} of these no longer match the "
+                   "filters (their state changed); shown here anyway.")
+    if len(pairs) == 1:
+        T.finding_panel(view, store, *pairs[0])
+    else:
+        T.bulk_panel(view, store, [r for r, _ in pairs])
 
 with st.expander("Expected-behaviour rules", icon=":material/rule_settings:"):
     T.rules_panel(view, store, sensors)

@@ -40,6 +40,9 @@ from flux_dashboard.ui.widgets import human_bytes, table
 MESSAGE = "_flux_triage_message"
 SEEN = "_flux_triage_seen"  # key -> the version the previous run showed
 TABLE_GEN = "_flux_findings_table_gen"  # a new table key after an action: no stale selection
+SELECTION = "_flux_findings_selection"  # (table key, row indices, the keys they meant)
+BASIS = "_flux_findings_basis"  # the keys of the table as the last run drew it
+FOCUS = "_flux_findings_focus"  # the keys just acted on: still shown after the action
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
 ACTION_LABELS = {"acknowledge": "Acknowledge", "investigate": "Investigating",
                  "resolve": "Resolve", "false_positive": "False positive",
@@ -109,6 +112,29 @@ def seen_version(key: str, current: int) -> int:
     return before
 
 
+def focus_keys(event: Any, shown: pl.DataFrame, table_key: str) -> list[str]:
+    """The keys of the findings in focus: the rows selected, as the table was drawn
+    when they were clicked (it may have changed since: an index never moves to
+    another finding); else the findings just acted on; else the link's ``finding``."""
+    rows = tuple(event.selection.rows) if event is not None else ()
+    before = st.session_state.get(SELECTION) or ("", (), [])
+    if (table_key, rows) != before[:2]:
+        basis = st.session_state.get(BASIS) or shown["key"].to_list()
+        keys = [basis[i] for i in rows if 0 <= i < len(basis)]
+        st.session_state[SELECTION] = (table_key, rows, keys)
+        if keys:
+            st.session_state.pop(FOCUS, None)
+    else:
+        keys = before[2]
+    st.session_state[BASIS] = shown["key"].to_list()
+    if keys:
+        return keys
+    if st.session_state.get(FOCUS):
+        return list(st.session_state[FOCUS])
+    wanted = st.query_params.get("finding")
+    return [wanted] if wanted and re.fullmatch(r"[0-9a-f]{20}", wanted) else []
+
+
 def apply(view: View, store: FindingsStore, items: list[tuple[str, int, int]], action: str,
           **kw: Any) -> None:
     """``action`` on ``items`` ((key, sensor, version seen)): every check again now,
@@ -136,6 +162,7 @@ def apply(view: View, store: FindingsStore, items: list[tuple[str, int, int]], a
         _message("error", f"Not saved: {exc}")
         return
     st.session_state[TABLE_GEN] = st.session_state.get(TABLE_GEN, 0) + 1
+    st.session_state[FOCUS] = [k for k, _, _ in items]
     for c in conflicts:
         record(session, "triage_refused", required=False, page="findings", finding=c.key,
                action=action, changed_by=c.who)
@@ -306,6 +333,7 @@ def _create_rule(view: View, store: FindingsStore, row: dict, dev: str, remote: 
         _message("error", f"Rule #{rid} created; this finding was not marked: {exc}")
         return
     st.session_state[TABLE_GEN] = st.session_state.get(TABLE_GEN, 0) + 1
+    st.session_state[FOCUS] = [row["key"]]
     _message("ok", f"Rule #{rid} created: the next detections it matches come in as "
                    "expected.")
 
