@@ -9,6 +9,9 @@
   with a filter.
 * ``owners``: the owner (ASN) look-up of that month's remote IPs, once per
   distinct IP, cold (first load of a process) and warm.
+* ``findings``: the Findings page's server work (``pagedata.findings_page`` and
+  the table's serialisation) over 100,000 findings of 50 sensors, on SQLite and,
+  when Debian's PostgreSQL is installed, on a throwaway PostgreSQL cluster.
 
 Every phase's simulator has ``hostile_names`` on: the world the published
 figures were measured on (two device names with markup, as the tests have them).
@@ -349,7 +352,20 @@ def render_phase(plan: Plan) -> dict:
                                   "peak_rss_mb": peak_rss_mb()}
             print(f"  {name:<18} {state:<10} {med[1] + med[2]:6.2f} s  "
                   f"(peak RSS so far {peak_rss_mb():,.0f} MB)", flush=True)
+    # Findings' detection over the month against its baseline (the Findings page and the
+    # sync worker call the same function on loaded, unmasked flows).
+    from flux_dashboard.hours import days_before
+    from flux_dashboard.triage import run as triage_run
+
+    lo, hi = days_before(start, plan.baseline_days)
+    before_month = loader.load(SENSOR, lo, hi, refresh=True).frame
+    meta = {"id": SENSOR, "timezone": tz, "hno_hours": list(hno)}
+    found = triage_run.detect_loaded(result.frame, before_month, meta)
+    detect_s = _median_time(lambda: triage_run.detect_loaded(result.frame, before_month, meta),
+                            reads)
+    print(f"  detection          {detect_s:6.2f} s  ({found.height:,} findings)", flush=True)
     out = {"label": label, "rows": base.height, "tz": tz, "read_s": read_s,
+           "detect_s": detect_s, "findings": found.height,
            "prepare_s": prepare_s, "baseline_s": baseline_s, "pages": pages,
            "repeats": plan.repeats, "rss_loaded_mb": rss_loaded,
            "frame_mb": base.estimated_size() / 2**20,
@@ -449,6 +465,114 @@ def growth_phase(plan: Plan, days: int) -> dict:
     return out
 
 
-PHASES = {"http": http_phase, "cold": cold_phase, "dense_load": dense_load_phase,
+FINDINGS_N, FINDINGS_SENSORS = 100_000, 50
+
+
+def _seed_findings(engine, n: int, sensors: int, now: datetime) -> None:
+    """``n`` findings over ``sensors`` sensors as months of detections leave them: every
+    kind and severity, a tenth triaged (statuses, assignees, reasons), one detected
+    event each plus a triage event for the triaged ones."""
+    import random
+
+    from flux_dashboard.findings import KINDS, SEVERITIES, finding_key
+    from flux_dashboard.triage.tables import finding_events, findings
+
+    rnd = random.Random(7)
+    statuses = ["new"] * 18 + ["acknowledged", "investigating", "resolved", "false_positive",
+                               "expected"]
+    rows, events = [], []
+    for i in range(n):
+        sensor, kind = 1000 + i % sensors, KINDS[i % len(KINDS)]
+        ip0 = f"10.{i % 200}.{(i // 200) % 250}.{i % 7 + 1}"
+        ip1 = f"45.{i % 250}.{i // 250 % 250}.9"
+        first = now - timedelta(hours=rnd.randrange(24 * 90))
+        status = rnd.choice(statuses)
+        key = finding_key(sensor, kind, ip0, None, ip1, first.date() + timedelta(days=i))
+        rows.append({
+            "key": key, "sensor": sensor, "kind": kind, "severity": rnd.choice(SEVERITIES),
+            "day": first.date(), "ip0": ip0, "device_name": f"PC-{i % 997:03d}",
+            "mac_address": None, "is_critical": i % 11 == 0, "ip1": ip1,
+            "owner": f"Hosting {i % 40}", "country_code": "FR", "country": "France",
+            "first_contact": first.replace(tzinfo=None),
+            "last_contact": (first + timedelta(hours=3)).replace(tzinfo=None),
+            "flows": rnd.randrange(1, 500), "bytes": rnd.randrange(10**3, 10**9),
+            "hours": rnd.randrange(1, 24), "threats": "Bruteforce" if i % 3 else None,
+            "critical": i % 13 == 0, "deviation": None, "regularity": None,
+            "note": "first contact", "status": status,
+            "reason": "other" if status == "false_positive" else None,
+            "assignee": "ann@corp.example" if status in ("acknowledged", "investigating")
+            else None, "rule_id": None, "first_detected": now.replace(tzinfo=None),
+            "last_seen": now.replace(tzinfo=None), "detections": 1,
+            "updated_at": now.replace(tzinfo=None), "updated_by": "detector", "version": 1})
+        events.append({"key": key, "at": now.replace(tzinfo=None), "actor": "detector",
+                       "action": "detected", "to_status": "new"})
+        if status != "new":
+            events.append({"key": key, "at": now.replace(tzinfo=None),
+                           "actor": "ann@corp.example", "action": status,
+                           "from_status": "new", "to_status": status,
+                           "comment": "checked"})
+    with engine.begin() as conn:
+        for chunk in range(0, len(rows), 5000):
+            conn.execute(findings.insert(), rows[chunk:chunk + 5000])
+        for chunk in range(0, len(events), 5000):
+            conn.execute(finding_events.insert(), [
+                {"from_status": None, "comment": None, **e} for e in events[chunk:chunk + 5000]])
+
+
+def _findings_on(url: str, plan: Plan) -> dict:
+    from flux_dashboard import pagedata as PD
+    from flux_dashboard.triage import db
+    from flux_dashboard.triage.store import FindingsStore
+
+    engine = db.connect(url)
+    t0 = time.perf_counter()
+    _seed_findings(engine, FINDINGS_N, FINDINGS_SENSORS, plan.now)
+    seed_s = time.perf_counter() - t0
+    store = FindingsStore(engine)
+    sensors = store.sensors()
+    reads = max(3, plan.repeats)
+
+    def page() -> int:  # the page's default view: every granted sensor, open findings
+        got = PD.findings_page(store, sensors)
+        return W.serialize([got.table])
+
+    def one_sensor() -> int:
+        return W.serialize([PD.findings_page(store, sensors[:1]).table])
+
+    page()  # warm imports
+    page_s = _median_time(page, reads)
+    one_s = _median_time(one_sensor, reads)
+    shown = PD.findings_page(store, sensors).table
+    frame = store.list(sensors)
+    baseline_s = _median_time(lambda: frame.filter(pl.col("status").is_in(
+        ["new", "acknowledged", "investigating"])).height, 2 * reads + 1)
+    engine.dispose()
+    return {"seed_s": seed_s, "page_s": page_s, "one_sensor_s": one_s, "shown": shown.height,
+            "baseline_s": baseline_s}
+
+
+def findings_phase(plan: Plan) -> dict:
+    with tempfile.TemporaryDirectory(prefix="flux-bench-findings-") as tmp:
+        out = {"n": FINDINGS_N, "sensors": FINDINGS_SENSORS,
+               "sqlite": _findings_on(f"sqlite:///{tmp}/findings.sqlite3", plan)}
+    try:
+        from tests.kit.services import PostgresServer
+    except ImportError:  # outside the repository checkout
+        return out
+    try:
+        pg = PostgresServer()
+    except RuntimeError as exc:  # PostgreSQL is not installed: SQLite only
+        out["postgresql_skipped"] = str(exc)
+        return out
+    try:
+        out["postgresql"] = _findings_on(pg.database(), plan)
+    finally:
+        pg.stop()
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+PHASES = {"http": http_phase, "findings": findings_phase, "cold": cold_phase,
+          "dense_load": dense_load_phase,
           "render": render_phase, "owners": owners_phase, "growth_fill": growth_fill_phase,
           **{f"growth_{d}": (lambda plan, d=d: growth_phase(plan, d)) for d in GROWTH_DAYS}}

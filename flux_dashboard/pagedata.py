@@ -18,8 +18,9 @@ and windows a page looks at, in ``hours``.
 - ``remotes``: remote hosts by country and host, searchable;
 - ``storylines``, ``first_seen``, ``off_hours``: the threat-hunting tabs (the upload
   anomalies tab calls ``hunting.upload_anomalies`` as it is);
-- ``findings_page``, ``finding_history``, ``with_history``: the Findings inbox (read
-  from the findings database, ``triage.store``), one finding's history, the export.
+- ``findings_page``, ``findings_rows``, ``finding_history``, ``with_history``: the
+  Findings inbox (read from the findings database, ``triage.store``, a page at a time),
+  every row its filters keep, one finding's history, the export.
 """
 
 from __future__ import annotations
@@ -316,47 +317,80 @@ def off_hours(df: pl.DataFrame, tz: str, hno_hours: tuple[int, ...] | list[int])
 
 # ------------------------------------------------------------------ Findings
 FINDING_STATUSES = OPEN  # the inbox's default status filter
+FINDINGS_PER_PAGE = 500  # rows of the inbox's table per page (the downloads hold them all)
 FINDING_COLUMNS = ("severity", "status", "kind", "sensor", "day", "device_name", "ip0", "ip1",
                    "owner", "country", "threats", "flows", "bytes", "hours", "last_contact",
-                   "assignee", "reason", "note", "first_contact", "first_detected",
-                   "last_seen", "detections", "key", "version")
-FINDING_SEARCH_COLUMNS = ("device_name", "ip0", "ip1", "mac_address", "owner")
+                   "assignee", "reason", "note", "detections", "key")
+_MASK_KINDS = {"ip0": "local_ip", "device_name": "name", "mac_address": "mac",
+               "ip1": "public_ip"}
 
 
 @dataclass(frozen=True)
 class FindingsPage:
     counts: dict[str, int]  # findings per status (every status) in scope
     kinds: pl.DataFrame  # kind, open, all: findings per kind in scope
-    table: pl.DataFrame  # the rows shown: FINDING_COLUMNS, masked when asked
+    table: pl.DataFrame  # this page's rows: FINDING_COLUMNS, masked when asked
     total: int  # findings in scope, whatever their status
+    matched: int  # findings the filters keep (every page)
+    page: int  # this page, from 0
+    pages: int
+    where: dict  # the store filters, for ``findings_rows`` (the downloads: every page)
+
+
+def _searched(store, sensors, needle: str, mask) -> dict:
+    """The store filter of a search box: the text itself, or (masked) the real values
+    whose aliases contain it: a masked reader searches what is shown, never the real
+    identifiers (a guess of a real IP finds nothing)."""
+    if not needle:
+        return {}
+    if mask is None:
+        return {"search": needle}
+    values = store.distinct(sensors, list(_MASK_KINDS))
+    among = {col: {real for real, alias in mask.aliases(kind, values[col]).items()
+                   if needle in alias.lower()} for col, kind in _MASK_KINDS.items()}
+    owners = {v for v in store.distinct(sensors, ["owner"])["owner"] if needle in v.lower()}
+    return {"among": {**among, "owner": owners}}
 
 
 def findings_page(store, sensors, *, statuses=FINDING_STATUSES, kinds=None, severities=None,
-                  device: str = "", assignee: str | None = None, mask=None) -> FindingsPage:
+                  device: str = "", assignee: str | None = None, mask=None, page: int = 0,
+                  per_page: int = FINDINGS_PER_PAGE) -> FindingsPage:
     """The inbox: counts by status and kind of the findings of ``sensors`` (the grant's),
-    and the rows the filters keep (open first, by severity then recency), identifiers
-    masked by ``mask`` (a ``Masker``) when given. ``device`` is a case-insensitive
-    part of the device's name, IP or MAC, or of the remote's IP or owner, matched on
-    what is shown (an alias when masked); ``assignee`` "" is unassigned."""
+    and one page of the rows the filters keep (open first, by severity then recency,
+    ordered and cut by the database), identifiers masked by ``mask`` (a ``Masker``)
+    when given. ``device`` is a case-insensitive part of the device's name, IP or MAC,
+    or of the remote's IP or owner, as shown (an alias when masked); ``assignee`` ""
+    is unassigned."""
     counts = store.counts(sensors)
     per_status = dict(counts.group_by("status").agg(pl.col("findings").sum()).rows())
     by_kind = counts.group_by("kind").agg(
         pl.col("findings").filter(pl.col("status").is_in(OPEN)).sum().alias("open"),
         pl.col("findings").sum().alias("all")).sort("open", "all", "kind",
                                                    descending=[True, True, False])
-    rows = store.list(sensors, statuses=list(statuses) if statuses else None,
-                      kinds=list(kinds) if kinds else None,
-                      severities=list(severities) if severities else None, assignee=assignee)
-    if mask is not None:
-        rows = mask.mask_frame(rows)
-    needle = (device or "").strip().lower()
-    if needle:
-        rows = rows.filter(pl.any_horizontal(
-            pl.col(c).cast(pl.String).str.to_lowercase().str.contains(needle, literal=True)
-            .fill_null(False) for c in FINDING_SEARCH_COLUMNS))
+    where = {"statuses": list(statuses) if statuses else None,
+             "kinds": list(kinds) if kinds else None,
+             "severities": list(severities) if severities else None, "assignee": assignee,
+             **_searched(store, sensors, (device or "").strip().lower(), mask)}
+    matched = store.count(sensors, **where)
+    pages = max(1, -(-matched // per_page))
+    page = min(max(0, int(page)), pages - 1)
+    rows = findings_rows(store, sensors, where, mask, limit=per_page, offset=page * per_page)
     return FindingsPage(counts={s: int(per_status.get(s, 0)) for s in STATUSES},
-                        kinds=by_kind, table=rows.select(FINDING_COLUMNS),
-                        total=int(counts["findings"].sum()) if counts.height else 0)
+                        kinds=by_kind, table=rows, matched=matched, page=page, pages=pages,
+                        total=int(counts["findings"].sum()) if counts.height else 0,
+                        where=where)
+
+
+def findings_rows(store, sensors, where: dict, mask=None, limit: int | None = None,
+                  offset: int = 0) -> pl.DataFrame:
+    """The rows of ``store.list(sensors, **where)`` as the inbox shows them
+    (``FINDING_COLUMNS``; masked: identifiers aliased, who is assigned withheld)."""
+    rows = store.list(sensors, **where, limit=limit, offset=offset)
+    if mask is not None:
+        rows = mask.mask_frame(rows).with_columns(
+            pl.when(pl.col("assignee").is_not_null()).then(pl.lit("(assigned)"))
+            .alias("assignee"))
+    return rows.select(FINDING_COLUMNS)
 
 
 def finding_history(events: pl.DataFrame, hide_comments: bool) -> pl.DataFrame:

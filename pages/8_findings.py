@@ -68,8 +68,10 @@ who = c5.selectbox("Assignee", ["anyone", "me", "unassigned"], key="findings_ass
                                 "unassigned": "Unassigned"}.get)
 assignee = {"anyone": None, "me": view.session.user, "unassigned": ""}[who]
 mask = masker(view.settings) if view.masked else None
+page_no = int(st.session_state.get("findings_page_no") or 1)
 inbox = PD.findings_page(store, sensors, statuses=statuses or None, kinds=kinds,
-                         severities=severities, device=search, assignee=assignee, mask=mask)
+                         severities=severities, device=search, assignee=assignee, mask=mask,
+                         page=page_no - 1)
 
 cols = st.columns(len(STATUSES))
 for col, status in zip(cols, STATUSES, strict=True):
@@ -84,18 +86,24 @@ if shown.height == 0:
                "No finding yet for these sensors.", icon=":material/verified:")
     focus = T.focus_keys(None, shown, "")
 else:
-    st.caption(f"{shown.height:,} of {inbox.total:,} findings · open first, then by severity "
-               "and last contact · select one to see its evidence, history and actions, or "
-               "several for one action on all · the downloads hold exactly these rows with "
-               "their history")
+    first = inbox.page * PD.FINDINGS_PER_PAGE
+    st.caption(f"{inbox.matched:,} of {inbox.total:,} findings match"
+               + (f" · rows {first + 1:,}–{first + shown.height:,} (page {inbox.page + 1} of "
+                  f"{inbox.pages})" if inbox.pages > 1 else "")
+               + " · open first, then by severity and last contact · select one to see its "
+               "evidence, history and actions, or several for one action on all · the "
+               f"downloads hold the {inbox.matched:,} matching rows with their history")
     table_key = f"findings_table_{st.session_state.get(T.TABLE_GEN, 0)}"
     event = ui.table(shown, key=table_key, max_height=520, on_select="rerun",
-                     selection_mode="multi-row",
-                     hide=("version", "first_detected", "first_contact", "key"))
+                     selection_mode="multi-row", hide=("key",))
+    if inbox.pages > 1:
+        st.session_state["findings_page_no"] = inbox.page + 1  # within the pages left
+        st.number_input("Page", min_value=1, max_value=inbox.pages, step=1,
+                        key="findings_page_no")
 
-    def export() -> pl.DataFrame:  # built on click, after the download's checks
-        return PD.with_history(shown, store.events(sensors=sensors),
-                               hide_comments=view.masked)
+    def export() -> pl.DataFrame:  # every matching row, built on click after the checks
+        return PD.with_history(PD.findings_rows(store, sensors, inbox.where, mask),
+                               store.events(sensors=sensors), hide_comments=view.masked)
 
     ui.downloads(view, export, f"findings-{sensor_id if scope == 'this' else 'all'}",
                  key="findings_dl", sensors=sensors)

@@ -175,6 +175,16 @@ def test_list_filters_and_order(store):
     assert store.list(assignee="").height == 2  # unassigned
     store.change(ky, 1, "a@x.org", "assign", assignee="a@x.org", now=NOW)
     assert store.list(assignee="a@x.org")["key"].to_list() == [ky]
+    # A page at a time, in the same order; a search on a part of an identifier.
+    assert store.list(limit=1)["key"].to_list() == [ky]
+    assert store.list(limit=1, offset=1)["key"].to_list() == [kx]
+    assert store.list(search="PRINT")["key"].to_list() == [ky]  # any case
+    assert store.list(search="backup co")["key"].to_list() == [ky]  # the remote's owner
+    assert store.list(search="%").height == 0  # taken literally
+    assert store.count(search="176.123") == 1 and store.count(statuses=["new"]) == 1
+    assert store.list(among={"ip1": {X}})["key"].to_list() == [kx]
+    assert store.list(among={"ip1": set()}).height == 0
+    assert store.distinct([SENSOR], ["ip1"]) == {"ip1": {X, Y}}
     counts = store.counts([SENSOR]).sort("status").select("status", "findings").rows()
     assert counts == [("new", 1), ("resolved", 1)]
     assert store.sensors() == [SENSOR]
@@ -298,3 +308,24 @@ def test_database_urls_are_checked_and_the_default_is_sqlite_in_the_cache(tmp_pa
         tmp_path, "demo|x|nokey|2026-11-19")
     assert db.where("postgresql+psycopg://u:pw@db.internal:6543/flux") == \
         "postgresql at db.internal:6543"
+
+
+def test_the_inbox_pages_and_a_masked_search_matches_aliases_only(store):
+    from flux_dashboard import pagedata as PD
+    from flux_dashboard.masking import Masker
+
+    store.upsert(found(), NOW)
+    kx, ky = key_of(found(), X), key_of(found(), Y)
+    page = PD.findings_page(store, [SENSOR], per_page=1)
+    assert (page.matched, page.pages, page.total) == (2, 2, 2)
+    assert page.table["key"].to_list() == [kx]
+    assert PD.findings_page(store, [SENSOR], per_page=1, page=5).table["key"].to_list() == [ky]
+    assert page.counts["new"] == 2 and page.counts["expected"] == 0
+    mask = Masker(b"k" * 32)
+    masked = PD.findings_page(store, [SENSOR], mask=mask)
+    assert X not in set(masked.table["ip1"]) and A not in set(masked.table["ip0"])
+    alias = mask.mask_value("public_ip", X)
+    assert PD.findings_page(store, [SENSOR], mask=mask, device=X).matched == 0  # a real guess
+    got = PD.findings_page(store, [SENSOR], mask=mask, device=alias[-6:].upper())
+    assert got.table["key"].to_list() == [kx]
+    assert PD.findings_page(store, [SENSOR], device=X).table["key"].to_list() == [kx]

@@ -51,6 +51,7 @@ ACTIONS: dict[str, str | None] = {
     "false_positive": "false_positive", "reopen": "new", "assign": None, "comment": None,
     "expect": "expected"}  # expect: by a rule made from this finding (``rule_id``)
 EVIDENCE = tuple(c for c in FINDINGS_SCHEMA.names() if c != "key")
+SEARCHED = ("ip0", "device_name", "mac_address", "ip1", "owner")  # list(search=...)
 TRIAGE_SCHEMA = pl.Schema({
     **FINDINGS_SCHEMA, "status": pl.String, "reason": pl.String, "assignee": pl.String,
     "rule_id": pl.Int64, "first_detected": pl.Datetime("us", "UTC"),
@@ -213,15 +214,13 @@ class FindingsStore:
 
     # ------------------------------------------------------------------ reading
 
-    def list(self, sensors: Iterable[int] | None = None, *,
-             statuses: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
-             severities: Sequence[str] | None = None, device: str | None = None,
-             assignee: str | None = None, keys: Sequence[str] | None = None
-             ) -> pl.DataFrame:
-        """Findings (``TRIAGE_SCHEMA``): open ones first, then by severity and recency.
-        ``sensors`` None: every sensor (callers pass the grant's)."""
+    def _where(self, q: sa.Select, sensors: Iterable[int] | None, *,
+               statuses: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
+               severities: Sequence[str] | None = None, device: str | None = None,
+               assignee: str | None = None, keys: Sequence[str] | None = None,
+               search: str | None = None, among: Mapping[str, Iterable[str]] | None = None
+               ) -> sa.Select:
         c = findings.c
-        q = sa.select(*[c[n] for n in TRIAGE_SCHEMA.names()])
         if sensors is not None:
             q = q.where(c.sensor.in_(sorted({int(s) for s in sensors})))
         for col, wanted in ((c.status, statuses), (c.kind, kinds), (c.severity, severities),
@@ -233,10 +232,51 @@ class FindingsStore:
                                c.mac_address == device))
         if assignee is not None:
             q = q.where(c.assignee.is_(None) if assignee == "" else c.assignee == assignee)
+        if search:  # a part of an identifier, any case, % and _ taken literally
+            q = q.where(sa.or_(*(c[n].icontains(search, autoescape=True)
+                                 for n in SEARCHED)))
+        if among is not None:  # the real values whose masked aliases matched a search
+            q = q.where(sa.or_(sa.false(), *(c[n].in_(sorted(v)) for n, v in among.items()
+                                             if v)))
+        return q
+
+    def list(self, sensors: Iterable[int] | None = None, *,
+             statuses: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
+             severities: Sequence[str] | None = None, device: str | None = None,
+             assignee: str | None = None, keys: Sequence[str] | None = None,
+             search: str | None = None, among: Mapping[str, Iterable[str]] | None = None,
+             limit: int | None = None, offset: int = 0) -> pl.DataFrame:
+        """Findings (``TRIAGE_SCHEMA``): open ones first, then by severity, the latest
+        last contact, the key (``sort``'s order, in SQL). ``sensors`` None: every sensor
+        (callers pass the grant's); ``search``: a part of the device's IP, name or MAC,
+        the remote's IP or owner; ``limit``/``offset``: one page of that order."""
+        c = findings.c
+        q = self._where(sa.select(*[c[n] for n in TRIAGE_SCHEMA.names()]), sensors,
+                        statuses=statuses, kinds=kinds, severities=severities, device=device,
+                        assignee=assignee, keys=keys, search=search, among=among)
+        q = q.order_by(sa.case((c.status.in_(OPEN), 0), else_=1), _rank(c.severity),
+                       c.last_contact.desc().nulls_last(), c.key)
+        if limit is not None:
+            q = q.limit(limit).offset(offset)
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
-        df = pl.DataFrame(rows, schema=TRIAGE_SCHEMA, orient="row")
-        return sort(df)
+        return pl.DataFrame(rows, schema=TRIAGE_SCHEMA, orient="row")
+
+    def count(self, sensors: Iterable[int] | None = None, **where: Any) -> int:
+        """How many findings ``list`` would return with these filters."""
+        q = self._where(sa.select(sa.func.count()).select_from(findings), sensors, **where)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def distinct(self, sensors: Iterable[int] | None, columns: Sequence[str]
+                 ) -> dict[str, set[str]]:
+        """The distinct values of identifier ``columns`` among ``sensors``' findings."""
+        out = {}
+        with self.engine.connect() as conn:
+            for name in columns:
+                q = self._where(sa.select(findings.c[name]).distinct(), sensors)
+                out[name] = {v for (v,) in conn.execute(q) if v is not None}
+        return out
 
     def get(self, key: str) -> dict | None:
         got = self.list(keys=[key])
@@ -386,12 +426,3 @@ class FindingsStore:
             rows = conn.execute(q).all()
         return pl.DataFrame(rows, schema=RULE_SCHEMA, orient="row")
 
-
-def sort(df: pl.DataFrame) -> pl.DataFrame:
-    """Open findings first, then by severity, then the most recent last contact."""
-    return df.sort(
-        [pl.col("status").is_in(OPEN).not_(),
-         pl.col("severity").replace_strict(SEVERITIES, list(range(len(SEVERITIES))),
-                                           default=len(SEVERITIES), return_dtype=pl.Int8),
-         "last_contact", "key"],
-        descending=[False, False, True, False], nulls_last=True)

@@ -268,3 +268,45 @@ def test_page_url_as_first_request_of_a_fresh_server_goes_to_sign_in(
         assert page.get_by_test_id("stSidebarNavLink").count() == 0
     finally:
         server.stop()
+
+
+def test_viewer_sees_finding_statuses_but_no_action_and_no_comment(hosted, context_page,
+                                                                   screenshot_dir):
+    """Carol (viewer) opens the Findings page: the detection stores the range's findings;
+    an analyst then acknowledges the incident's one with a comment naming a person. Carol
+    sees the new status, masked identifiers, no action, and the comment withheld."""
+    import polars as pl
+
+    from flux_dashboard.triage import db
+    from flux_dashboard.triage.store import FindingsStore
+    from tests.kit.clock import PINNED, PLAN
+
+    page = context_page
+    sign_in(page, hosted.url, "carol")
+    link = days_query(PLAN.day(-6), 4)
+    page.goto(f"{hosted.url}/findings?{link}")
+    wait_for_run(page)
+    expect(page.get_by_text(re.compile(r"This range: [\d,]+ findings detected"))).to_be_visible(
+        timeout=LOAD_TIMEOUT)
+    store = FindingsStore(db.connect(
+        f"sqlite:///{hosted.audit_path.parent / 'cache' / 'findings.sqlite3'}"))
+    key = store.list(kinds=["toxic_out"]).filter(pl.col("ip1") == PLAN.c2_ip)["key"][0]
+    store.change(key, 1, "bob@corp.example", "acknowledge",
+                 comment="Call Jean Dupont before isolating", now=PINNED)
+
+    page.goto(f"{hosted.url}/findings?{link}&finding={key}")
+    wait_for_run(page)
+    main = page.get_by_test_id("stMain")
+    expect(main.get_by_text(re.compile(r"status \*?\*?Acknowledged"))).to_be_visible(
+        timeout=LOAD_TIMEOUT)
+    expect(main.get_by_text("Viewers see findings and their status; triage is for "
+                            "analysts.")).to_be_visible()
+    assert not main.get_by_role("button", name="Apply").count()
+    assert not main.get_by_role("button", name="Assign to me").count()
+    text = main.inner_text() + " ".join(
+        page.locator('[data-testid="stDataFrame"] table').all_text_contents())
+    assert "Jean Dupont" not in text and "bob@corp.example" not in text
+    assert "(hidden)" in text
+    assert not re.search(r"\b192\.168\.\d+\.\d+\b", text) and PLAN.c2_ip not in text
+    assert "acknowledged" in text
+    page.screenshot(path=str(screenshot_dir / "signin-viewer-findings.png"), full_page=True)
