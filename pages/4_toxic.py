@@ -1,5 +1,6 @@
 """Toxic flows: who reached out to toxic hosts first, then threats, remotes and the table."""
 
+import polars as pl
 import streamlit as st
 
 from flux_dashboard import pagedata as PD
@@ -45,5 +46,6 @@ shown = tx.matching(search, critical_only=only_critical, unblocked_only=only_unf
 st.caption(f"{shown.height:,} of {tx.table.height:,} toxic flows · newest first · click a "
            "header to sort · select a row to open its remote host's profile · the downloads "
            "hold exactly these rows")
-ui.profile_table(shown, key="toxic_table", masked=view.masked, max_height=520)
+ui.profile_table(ui.with_triage(view, shown, "toxic_out", only=pl.col("dir") == "OUT"),
+                 key="toxic_table", masked=view.masked, max_height=520)
 ui.downloads(view, shown, f"toxic-flows-{view.sensor['id']}-{view.start:%Y%m%d%H}", key="toxic_dl")

@@ -38,8 +38,8 @@ with tabs[0]:
         if sl.beacons.height:
             st.error(f"{sl.beacons.height} device/remote pair(s) show very regular OUT contacts "
                      "to a toxic host (possible beaconing).", icon=":material/sensors:")
-        ui.profile_table(stories, key="stories", masked=view.masked,
-                         max_height=480, hide=("country_code",))
+        ui.profile_table(ui.with_triage(view, stories, "toxic_out"), key="stories",
+                         masked=view.masked, max_height=480, hide=("country_code",))
         ui.downloads(view, stories, f"storylines-{view.sensor['id']}", key="stories_dl")
     else:
         st.success("No toxic remote in this range.", icon=":material/verified:")
@@ -58,8 +58,8 @@ with tabs[1]:
         c1.metric("New device → remote pairs", f"{new.table.height:,}")
         c2.metric("Of which toxic", f"{new.toxic:,}")
         c3.metric("Devices concerned", f"{new.devices:,}")
-        ui.profile_table(new.table, key="first_seen", masked=view.masked,
-                         max_height=480, hide=("country_code",))
+        ui.profile_table(ui.with_triage(view, new.table, "first_seen"), key="first_seen",
+                         masked=view.masked, max_height=480, hide=("country_code",))
 
 with tabs[2]:
     if baseline is None:
@@ -72,7 +72,8 @@ with tabs[2]:
                    "Hours below 1 MB never alert; devices with fewer than 3 active baseline "
                    "hours are skipped.")
         if anomalies.height:
-            ui.table(anomalies, key="anomalies", max_height=480)
+            ui.table(ui.with_triage(view, anomalies, "upload_anomaly", day_from="hour"),
+                     key="anomalies", max_height=480)
         else:
             st.success("No device uploaded more than its baseline allows.",
                        icon=":material/verified:")

@@ -242,3 +242,28 @@ def test_an_admin_deletes_a_rule_an_analyst_cannot(root):
     admin.button(key="FormSubmitter:rule_edit-Delete the rule").click().run()
     assert store.rules()["deleted_by"].to_list() == ["alice@corp.example"]
     assert any(e["event"] == "rule_deleted" for e in audit_lines(root))
+
+
+def test_other_pages_show_the_status_of_a_rows_finding_and_link_to_it(cache):
+    from tests.kit.apptest import HUNTING, TOXIC
+
+    run_page(FINDINGS, RANGE)
+    store = store_in(cache)
+    key = store.list(kinds=["toxic_out"]).filter(pl.col("ip1") == PLAN.c2_ip)["key"][0]
+    store.change(key, 1, "ann@corp.example", "investigate", now=PINNED)
+    toxic = run_page(TOXIC, RANGE)
+    table = pl.from_pandas(next(d.value for d in toxic.dataframe
+                                if {"time", "dir", "triage"} <= set(d.value.columns)))
+    c2 = table.filter((pl.col("ip1") == PLAN.c2_ip) & (pl.col("dir") == "OUT"))
+    assert c2.height and set(c2["triage"]) == {"investigating"}
+    assert all(link.endswith(f"finding={key}") and link.startswith("findings?")
+               for link in c2["finding"])
+    assert set(table.filter(pl.col("dir") == "IN")["triage"].to_list()) <= {None}
+    hunting = run_page(HUNTING, RANGE)
+    stories = pl.from_pandas(next(d.value for d in hunting.dataframe
+                                  if {"regularity", "triage"} <= set(d.value.columns)))
+    line = stories.filter((pl.col("ip0") == PLAN.workstation_ip) & (pl.col("ip1") == PLAN.c2_ip))
+    assert line["triage"].to_list() == ["investigating"]
+    # The link opens that finding on the Findings page.
+    linked = run_page(FINDINGS, {**RANGE, "finding": key})
+    assert any(f"key `{key}`" in c or key in c for c in said(linked.caption))

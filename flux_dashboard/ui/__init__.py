@@ -10,6 +10,8 @@
   goes through (the ui modules import it under that name too).
 - ``guide``: the presenter's "What to look at" panel (demo mode only).
 - ``profile``: the remote-host profile, and tables whose rows open it.
+- ``triage``: the Findings page's detection and forms; ``with_triage`` adds the
+  status of the finding a row of another page belongs to, and a link to it.
 
 Pages import this package and call ``ui.frame()`` first, then ``ui.*`` helpers to
 draw what ``flux_dashboard.pagedata`` computes for them.
@@ -23,6 +25,7 @@ from flux_dashboard.ui.loading import lookback
 from flux_dashboard.ui.profile import profile_table, remote_profile, search_box
 from flux_dashboard.ui.sidebar import hours_text
 from flux_dashboard.ui.state import Keyed, View, settings
+from flux_dashboard.ui.triage import with_triage
 from flux_dashboard.ui.widgets import (
     chart,
     downloads,
@@ -37,4 +40,4 @@ from flux_dashboard.ui.widgets import (
 __all__ = ["PAGES", "Keyed", "Session", "View", "admin_frame", "chart", "downloads",
            "evidence_button", "frame", "guide", "header", "hours_text", "human_bytes",
            "level_counts", "lookback", "meter", "no_flows", "profile_table", "remote_profile",
-           "run_app", "search_box", "settings", "table", "text"]
+           "run_app", "search_box", "settings", "table", "text", "with_triage"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from typing import Any
+from urllib.parse import urlencode
 
 import polars as pl
 import streamlit as st
@@ -53,6 +54,46 @@ KIND_LABELS = {"toxic_out": "Toxic contact (OUT)", "beacon": "Beaconing",
 STATUS_LABELS = {"new": "New", "acknowledged": "Acknowledged",
                  "investigating": "Investigating", "resolved": "Resolved",
                  "false_positive": "False positive", "expected": "Expected"}
+
+
+def with_triage(view: View, df: pl.DataFrame, kind: str, *, day_from: str | None = None,
+                only: pl.Expr | None = None) -> pl.DataFrame:
+    """``df`` (a table of another page, masked or not) with the ``triage`` status and a
+    ``finding`` link of the stored finding of ``kind`` each row belongs to: matched on
+    the device and remote as shown (aliases when masked), and on the local day of the
+    ``day_from`` column for the day-bound kinds; ``only`` limits the rows that may
+    belong (e.g. OUT flows). ``df`` as it is when the findings database is down."""
+    try:
+        store = run.store_for(view.settings)
+        found = store.list([int(view.sensor["id"])], kinds=[kind])
+    except E.DatabaseUnavailableError:
+        return df
+    if found.height == 0 or not {"ip0"} <= set(df.columns):
+        return df
+    if view.masked:
+        found = masker(view.settings).mask_frame(found)
+    on = ["ip0"] + (["ip1"] if kind not in F.MACHINE_KINDS and "ip1" in df.columns else [])
+    keys = found.select(*on, *(["day"] if day_from else []), "status", "key")
+    left = df.with_columns(pl.col(c).cast(pl.String).alias(f"_{c}") for c in on)
+    if day_from:
+        left = left.with_columns(pl.col(day_from).dt.convert_time_zone(view.tz).dt.date()
+                                 .alias("_day"))
+    right = keys.rename({c: f"_{c}" for c in [*on, *(["day"] if day_from else [])]})
+    joined = left.join(right.unique([c for c in right.columns if c.startswith("_")]),
+                       on=[c for c in right.columns if c.startswith("_")], how="left",
+                       maintain_order="left")
+    if only is not None:
+        joined = joined.with_columns(pl.when(only).then(pl.col("status"))
+                                     .alias("status"),
+                                     pl.when(only).then(pl.col("key")).alias("key"))
+    query = [(k, v) for k in st.query_params if k != "finding"
+             for v in st.query_params.get_all(k)]
+    base = "findings?" + (urlencode(query) + "&" if query else "") + "finding="
+    return joined.with_columns(
+        pl.col("status").alias("triage"),
+        pl.when(pl.col("key").is_not_null()).then(pl.lit(base) + pl.col("key"))
+        .alias("finding"),
+    ).drop([c for c in joined.columns if c.startswith("_")] + ["status", "key"])
 
 
 def open_store(view: View) -> FindingsStore | None:

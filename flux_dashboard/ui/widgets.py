@@ -273,6 +273,8 @@ def table(df: pl.DataFrame, key: str, *, height: int | str = "auto",
             config[name] = st.column_config.NumberColumn(label, format=fmt)
         elif isinstance(dtype, pl.Datetime):
             config[name] = st.column_config.DatetimeColumn(label, format="YYYY-MM-DD HH:mm")
+        elif name == "finding":  # a link to the row's finding (ui.triage.with_triage)
+            config[name] = st.column_config.LinkColumn("Finding", display_text="open")
         elif dtype == pl.Date:
             config[name] = st.column_config.DateColumn(label, format="YYYY-MM-DD")
         else:

@@ -68,7 +68,7 @@ def select_row(page: Page, row: int = 0) -> str:
 
 
 def apply_form(page: Page, key: str) -> None:
-    button = widget(page, f"FormSubmitter:triage_{key}-Apply").get_by_role("button")
+    button = widget(page, f"triage_{key}").get_by_role("button", name="Apply")
     wait_for_run(page, button.click)
 
 
@@ -129,7 +129,7 @@ def test_a_rule_makes_the_next_detection_expected(page: Page, findings_server):
     main.get_by_text("Mark as expected behaviour (a rule)").click()
     widget(page, f"rule_dev_{key}").get_by_text(re.compile(r"^This device")).click()
     widget(page, f"rule_reason_{key}").locator("input").fill("nightly sync of this machine")
-    button = widget(page, f"FormSubmitter:rule_{key}-Create the rule").get_by_role("button")
+    button = widget(page, f"rule_{key}").get_by_role("button", name="Create the rule")
     wait_for_run(page, button.click)
     expect(main.get_by_text(re.compile(r"Rule #\d+ created"))).to_be_visible()
     expected_before = metric_int(page, "Expected")
