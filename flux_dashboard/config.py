@@ -215,11 +215,9 @@ def _redis_url(raw: str | None) -> str | None:
 
 
 def _database_url(raw: str | None) -> str | None:
-    if raw is None:
-        return None
-    from flux_dashboard.triage.db import validate_url
-
-    return validate_url(raw)
+    """FLUX_DATABASE_URL as given: checked when triage connects (``triage.db.connect``),
+    so that a bad one turns triage off with a message and leaves the flows working."""
+    return raw or None
 
 
 def _pinned_now(raw: str | None, simulator: bool) -> datetime | None:

@@ -329,3 +329,17 @@ def test_the_inbox_pages_and_a_masked_search_matches_aliases_only(store):
     got = PD.findings_page(store, [SENSOR], mask=mask, device=alias[-6:].upper())
     assert got.table["key"].to_list() == [kx]
     assert PD.findings_page(store, [SENSOR], device=X).table["key"].to_list() == [kx]
+
+
+def test_a_malformed_url_turns_triage_off_with_a_message(tmp_path):
+    from flux_dashboard.config import load_settings
+    from flux_dashboard.triage import run
+
+    settings = load_settings(env={"FLUX_DATABASE_URL": "mysql://u:pw@db:3306/x",
+                                  "FLUX_CACHE_DIR": str(tmp_path)}, secrets={})
+    assert settings.database_url == "mysql://u:pw@db:3306/x"  # the flows' settings load
+    with pytest.raises(E.DatabaseUnavailableError) as err:
+        run.store_for(settings)
+    assert "PostgreSQL" in str(err.value) and "pw" not in str(err.value)
+    with pytest.raises(E.DatabaseUnavailableError):  # again at once, without a new attempt
+        run.store_for(settings)

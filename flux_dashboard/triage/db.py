@@ -130,11 +130,14 @@ def upgrade(eng: sa.Engine, attempts: int = 5) -> str:
 def connect(url: str) -> sa.Engine:
     """An engine on ``url`` with the latest schema, or ``DatabaseUnavailableError``."""
     try:
+        validate_url(url)
+    except E.ConfigError as exc:
+        raise E.DatabaseUnavailableError(f"{exc} Flows still work; triage is unavailable "
+                                         "until it is fixed.") from None
+    try:
         eng = engine(url)
         upgrade(eng)
         return eng
-    except E.FluxError:
-        raise
     except Exception as exc:  # noqa: BLE001 - driver errors quote the URL: say where only
         log.warning("findings database %s unavailable: %s", where(url), type(exc).__name__)
         raise E.DatabaseUnavailableError(

@@ -15,12 +15,15 @@ a customer sees a triaged one next to the planted incident's.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 import polars as pl
 
+from flux_dashboard import errors as E
 from flux_dashboard import findings as F
 from flux_dashboard.geo import enrich
 from flux_dashboard.hours import sensor_hno, sensor_zone
@@ -34,17 +37,43 @@ DEMO_COMMENT = ("Demo: an example of a triaged finding. Checked with IT: a sched
 WORKER_DAYS = 7  # the worker detects over the last days of its window …
 BASELINE_DAYS = 7  # … against the days before them (within the window: no extra request)
 
+RETRY_AFTER_S = 30.0
 _stores: dict[str, FindingsStore] = {}
+_failures: dict[str, tuple[float, E.DatabaseUnavailableError]] = {}
 _lock = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 def store_for(settings) -> FindingsStore:
-    """This process's store for ``settings`` (one engine per database URL)."""
+    """This process's store for ``settings`` (one engine per database URL). After a
+    failure the same error comes back at once for ``RETRY_AFTER_S`` seconds: pages
+    that show statuses do not each wait for a connection timeout."""
     url = db.database_url(settings)
     with _lock:
-        if url not in _stores:
+        if url in _stores:
+            return _stores[url]
+        failed = _failures.get(url)
+        if failed is not None and time.monotonic() - failed[0] < RETRY_AFTER_S:
+            raise failed[1]
+        try:
             _stores[url] = FindingsStore(db.connect(url))
+        except E.DatabaseUnavailableError as exc:
+            _failures[url] = (time.monotonic(), exc)
+            raise
+        _failures.pop(url, None)
         return _stores[url]
+
+
+def prepare_in_background(settings) -> None:
+    """Apply the migrations at start-up without holding up the first page (the app
+    calls this once per process; a failure is logged and retried on first use)."""
+    def work() -> None:
+        try:
+            store_for(settings)
+        except E.DatabaseUnavailableError as exc:
+            log.warning("%s", exc)
+
+    threading.Thread(target=work, name="findings-db-upgrade", daemon=True).start()
 
 
 def detect_loaded(frame: pl.DataFrame, baseline: pl.DataFrame, sensor: Mapping,
@@ -66,7 +95,7 @@ def record(store: FindingsStore, found: pl.DataFrame, now: datetime,
 def demo_false_positive(store: FindingsStore, found: pl.DataFrame, now: datetime) -> str | None:
     """Once per demo database: the mildest finding without any threat (off-hours, then
     upload, then first-seen; by key) is marked false positive. Returns its key, or None."""
-    if found.height == 0 or store.events().filter(pl.col("actor") == DEMO_ACTOR).height:
+    if found.height == 0 or store.acted(DEMO_ACTOR):
         return None
     calm_kinds = ["off_hours", "upload_anomaly", "first_seen"]
     calm = found.filter((pl.col("threats").is_null() | (pl.col("threats") == ""))

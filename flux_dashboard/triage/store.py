@@ -310,6 +310,12 @@ class FindingsStore:
             rows = conn.execute(q).all()
         return pl.DataFrame(rows, schema=EVENT_SCHEMA, orient="row")
 
+    def acted(self, actor: str) -> bool:
+        """Whether ``actor`` ever wrote an event."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(finding_events.c.id).where(
+                finding_events.c.actor == actor).limit(1)).first() is not None
+
     def sensors(self) -> list[int]:
         with self.engine.connect() as conn:
             return [int(s) for (s,) in conn.execute(

@@ -61,6 +61,7 @@ def run_app() -> None:
         return st.Page(str(ROOT / f), title=t, icon=i, url_path=u, default=(u == "overview"))
 
     flows = [page(*p) for p in PAGES]
+    _prepare_findings_db()
     session = gate()
     if session is None:
         # Registered but hidden and never run: no page, no sidebar, no data.
@@ -89,6 +90,25 @@ def run_app() -> None:
         _local.in_nav = False
         _local.view = None
         _local.session = None
+
+
+def _prepare_findings_db() -> None:
+    """Once per process: the findings database's migrations, in the background."""
+    with _prepared_lock:
+        if _prepared:
+            return
+        _prepared.append(True)
+    from flux_dashboard.triage import run
+    from flux_dashboard.ui.state import settings
+
+    try:
+        run.prepare_in_background(settings())
+    except Exception:  # noqa: BLE001 - bad settings are reported by the sidebar
+        _prepared.clear()
+
+
+_prepared: list[bool] = []
+_prepared_lock = threading.Lock()
 
 
 def _unbound_link() -> list[tuple[str, str]]:

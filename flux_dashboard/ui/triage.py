@@ -177,9 +177,10 @@ def focus_keys(event: Any, shown: pl.DataFrame, table_key: str) -> list[str]:
 
 
 def apply(view: View, store: FindingsStore, items: list[tuple[str, int, int]], action: str,
-          **kw: Any) -> None:
+          **kw: Any) -> bool:
     """``action`` on ``items`` ((key, sensor, version seen)): every check again now,
-    one audit line per finding, then the change; the outcome for the next run."""
+    one audit line per finding, then the change; the outcome for the next run. True
+    when every finding was changed."""
     session = view.session
     why = refusal(view) or still_allowed(session, None, masked=False)
     outside = [k for k, s, _ in items if not session.grant.allows(s)
@@ -188,7 +189,7 @@ def apply(view: View, store: FindingsStore, items: list[tuple[str, int, int]], a
         record(session, "denied", required=False, reason=why or "sensor not granted",
                page="findings", action=action, findings=len(items))
         _message("error", f"Not saved: {why or 'you may no longer see one of these sensors.'}")
-        return
+        return False
     try:
         for key, sensor, _ in items:
             record(session, "triage", page="findings", sensor=int(sensor), finding=key,
@@ -198,10 +199,10 @@ def apply(view: View, store: FindingsStore, items: list[tuple[str, int, int]], a
                                      now=view.settings.now(), **kw)
     except E.AuditUnavailableError as exc:
         _message("error", f"Not saved: {exc}")
-        return
+        return False
     except ValueError as exc:
         _message("error", f"Not saved: {exc}")
-        return
+        return False
     st.session_state[TABLE_GEN] = st.session_state.get(TABLE_GEN, 0) + 1
     st.session_state[FOCUS] = [k for k, _, _ in items]
     for c in conflicts:
@@ -215,6 +216,7 @@ def apply(view: View, store: FindingsStore, items: list[tuple[str, int, int]], a
     else:
         label = ACTION_LABELS.get(action, action.replace("_", " ").capitalize())
         _message("ok", f"{label}: {len(done)} finding(s) saved.")
+    return not conflicts
 
 
 def finding_panel(view: View, store: FindingsStore, row: dict, masked_row: dict) -> None:
@@ -255,7 +257,8 @@ def finding_panel(view: View, store: FindingsStore, row: dict, masked_row: dict)
                       query_params=query)
     st.markdown("**History**")
     hist = PD.finding_history(store.events([key]), hide_comments=view.masked)
-    table(hist, key=f"history_{key}", max_height=260)
+    with st.container(key=f"history_{key}"):  # a keyed box: the page's and tests' handle
+        table(hist, key=f"history_table_{key}", max_height=260)
     why = refusal(view)
     if why:
         st.info(why, icon=":material/lock:")
@@ -290,11 +293,12 @@ def _actions_form(view: View, store: FindingsStore, row: dict, version: int) -> 
             if who and not _EMAIL.fullmatch(who):
                 _message("error", "Not saved: the assignee must be an e-mail address.")
             else:
-                if who != (row["assignee"] or ""):
-                    apply(view, store, [(key, row["sensor"], version)], "assign",
-                          assignee=who or None)
+                assigned = True
+                if who != (row["assignee"] or ""):  # the action only if this went through
+                    assigned = apply(view, store, [(key, row["sensor"], version)], "assign",
+                                     assignee=who or None)
                     version += 1
-                if action != "comment" or comment.strip():
+                if assigned and (action != "comment" or comment.strip()):
                     apply(view, store, [(key, row["sensor"], version)], action,
                           comment=comment, reason=reason if action == "false_positive"
                           else None)
