@@ -89,11 +89,13 @@ def with_triage(view: View, df: pl.DataFrame, kind: str, *, day_from: str | None
     query = [(k, v) for k in st.query_params if k != "finding"
              for v in st.query_params.get_all(k)]
     base = "findings?" + (urlencode(query) + "&" if query else "") + "finding="
-    return joined.with_columns(
+    out = joined.with_columns(
         pl.col("status").alias("triage"),
         pl.when(pl.col("key").is_not_null()).then(pl.lit(base) + pl.col("key"))
         .alias("finding"),
     ).drop([c for c in joined.columns if c.startswith("_")] + ["status", "key"])
+    # Next to the row's first column (its time or device): seen without scrolling.
+    return out.select(df.columns[0], "triage", "finding", *df.columns[1:])
 
 
 def open_store(view: View) -> FindingsStore | None:
