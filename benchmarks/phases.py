@@ -519,6 +519,10 @@ def _seed_findings(engine, n: int, sensors: int, now: datetime) -> None:
                 {"from_status": None, "comment": None, **e} for e in events[chunk:chunk + 5000]])
 
 
+def _findings_n(plan: Plan) -> int:
+    return FINDINGS_N if plan.dense else 5_000  # --quick (the smoke test): a small table
+
+
 def _findings_on(url: str, plan: Plan) -> dict:
     from flux_dashboard import pagedata as PD
     from flux_dashboard.triage import db
@@ -526,7 +530,7 @@ def _findings_on(url: str, plan: Plan) -> dict:
 
     engine = db.connect(url)
     t0 = time.perf_counter()
-    _seed_findings(engine, FINDINGS_N, FINDINGS_SENSORS, plan.now)
+    _seed_findings(engine, _findings_n(plan), FINDINGS_SENSORS, plan.now)
     seed_s = time.perf_counter() - t0
     store = FindingsStore(engine)
     sensors = store.sensors()
@@ -553,7 +557,7 @@ def _findings_on(url: str, plan: Plan) -> dict:
 
 def findings_phase(plan: Plan) -> dict:
     with tempfile.TemporaryDirectory(prefix="flux-bench-findings-") as tmp:
-        out = {"n": FINDINGS_N, "sensors": FINDINGS_SENSORS,
+        out = {"n": _findings_n(plan), "sensors": FINDINGS_SENSORS,
                "sqlite": _findings_on(f"sqlite:///{tmp}/findings.sqlite3", plan)}
     try:
         from tests.kit.services import PostgresServer

@@ -32,10 +32,9 @@ INCIDENT = {("toxic_out", PLAN.workstation_ip, PLAN.c2_ip),
             ("beacon", PLAN.workstation_ip, PLAN.c2_ip)}
 
 
-def store_in(cache: Path) -> FindingsStore:
-    files = sorted(cache.glob("findings*.sqlite3"))
-    assert len(files) == 1, files
-    return FindingsStore(db.connect(f"sqlite:///{files[0]}"))
+def store_in(where: Path) -> FindingsStore:
+    """The findings database of a test: ``findings.sqlite3`` in its folder."""
+    return FindingsStore(db.connect(f"sqlite:///{where / 'findings.sqlite3'}"))
 
 
 def inbox(at) -> pl.DataFrame:
@@ -48,10 +47,17 @@ def open_finding(key: str, at=None, **query: str):
     return run_page(FINDINGS, {**RANGE, **query, "finding": key}, at=at)
 
 
+@pytest.fixture(scope="module")
+def flows_cache(tmp_path_factory) -> Path:
+    """The flows' disk cache, shared by the module's tests (each has its own database)."""
+    return tmp_path_factory.mktemp("findings-flows")
+
+
 @pytest.fixture
-def cache(tmp_path: Path) -> Iterator[Path]:
-    with hermetic(tmp_path / "cache"):
-        yield tmp_path / "cache"
+def cache(tmp_path: Path, flows_cache: Path) -> Iterator[Path]:
+    """A test's own findings database (in ``tmp_path``) beside the shared flows."""
+    with hermetic(flows_cache, FLUX_DATABASE_URL=f"sqlite:///{tmp_path / 'findings.sqlite3'}"):
+        yield tmp_path
 
 
 def test_the_incident_is_detected_stored_and_listed_with_the_demo_false_positive(cache):
@@ -165,10 +171,10 @@ def test_the_export_holds_the_rows_shown_with_their_history(cache, captured_down
     assert all("detected" in h for h in csv["history"].to_list())
 
 
-def test_an_unreachable_database_leaves_the_flows_working(tmp_path):
+def test_an_unreachable_database_leaves_the_flows_working(flows_cache):
     port = free_port()
     url = f"postgresql+psycopg://flux:hunter2@127.0.0.1:{port}/flux"
-    with hermetic(tmp_path / "cache", FLUX_DATABASE_URL=url):
+    with hermetic(flows_cache, FLUX_DATABASE_URL=url):
         at = run_page(FINDINGS, RANGE)
         warning = " ".join(said(at.warning))
         assert f"postgresql at 127.0.0.1:{port}" in warning and "Triage is unavailable" in warning
@@ -181,14 +187,16 @@ def test_an_unreachable_database_leaves_the_flows_working(tmp_path):
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Iterator[Path]:
-    with hosted(tmp_path / "deploy"):
+def root(tmp_path: Path, flows_cache: Path) -> Iterator[Path]:
+    """A hosted deployment of its own (policy, audit trail, database), the shared flows."""
+    with hosted(tmp_path / "deploy", FLUX_CACHE_DIR=str(flows_cache),
+                FLUX_DATABASE_URL=f"sqlite:///{tmp_path / 'deploy' / 'findings.sqlite3'}"):
         yield tmp_path / "deploy"
 
 
 def test_a_viewer_sees_statuses_masked_without_actions_or_comments(root):
     first = signed_in(BOB, FINDINGS, **RANGE)  # an analyst detects and comments
-    store = store_in(root / "cache")
+    store = store_in(root)
     key = store.list(kinds=["toxic_out"]).filter(pl.col("ip1") == PLAN.c2_ip)["key"][0]
     store.change(key, 1, "bob@corp.example", "acknowledge", comment="Call Jean Dupont",
                  now=PINNED)
@@ -207,7 +215,7 @@ def test_a_viewer_sees_statuses_masked_without_actions_or_comments(root):
 
 def test_an_analyst_action_is_audited_and_refused_once_the_grant_is_withdrawn(root):
     signed_in(BOB, FINDINGS, **RANGE)
-    store = store_in(root / "cache")
+    store = store_in(root)
     key = store.list(kinds=["beacon"])["key"][0]
     at = signed_in(BOB, FINDINGS, **RANGE, finding=key)
     at.radio(key=f"action_{key}").set_value("investigate")
@@ -231,7 +239,7 @@ def test_an_analyst_action_is_audited_and_refused_once_the_grant_is_withdrawn(ro
 
 def test_an_admin_deletes_a_rule_an_analyst_cannot(root):
     signed_in(BOB, FINDINGS, **RANGE)
-    store = store_in(root / "cache")
+    store = store_in(root)
     rid = store.add_rule(kind="beacon", reason="lab", actor="bob@corp.example",
                          now=PINNED)
     at = signed_in(BOB, FINDINGS, **RANGE)

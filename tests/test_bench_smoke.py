@@ -67,6 +67,12 @@ def test_quick_bench_prints_the_tables(tmp_path):
         # for `make bench` to say: a timed assertion here fails on a busy machine.
         assert r[5] == ("PASS" if max(switch, change) < TARGET_S else "FAIL"), r
 
+    # Findings: the inbox on both databases (5,000 findings in a quick run), detection.
+    assert "### Findings (issue 21)" in text
+    assert any(ln.startswith("| sqlite | ") for ln in lines)
+    assert any(ln.startswith("| postgresql | ") for ln in lines)
+    assert "- Detection over " in text
+
     saved = (out / "results.md").read_text()
     assert header in saved and "| Threat hunting |" in saved
     assert saved.strip() in text

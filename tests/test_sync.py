@@ -203,8 +203,8 @@ def test_cli_sync_once_and_bad_arguments(tmp_path):
 # ------------------------------------------------------------------ findings
 def test_the_worker_detects_findings_once_per_key_on_both_databases(served, tmp_path,
                                                                     database_url):
-    """After a complete sync the worker detects over its last 7 days against the 7
-    before them, from the cache (no request), and stores the findings; a second
+    """After a complete sync the worker detects over its last 7 days against the days
+    before them in its window, from the cache (no request), and stores the findings; a second
     cycle finds the same ones again: no new row, one more detection each."""
     from dataclasses import replace
 
@@ -214,7 +214,7 @@ def test_the_worker_detects_findings_once_per_key_on_both_databases(served, tmp_
     sim, server = served
     svc = service(server.url, tmp_path / "cache")
     svc = Service(replace(svc.settings, database_url=database_url), svc.client, svc.loader)
-    w = Worker(svc, sensors=[54], days=14, clock=lambda: NOW)
+    w = Worker(svc, sensors=[54], days=8, clock=lambda: NOW)  # 7 days against 1
     (st,) = w.cycle()
     assert st.coverage == 1.0
     store = FindingsStore(db.connect(database_url))

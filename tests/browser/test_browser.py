@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from browser_kit import (
+    NAV_LABELS,
     PAGE_IDS,
     PAGES,
     UI_TIMEOUT,
@@ -55,7 +56,7 @@ def test_page_renders(page: Page, server, screenshot_dir, path, h1, nav, chart, 
     source = {"demo": "Demo sensor, simulated data",
               "api": "Serenicity API · 127.0.0.1:"}[server.mode]
     expect(sidebar(page)).to_contain_text(source)
-    expect(page.get_by_test_id("stSidebarNavLink")).to_have_count(len(PAGES))
+    expect(page.get_by_test_id("stSidebarNavLink")).to_have_count(len(NAV_LABELS))
     if chart:
         wait_for_charts(page)
     if table_:
@@ -120,9 +121,9 @@ def test_page_url_as_first_request_gets_the_frame(page: Page, fresh_server, path
     expect(sb).to_contain_text("Demo sensor, simulated data")
     expect(sb.get_by_test_id("stSelectbox").filter(has_text="Sensor")).to_be_visible()
     expect(sb.get_by_role("switch", name="Demo masking")).to_be_attached()
-    # The navigation lists the six app pages (not "app" + the files of pages/).
+    # The navigation lists the app's pages (not "app" + the files of pages/).
     links = page.get_by_test_id("stSidebarNavLink")
-    expect(links).to_have_count(len(PAGES))
+    expect(links).to_have_count(len(NAV_LABELS))
     expect(links.filter(has_text=h1)).to_have_count(1)
     expect(page.get_by_text("Page not found")).to_have_count(0)
     assert urlsplit(page.url).path == f"/{path}"

@@ -283,7 +283,7 @@ def test_viewer_sees_finding_statuses_but_no_action_and_no_comment(hosted, conte
 
     page = context_page
     sign_in(page, hosted.url, "carol")
-    link = days_query(PLAN.day(-6), 4)
+    link = days_query(INCIDENT_DAY)  # a beacon day: the C2 contact is a finding
     page.goto(f"{hosted.url}/findings?{link}")
     wait_for_run(page)
     expect(page.get_by_text(re.compile(r"This range: [\d,]+ findings detected"))).to_be_visible(
