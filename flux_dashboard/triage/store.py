@@ -113,6 +113,22 @@ def _clean_comment(comment: str | None) -> str | None:
     return text or None
 
 
+def check_change(action: str, *, comment: str | None = None, reason: str | None = None,
+                 rule_id: int | None = None, **_: Any) -> str | None:
+    """The comment of a valid triage action (stripped, None when empty), or a
+    ``ValueError`` that says what is missing: checked before anything is written."""
+    if action not in ACTIONS:
+        raise ValueError(f"Unknown action {action!r}: one of {', '.join(ACTIONS)}.")
+    comment = _clean_comment(comment)
+    if action == "false_positive" and reason not in REASONS:
+        raise ValueError("A false positive needs a reason: " + ", ".join(REASONS.values()) + ".")
+    if action == "comment" and not comment:
+        raise ValueError("Write a comment first.")
+    if action == "expect" and rule_id is None:
+        raise ValueError("A finding becomes expected through a rule.")
+    return comment
+
+
 def rule_matches(rule: Mapping, finding: Mapping, today: date) -> bool:
     """Whether an active ``rule`` covers ``finding`` on ``today`` (local day of the
     detection): same kind; its sensor, device and remote (IP, or the remote's owner,
@@ -330,16 +346,7 @@ class FindingsStore:
         """Apply one triage ``action`` (``ACTIONS``) to ``key`` as ``actor``, who saw
         ``version``. Returns the finding as it is now; raises ``TriageConflictError``
         when someone changed it since, ``ValueError`` on a bad action or reason."""
-        if action not in ACTIONS:
-            raise ValueError(f"Unknown action {action!r}: one of {', '.join(ACTIONS)}.")
-        comment = _clean_comment(comment)
-        if action == "false_positive" and reason not in REASONS:
-            raise ValueError("A false positive needs a reason: "
-                             + ", ".join(REASONS.values()) + ".")
-        if action == "comment" and not comment:
-            raise ValueError("Write a comment first.")
-        if action == "expect" and rule_id is None:
-            raise ValueError("A finding becomes expected through a rule.")
+        comment = check_change(action, comment=comment, reason=reason, rule_id=rule_id)
         at = _utc(now)
         c = findings.c
         with self.engine.begin() as conn:

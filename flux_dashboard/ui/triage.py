@@ -32,7 +32,7 @@ from flux_dashboard import pagedata as PD
 from flux_dashboard.escaping import escape_markdown as text
 from flux_dashboard.hours import days_before
 from flux_dashboard.triage import run
-from flux_dashboard.triage.store import REASONS, FindingsStore
+from flux_dashboard.triage.store import REASONS, FindingsStore, check_change
 from flux_dashboard.ui.auth import record, still_allowed
 from flux_dashboard.ui.loading import lookback_result
 from flux_dashboard.ui.state import View, data_key, masker, memo
@@ -193,6 +193,7 @@ def apply(view: View, store: FindingsStore, items: list[tuple[str, int, int]], a
         _message("error", f"Not saved: {why or 'you may no longer see one of these sensors.'}")
         return False
     try:
+        check_change(action, **kw)  # nothing audited or written for an incomplete form
         for key, sensor, _ in items:
             record(session, "triage", page="findings", sensor=int(sensor), finding=key,
                    action=action, reason=kw.get("reason"), assignee=kw.get("assignee"),
@@ -266,7 +267,7 @@ def finding_panel(view: View, store: FindingsStore, row: dict, masked_row: dict)
         st.info(why, icon=":material/lock:")
         return
     _actions_form(view, store, row, version)
-    rule_form(view, store, row)
+    rule_form(view, store, row, version)
 
 
 _PAGE_FILES = {"devices": "2_devices.py", "remotes": "5_remotes.py"}
@@ -329,7 +330,7 @@ def bulk_panel(view: View, store: FindingsStore, rows: list[dict]) -> None:
             st.rerun()
 
 
-def rule_form(view: View, store: FindingsStore, row: dict) -> None:
+def rule_form(view: View, store: FindingsStore, row: dict, version: int) -> None:
     """Expected behaviour from this finding: its kind, this device or any, this remote,
     its owner or any, a reason and an optional last day."""
     with st.expander("Mark as expected behaviour (a rule)", icon=":material/rule:"):
@@ -347,15 +348,18 @@ def rule_form(view: View, store: FindingsStore, row: dict) -> None:
             expires = st.date_input("Last day it applies (optional)", value=None,
                                     key=f"rule_expires_{row['key']}", format="YYYY-MM-DD")
             if st.form_submit_button("Create the rule", icon=":material/add_task:"):
-                _create_rule(view, store, row, dev, remote, reason, expires)
+                _create_rule(view, store, row, version, dev, remote, reason, expires)
                 st.rerun()
 
 
-def _create_rule(view: View, store: FindingsStore, row: dict, dev: str, remote: str,
-                 reason: str, expires: date | None) -> None:
+def _create_rule(view: View, store: FindingsStore, row: dict, version: int, dev: str,
+                 remote: str, reason: str, expires: date | None) -> None:
     why = refusal(view) or still_allowed(view.session, row["sensor"], masked=False)
     if why:
         _message("error", f"Not saved: {why}")
+        return
+    if not (reason or "").strip():
+        _message("error", "Not saved: a rule needs a reason: why this is expected.")
         return
     if remote == "owner" and not row["owner"]:
         _message("error", "Not saved: this remote's owner is unknown; choose the remote.")
@@ -374,7 +378,7 @@ def _create_rule(view: View, store: FindingsStore, row: dict, dev: str, remote: 
         return
     # The finding it was made from is expected too (its history says by which rule).
     try:
-        store.change(row["key"], row["version"], view.session.user, "expect", rule_id=rid,
+        store.change(row["key"], version, view.session.user, "expect", rule_id=rid,
                      comment=f"Rule #{rid}: {reason.strip()}", now=view.settings.now())
     except E.TriageConflictError as exc:
         _message("error", f"Rule #{rid} created; this finding was not marked: {exc}")
