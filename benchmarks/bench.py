@@ -465,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n## 4. Two replicas + the sync worker on one Redis (separate processes)",
               flush=True)
         rate, days = (6000, 3) if args.quick else (600, 30)
-        rep = replicas.run(rate=rate, days=days)
+        rep = replicas.run(rate=rate, days=days, now=plan.now)
         results["replicas"] = rep
         table, rep_problems = replicas.table(rep)
         problems += rep_problems

@@ -16,8 +16,12 @@ simulator answers, then checks:
 * after the worker's cycle, opening the synced 30-day range from either
   replica makes no request.
 
-The simulator runs on the real clock here (the processes' clocks must agree
-with it); windows end at the last settled hour, so no open hour is involved.
+Every process and the simulator share one pinned clock (``FLUX_NOW``, the
+bench's ``--now``): what a load must return never depends on the hour it runs at
+(on the wall clock, a run that crossed an hour saw late uploads land between a
+load and its check). Windows end at the last settled hour of that instant. The
+processes read the simulator as a simulator served over HTTP (no API key: a
+pinned clock is refused with one), metered and rate limited like the API.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from pathlib import Path
 from tests.kit.procs import ROOT, scrubbed_env
 from tests.kit.services import RedisServer
 
-KEY = "bench-replicas-key"
+NOW = datetime(2026, 4, 1, 12, 30, tzinfo=UTC)  # bench.DEFAULT_NOW
 INJECTED_429 = (40, 160)  # flux request numbers answered 429 on purpose
 
 # A replica: loads its windows in order, prints one JSON line per load.
@@ -69,7 +73,7 @@ def _keys_hash(frame) -> int:
     return int(keys.sum() % (1 << 61)) if frame.height else 0
 
 
-def run(rate: int, days: int) -> dict:
+def run(rate: int, days: int, now: datetime = NOW) -> dict:
     from flux_dashboard.hours import SETTLE, floor_hour
     from flux_dashboard.schema import to_frame
     from flux_dashboard.simulator import Simulator, SimulatorConfig
@@ -77,7 +81,7 @@ def run(rate: int, days: int) -> dict:
     schedule = dict.fromkeys(INJECTED_429, "429")
     sim = Simulator(SimulatorConfig(rate_limit_per_min=rate, unstable_ties=True,
                                     inclusive_to=True, fault_schedule=schedule,
-                                    hostile_names=True))
+                                    hostile_names=True, now=lambda: now))
     log: list[tuple[float, str, str, int]] = []
     lock = threading.Lock()
     handle = sim.handle
@@ -90,7 +94,7 @@ def run(rate: int, days: int) -> dict:
         return status, extra, body
 
     sim.handle = timed
-    end = floor_hour(datetime.now(UTC) - SETTLE)
+    end = floor_hour(now - SETTLE)
     month = (end - timedelta(days=days), end)
     week = (end - timedelta(days=7), end)
     a_windows = [(54, *week), (77, *month)]
@@ -100,7 +104,7 @@ def run(rate: int, days: int) -> dict:
         redis = RedisServer(Path(tmp))
         try:
             env = scrubbed_env({
-                "SERENICITY_API_URL": server.url, "SERENICITY_API_KEY": KEY,
+                "SERENICITY_API_URL": server.url, "FLUX_NOW": now.isoformat(),
                 "FLUX_RATE_LIMIT": str(rate), "FLUX_CACHE_DIR": f"{tmp}/cache",
                 "FLUX_REDIS_URL": redis.url, "PYTHONPATH": str(ROOT)})
 
@@ -148,7 +152,7 @@ def run(rate: int, days: int) -> dict:
         from flux_dashboard.config import load_settings
         from flux_dashboard.service import build_service
 
-        solo_env = {"SERENICITY_API_URL": server.url, "SERENICITY_API_KEY": KEY,
+        solo_env = {"SERENICITY_API_URL": server.url, "FLUX_NOW": now.isoformat(),
                     "FLUX_RATE_LIMIT": str(rate), "FLUX_CACHE_DIR": f"{tmp}/solo"}
         before = len(log)
         svc = build_service(load_settings(env=solo_env, secrets={}))
@@ -228,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=600, help="the simulator's and the key's "
                    "limit, requests per minute (default 600)")
     p.add_argument("--days", type=int, default=30)
+    p.add_argument("--now", default=NOW.isoformat(), help="the pinned clock of every process")
     args = p.parse_args(argv)
-    r = run(args.rate, args.days)
+    r = run(args.rate, args.days, datetime.fromisoformat(args.now.replace("Z", "+00:00")))
     lines, problems = table(r)
     print("\n".join(lines))
     for ln in r["worker_log"]:

@@ -275,3 +275,24 @@ def test_other_pages_show_the_status_of_a_rows_finding_and_link_to_it(cache):
     # The link opens that finding on the Findings page.
     linked = run_page(FINDINGS, {**RANGE, "finding": key})
     assert any(f"key `{key}`" in c or key in c for c in said(linked.caption))
+
+
+def test_a_database_that_goes_away_mid_session_is_a_message_not_a_traceback(flows_cache):
+    from tests.kit.apptest import TOXIC
+    from tests.kit.services import PostgresServer
+
+    pg = PostgresServer()  # its own: this test stops it
+    try:
+        with hermetic(flows_cache, FLUX_DATABASE_URL=pg.database()):
+            at = run_page(FINDINGS, RANGE)
+            assert inbox(at).height
+            pg.stop()
+            at.run()  # the same session, the database gone
+            assert not at.exception
+            assert any("Triage is unavailable" in w and f"127.0.0.1:{pg.port}" in w
+                       for w in said(at.warning))
+            toxic = run_page(TOXIC, RANGE)  # the flows' pages go on, without statuses
+            assert not any("triage" in d.value.columns for d in toxic.dataframe)
+            assert toxic.dataframe
+    finally:
+        pg.stop()

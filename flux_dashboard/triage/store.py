@@ -24,6 +24,8 @@ PostgreSQL, the same statements).
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -68,6 +70,26 @@ RULE_SCHEMA = pl.Schema({
     "updated_at": pl.Datetime("us", "UTC"), "updated_by": pl.String,
     "deleted_at": pl.Datetime("us", "UTC"), "deleted_by": pl.String})
 MAX_COMMENT = 2000
+
+
+def _plain_errors(method):
+    """A database that fails in the middle of a call (gone, restarted, out of space)
+    comes out as ``DatabaseUnavailableError`` naming host and port: the page says
+    "triage is unavailable", never a traceback. Constraint errors are bugs: raised."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kw):
+        try:
+            return method(self, *args, **kw)
+        except sa.exc.IntegrityError:
+            raise
+        except sa.exc.DBAPIError as exc:
+            from flux_dashboard.triage.db import where
+
+            raise E.DatabaseUnavailableError(
+                f"The findings database ({where(self.engine.url.render_as_string())}) "
+                f"failed ({type(exc.orig).__name__}). Flows still work; try again in a "
+                "moment.") from None
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -157,6 +179,7 @@ class FindingsStore:
     def _insert(self) -> Any:
         return (postgresql if self._dialect == "postgresql" else sqlite).insert(findings)
 
+    @_plain_errors
     def upsert(self, found: pl.DataFrame, now: datetime, actor: str = "detector",
                today: date | None = None) -> Upserted:
         """Store the findings of one detection (``findings.FINDINGS_SCHEMA``)."""
@@ -164,9 +187,21 @@ class FindingsStore:
             return Upserted()
         at, today = _utc(now), today or now.date()
         active = [r for r in self.rules().to_dicts() if r["deleted_at"] is None]
+        rows = found.sort("key").to_dicts()  # one lock order for every writer: no deadlock
+        for attempt in range(3):
+            try:
+                return self._upsert(rows, at, actor, today, active)
+            except sa.exc.OperationalError as exc:  # PostgreSQL: deadlock, serialization
+                if getattr(exc.orig, "sqlstate", "") not in ("40P01", "40001") or attempt == 2:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _upsert(self, rows: list[dict], at: datetime, actor: str, today: date,
+                active: list[dict]) -> Upserted:
         new = expected = updated = reopened = 0
         with self.engine.begin() as conn:
-            for row in found.to_dicts():
+            for row in rows:
                 rule = next((r for r in active if rule_matches(r, row, today)), None)
                 values = {c: (_utc(row[c]) if isinstance(row[c], datetime) else row[c])
                           for c in FINDINGS_SCHEMA.names()}
@@ -256,6 +291,7 @@ class FindingsStore:
                                              if v)))
         return q
 
+    @_plain_errors
     def list(self, sensors: Iterable[int] | None = None, *,
              statuses: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
              severities: Sequence[str] | None = None, device: str | None = None,
@@ -278,12 +314,14 @@ class FindingsStore:
             rows = conn.execute(q).all()
         return pl.DataFrame(rows, schema=TRIAGE_SCHEMA, orient="row")
 
+    @_plain_errors
     def count(self, sensors: Iterable[int] | None = None, **where: Any) -> int:
         """How many findings ``list`` would return with these filters."""
         q = self._where(sa.select(sa.func.count()).select_from(findings), sensors, **where)
         with self.engine.connect() as conn:
             return int(conn.execute(q).scalar_one())
 
+    @_plain_errors
     def distinct(self, sensors: Iterable[int] | None, columns: Sequence[str]
                  ) -> dict[str, set[str]]:
         """The distinct values of identifier ``columns`` among ``sensors``' findings."""
@@ -298,6 +336,7 @@ class FindingsStore:
         got = self.list(keys=[key])
         return got.row(0, named=True) if got.height else None
 
+    @_plain_errors
     def counts(self, sensors: Iterable[int] | None = None) -> pl.DataFrame:
         """(status, kind, severity, findings) of ``sensors``: the inbox's counters."""
         c = findings.c
@@ -311,6 +350,7 @@ class FindingsStore:
                                           "severity": pl.String, "findings": pl.Int64},
                             orient="row")
 
+    @_plain_errors
     def events(self, keys: Sequence[str] | None = None,
                sensors: Iterable[int] | None = None) -> pl.DataFrame:
         """The history of ``keys`` (of every finding of ``sensors``; of every finding
@@ -326,12 +366,14 @@ class FindingsStore:
             rows = conn.execute(q).all()
         return pl.DataFrame(rows, schema=EVENT_SCHEMA, orient="row")
 
+    @_plain_errors
     def acted(self, actor: str) -> bool:
         """Whether ``actor`` ever wrote an event."""
         with self.engine.connect() as conn:
             return conn.execute(sa.select(finding_events.c.id).where(
                 finding_events.c.actor == actor).limit(1)).first() is not None
 
+    @_plain_errors
     def sensors(self) -> list[int]:
         with self.engine.connect() as conn:
             return [int(s) for (s,) in conn.execute(
@@ -339,6 +381,7 @@ class FindingsStore:
 
     # ------------------------------------------------------------------ triage
 
+    @_plain_errors
     def change(self, key: str, version: int, actor: str, action: str, *,
                comment: str | None = None, reason: str | None = None,
                assignee: str | None = None, rule_id: int | None = None,
@@ -393,6 +436,7 @@ class FindingsStore:
 
     # ------------------------------------------------------------------ rules
 
+    @_plain_errors
     def add_rule(self, *, kind: str, actor: str, reason: str, now: datetime,
                  sensor: int | None = None, ip0: str | None = None, ip1: str | None = None,
                  owner: str | None = None, expires: date | None = None) -> int:
@@ -409,6 +453,7 @@ class FindingsStore:
                 owner=(owner or "").strip() or None, reason=reason, expires=expires,
                 created_at=_utc(now), created_by=actor).returning(rules.c.id)).scalar_one())
 
+    @_plain_errors
     def edit_rule(self, rule_id: int, *, actor: str, now: datetime, reason: str,
                   expires: date | None) -> None:
         reason = (reason or "").strip()
@@ -422,6 +467,7 @@ class FindingsStore:
         if not done:
             raise ValueError(f"Rule #{rule_id} does not exist or was deleted.")
 
+    @_plain_errors
     def delete_rule(self, rule_id: int, *, actor: str, now: datetime) -> None:
         """Marks the rule deleted: it stops matching; what it matched keeps its status."""
         with self.engine.begin() as conn:
@@ -431,6 +477,7 @@ class FindingsStore:
         if not done:
             raise ValueError(f"Rule #{rule_id} does not exist or was already deleted.")
 
+    @_plain_errors
     def rules(self, include_deleted: bool = True) -> pl.DataFrame:
         q = sa.select(*[rules.c[n] for n in RULE_SCHEMA.names()]).order_by(rules.c.id)
         if not include_deleted:

@@ -101,6 +101,9 @@ class PostgresServer:
         return f"postgresql+psycopg://flux@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
+        """Stops the cluster and removes it (again: nothing)."""
+        if not (self.dir / "data").exists():
+            return
         try:
             self._run([str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-w", "-m",
                        "immediate", "stop"])
