@@ -283,3 +283,31 @@ def test_incomplete_load_exits_3_writes_nothing_then_resumes(tmp_path, monkeypat
                        want.sort(NATURAL_KEY, nulls_last=True))
     cached = int(re.search(r"(\d+) hours from cache", streams.err).group(1))
     assert 0 < cached < 7 * 24
+
+
+def test_db_upgrade_and_status_on_both_databases(database_url, tmp_path, monkeypatch, capsys):
+    """`db upgrade` applies the migrations (again: nothing); `db status` says where the
+    database is, its revision and the findings per status, never its password."""
+    from datetime import UTC, datetime
+
+    from flux_dashboard.triage import db
+    from flux_dashboard.triage.store import FindingsStore
+    from tests.test_triage_store import found
+
+    def run(*args: str, url: str):
+        for name in [n for n in os.environ if is_ours(n)]:
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("FLUX_DATABASE_URL", url)
+        monkeypatch.setenv("FLUX_CACHE_DIR", str(tmp_path / "cache"))
+        monkeypatch.chdir(tmp_path)  # no secrets.toml from the repository
+        return cli.main(list(args)), capsys.readouterr()
+
+    url = database_url.replace("flux@", "flux:not-a-secret@")  # PostgreSQL trusts any
+    code, out = run("db", "upgrade", url=url)
+    assert code == 0 and f"revision: {db.HEAD} (latest: {db.HEAD})" in out.out
+    FindingsStore(db.connect(url)).upsert(found(), datetime(2026, 11, 25, tzinfo=UTC))
+    code, out = run("db", "status", url=url)
+    assert code == 0 and "findings: 2" in out.out and "  new: 2" in out.out
+    assert "not-a-secret" not in out.out + out.err
+    code, out = run("db", "status", url="postgresql+psycopg://u:pw@127.0.0.1:1/x")
+    assert code != 0 and "127.0.0.1:1" in out.err and ":pw@" not in out.err

@@ -52,7 +52,6 @@ ACTIONS: dict[str, str | None] = {
     "acknowledge": "acknowledged", "investigate": "investigating", "resolve": "resolved",
     "false_positive": "false_positive", "reopen": "new", "assign": None, "comment": None,
     "expect": "expected"}  # expect: by a rule made from this finding (``rule_id``)
-EVIDENCE = tuple(c for c in FINDINGS_SCHEMA.names() if c != "key")
 SEARCHED = ("ip0", "device_name", "mac_address", "ip1", "owner")  # list(search=...)
 TRIAGE_SCHEMA = pl.Schema({
     **FINDINGS_SCHEMA, "status": pl.String, "reason": pl.String, "assignee": pl.String,
