@@ -48,7 +48,7 @@ from pathlib import Path
 
 import polars as pl
 
-KINDS = ("local_ip", "public_ip", "mac", "name", "vendor", "sensor")
+KINDS = ("local_ip", "public_ip", "mac", "name", "vendor", "sensor", "finding")
 
 # Private IPv4 blocks, numbered one after the other into an index below 2^26.
 _PRIVATE = [ipaddress.IPv4Network(n) for n in
@@ -128,6 +128,8 @@ class Masker:
             return f"Vendor-{d[:3].hex()}"
         if kind == "sensor":
             return f"Sensor-{d[:3].hex()}"
+        if kind == "finding":  # a finding's key hashes real identifiers: a guess could
+            return f"f-{d[:9].hex()}"  # be checked against it, an alias cannot
         raise ValueError(f"Unknown masking kind {kind!r}; expected one of {KINDS}.")
 
     def mask_value(self, kind: str, value: str | None) -> str | None:

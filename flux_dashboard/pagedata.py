@@ -330,6 +330,7 @@ class FindingsPage:
     counts: dict[str, int]  # findings per status (every status) in scope
     kinds: pl.DataFrame  # kind, open, all: findings per kind in scope
     table: pl.DataFrame  # this page's rows: FINDING_COLUMNS, masked when asked
+    keys: list[str]  # the real keys of ``table``'s rows, in order (server side only)
     total: int  # findings in scope, whatever their status
     matched: int  # findings the filters keep (every page)
     page: int  # this page, from 0
@@ -374,23 +375,32 @@ def findings_page(store, sensors, *, statuses=FINDING_STATUSES, kinds=None, seve
     matched = store.count(sensors, **where)
     pages = max(1, -(-matched // per_page))
     page = min(max(0, int(page)), pages - 1)
-    rows = findings_rows(store, sensors, where, mask, limit=per_page, offset=page * per_page)
+    real = findings_rows(store, sensors, where, limit=per_page, offset=page * per_page)
     return FindingsPage(counts={s: int(per_status.get(s, 0)) for s in STATUSES},
-                        kinds=by_kind, table=rows, matched=matched, page=page, pages=pages,
+                        kinds=by_kind, table=mask_findings(real, mask),
+                        keys=real["key"].to_list(), matched=matched, page=page, pages=pages,
                         total=int(counts["findings"].sum()) if counts.height else 0,
                         where=where)
 
 
-def findings_rows(store, sensors, where: dict, mask=None, limit: int | None = None,
+def findings_rows(store, sensors, where: dict, limit: int | None = None,
                   offset: int = 0) -> pl.DataFrame:
-    """The rows of ``store.list(sensors, **where)`` as the inbox shows them
-    (``FINDING_COLUMNS``; masked: identifiers aliased, who is assigned withheld)."""
-    rows = store.list(sensors, **where, limit=limit, offset=offset)
-    if mask is not None:
-        rows = mask.mask_frame(rows).with_columns(
-            pl.when(pl.col("assignee").is_not_null()).then(pl.lit("(assigned)"))
-            .alias("assignee"))
-    return rows.select(FINDING_COLUMNS)
+    """The rows of ``store.list(sensors, **where)`` with the inbox's columns
+    (``FINDING_COLUMNS``), unmasked: ``mask_findings`` before showing them."""
+    return store.list(sensors, **where, limit=limit, offset=offset).select(FINDING_COLUMNS)
+
+
+def mask_findings(rows: pl.DataFrame, mask=None) -> pl.DataFrame:
+    """Findings as a masked view shows them (``mask`` None: as they are): identifiers
+    aliased, who is assigned withheld, and the key aliased too: it is a hash of the
+    real identifiers, against which a guess could be checked."""
+    if mask is None:
+        return rows
+    aliases = mask.aliases("finding", rows["key"].to_list())
+    return mask.mask_frame(rows).with_columns(
+        pl.when(pl.col("assignee").is_not_null()).then(pl.lit("(assigned)"))
+        .alias("assignee"),
+        pl.col("key").replace_strict(aliases, return_dtype=pl.String).alias("key"))
 
 
 def finding_history(events: pl.DataFrame, hide_comments: bool) -> pl.DataFrame:

@@ -88,7 +88,7 @@ def inbox_page(view, store) -> None:
     if shown.height == 0:
         st.success("No finding matches these filters." if inbox.total else
                    "No finding yet for these sensors.", icon=":material/verified:")
-        focus = T.focus_keys(None, shown, "")
+        focus = T.focus_keys(view, store, None, [], "")
     else:
         first = inbox.page * PD.FINDINGS_PER_PAGE
         st.caption(f"{inbox.matched:,} of {inbox.total:,} findings match"
@@ -106,20 +106,21 @@ def inbox_page(view, store) -> None:
                             key="findings_page_no")
 
         def export() -> pl.DataFrame:  # every matching row, built on click after the checks
-            return PD.with_history(PD.findings_rows(store, sensors, inbox.where, mask),
-                                   store.events(sensors=sensors), hide_comments=view.masked)
+            rows = PD.findings_rows(store, sensors, inbox.where)
+            return PD.mask_findings(PD.with_history(rows, store.events(sensors=sensors),
+                                                    hide_comments=view.masked), mask)
 
         ui.downloads(view, export, f"findings-{sensor_id if scope == 'this' else 'all'}",
                      key="findings_dl", sensors=sensors)
-        focus = T.focus_keys(event, shown, table_key)
+        focus = T.focus_keys(view, store, event, inbox.keys, table_key)
     # The findings in focus are read again by key (within the grant), whatever the filters:
     # a finding someone else just resolved stays open here, with its new state.
     allowed = [s for s in store.sensors() if view.session.grant.allows(s)]
     real = store.list(allowed, keys=focus) if focus else shown.clear()
     if real.height:
-        masked_rows = (mask.mask_frame(real) if mask is not None else real).to_dicts()
+        masked_rows = PD.mask_findings(real, mask).to_dicts()
         pairs = list(zip(real.to_dicts(), masked_rows, strict=True))
-        gone = [r for r, _ in pairs if r["key"] not in set(shown["key"])]
+        gone = [r for r, _ in pairs if r["key"] not in set(inbox.keys)]
         if gone:
             st.caption(f":material/filter_alt_off: {len(gone)} of these no longer match the "
                        "filters (their state changed); shown here anyway.")

@@ -88,6 +88,10 @@ def with_triage(view: View, df: pl.DataFrame, kind: str, *, day_from: str | None
                                      pl.when(only).then(pl.col("key")).alias("key"))
     query = [(k, v) for k in st.query_params if k != "finding"
              for v in st.query_params.get_all(k)]
+    if view.masked:  # the key hashes real identifiers: its alias only
+        aliases = masker(view.settings).aliases("finding", found["key"].to_list())
+        joined = joined.with_columns(pl.col("key").replace_strict(
+            aliases, default=None, return_dtype=pl.String))
     base = "findings?" + (urlencode(query) + "&" if query else "") + "finding="
     out = joined.with_columns(
         pl.col("status").alias("triage"),
@@ -155,27 +159,35 @@ def seen_version(key: str, current: int) -> int:
     return before
 
 
-def focus_keys(event: Any, shown: pl.DataFrame, table_key: str) -> list[str]:
+def focus_keys(view: View, store: FindingsStore, event: Any, keys: list[str],
+               table_key: str) -> list[str]:
     """The keys of the findings in focus: the rows selected, as the table was drawn
-    when they were clicked (it may have changed since: an index never moves to
-    another finding); else the findings just acted on; else the link's ``finding``."""
+    when they were clicked (``keys``: its rows' real keys; it may have changed since:
+    an index never moves to another finding); else the findings just acted on; else
+    the link's ``finding`` (in a masked view its alias: a real key opens nothing)."""
     rows = tuple(event.selection.rows) if event is not None else ()
     before = st.session_state.get(SELECTION) or ("", (), [])
     if (table_key, rows) != before[:2]:
-        basis = st.session_state.get(BASIS) or shown["key"].to_list()
-        keys = [basis[i] for i in rows if 0 <= i < len(basis)]
-        st.session_state[SELECTION] = (table_key, rows, keys)
-        if keys:
+        basis = st.session_state.get(BASIS) or keys
+        chosen = [basis[i] for i in rows if 0 <= i < len(basis)]
+        st.session_state[SELECTION] = (table_key, rows, chosen)
+        if chosen:
             st.session_state.pop(FOCUS, None)
     else:
-        keys = before[2]
-    st.session_state[BASIS] = shown["key"].to_list()
-    if keys:
-        return keys
+        chosen = before[2]
+    st.session_state[BASIS] = list(keys)
+    if chosen:
+        return chosen
     if st.session_state.get(FOCUS):
         return list(st.session_state[FOCUS])
-    wanted = st.query_params.get("finding")
-    return [wanted] if wanted and re.fullmatch(r"[0-9a-f]{20}", wanted) else []
+    wanted = st.query_params.get("finding") or ""
+    if not view.masked:
+        return [wanted] if re.fullmatch(r"[0-9a-f]{20}", wanted) else []
+    if not re.fullmatch(r"f-[0-9a-f]{18}", wanted):
+        return []
+    allowed = [s for s in store.sensors() if view.session.grant.allows(s)]
+    real = store.distinct(allowed, ["key"])["key"]
+    return [k for k, a in masker(view.settings).aliases("finding", real).items() if a == wanted]
 
 
 def apply(view: View, store: FindingsStore, items: list[tuple[str, int, int]], action: str,
@@ -234,7 +246,7 @@ def finding_panel(view: View, store: FindingsStore, row: dict, masked_row: dict)
                + (f" ({REASONS.get(row['reason'], row['reason'])})" if row["reason"] else "")
                + (f" · assigned to {text(row['assignee'])}"
                   if row["assignee"] and not view.masked else "")
-               + f" · key `{key}`")
+               + f" · key `{shown['key']}`")
     c = st.columns(4)
     c[0].metric("Flows", f"{row['flows']:,}")
     c[1].metric("Bytes", human_bytes(row["bytes"]))
