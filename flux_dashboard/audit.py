@@ -33,7 +33,9 @@ EVENTS = ("sign_in", "sign_out", "page_view", "export", "evidence_pack", "denied
           "load_started", "load_finished", "load_cancelled", "budget_refused",
           # findings: a triage action (before it is written), one refused as stale,
           # expected-behaviour rules
-          "triage", "triage_refused", "rule_created", "rule_edited", "rule_deleted")
+          "triage", "triage_refused", "rule_created", "rule_edited", "rule_deleted",
+          # a digest, alert or test message sent (or failed) to a notification route
+          "notification")
 COLUMNS = {"ts": pl.Datetime("us", "UTC"), "event": pl.String, "user": pl.String,
            "role": pl.String, "sensor": pl.Int64, "page": pl.String, "requests": pl.Int64,
            "detail": pl.String}

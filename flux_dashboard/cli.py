@@ -1,4 +1,4 @@
-"""Command line: ``python -m flux_dashboard {export,sensors,sync,simulate}``.
+"""Command line: ``python -m flux_dashboard {export,sensors,sync,db,notify,simulate}``.
 
 Progress goes to stderr, data to files or stdout. Every failure is one plain
 line on stderr and a non-zero exit status, never a traceback.
@@ -66,6 +66,18 @@ def _sensor_list(text: str) -> list[int] | None:
     return ids
 
 
+def _day(text: str):
+    from datetime import date
+
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from None
+    if not EARLIEST.date() <= day < LATEST.date():
+        raise argparse.ArgumentTypeError(f"{text!r} is outside the supported dates")
+    return day
+
+
 def _share(text: str) -> float:
     try:
         v = float(text)
@@ -129,7 +141,23 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--once", action="store_true", help="one cycle, then exit")
     sy.add_argument("--no-findings", action="store_true",
                     help="sync only: do not detect findings after each sensor")
+    sy.add_argument("--no-notify", action="store_true",
+                    help="do not send the digests and alerts of FLUX_NOTIFY_FILE's routes")
     common(sy)
+
+    no = sub.add_parser("notify", help="daily digests and alerts (FLUX_NOTIFY_FILE): preview "
+                        "a digest, or send a test message to a route")
+    what = no.add_mutually_exclusive_group(required=True)
+    what.add_argument("--preview", action="store_true",
+                      help="print a sensor's digest of one day as it would be sent (text and "
+                      "Markdown), without sending it")
+    what.add_argument("--test", metavar="ROUTE", help="send one test message to ROUTE")
+    no.add_argument("--sensor", type=int, help="sensor id (--preview)")
+    no.add_argument("--day", type=_day, help="the sensor's local day, YYYY-MM-DD (--preview; "
+                    "default: yesterday)")
+    no.add_argument("--masked", action="store_true",
+                    help="as a masked (customer-facing) route sees it")
+    common(no)
 
     dbp = sub.add_parser("db", help="the findings database (FLUX_DATABASE_URL, else SQLite "
                          "in the cache directory)")
@@ -246,11 +274,27 @@ def cmd_sync(args, transport=None) -> int:
         return EXIT_USAGE
     logging.getLogger("flux_dashboard.sync").setLevel(
         logging.WARNING if args.quiet else logging.INFO)
+    notifier = None
+    routes = None
+    if not args.no_notify and not args.no_findings:
+        from flux_dashboard.notify import routes as R
+
+        routes = R.load(secrets=_secrets())  # a bad routes file: one line, exit 1
+        logging.getLogger("flux_dashboard.notify").setLevel(
+            logging.WARNING if args.quiet else logging.INFO)
     stop = threading.Event()
+
+    def stopping(*_) -> None:
+        stop.set()
+        if notifier is not None:
+            notifier.wake()
+
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+            signal.signal(sig, stopping)
     service = build_service(settings, transport=transport, background=True, share=args.share)
+    if routes is not None and len(routes):
+        notifier = _notifier(service, routes, stop)
     meter = request_meter(settings)
 
     def count(states) -> None:  # the worker's requests count in the team's quota meter
@@ -265,10 +309,79 @@ def cmd_sync(args, transport=None) -> int:
             logging.getLogger("flux_dashboard.sync").warning("%s", exc)
     try:
         worker = Worker(service, sensors=args.sensors, days=args.days, stop=stop,
-                        on_cycle=count, findings=not args.no_findings)
+                        on_cycle=count, findings=not args.no_findings, notifier=notifier)
         return worker.run(once=args.once)
     finally:
+        stop.set()
+        if notifier is not None:
+            notifier.wake()
         service.close()
+
+
+def _secrets() -> dict:
+    import os
+
+    from flux_dashboard.config import read_secrets
+
+    return read_secrets(Path(os.environ.get("FLUX_SECRETS_FILE")
+                             or Path.cwd() / ".streamlit" / "secrets.toml").expanduser())
+
+
+def _notifier(service, routes, stop=None, detect: bool = False):
+    from flux_dashboard.access import Hosting
+    from flux_dashboard.audit import AuditLog
+    from flux_dashboard.notify.notifier import Notifier
+
+    settings = service.settings
+    host = Hosting.load(settings, _secrets())
+    audit = AuditLog(host.audit_file, secret=settings.api_key.reveal()
+                     if settings.api_key else None, clock=settings.now)
+    return Notifier(service, routes, stop=stop, audit=audit, detect=detect)
+
+
+def cmd_notify(args, transport=None) -> int:
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from flux_dashboard.hours import sensor_zone
+    from flux_dashboard.notify import routes as R
+    from flux_dashboard.service import build_service, request_meter
+
+    settings = _settings(args)
+    if args.test:
+        routes = R.load(secrets=_secrets())
+        route = routes.get(args.test)
+        service = build_service(settings, transport=transport)
+        try:
+            out = _notifier(service, routes).send_test(route)
+        finally:
+            service.close()
+        targets = ", ".join(route.targets())
+        if out.status != "sent":
+            print(f"error: the test message to {route.name} ({targets}) failed after "
+                  f"{out.attempts} tries: {out.error}", file=sys.stderr)
+            return EXIT_ERROR
+        print(f"test message sent to {route.name} ({targets})")
+        return 0
+    if args.sensor is None:
+        print("error: --preview needs --sensor", file=sys.stderr)
+        return EXIT_USAGE
+    service = build_service(settings, transport=transport)
+    try:
+        sensor = service.client.sensor(args.sensor)  # "unknown sensor" before any flux request
+        notifier = _notifier(service, R.Routes(), detect=True)
+        notifier.sensors({args.sensor: sensor})
+        day = args.day or (settings.now().astimezone(ZoneInfo(sensor_zone(sensor))).date()
+                           - timedelta(days=1))
+        message = notifier.digest(args.sensor, day, masked=args.masked)
+    finally:
+        service.close()
+        if not settings.demo:
+            request_meter(settings).add("cli", service.client.request_count)
+    print(message.as_text())
+    print("----- Markdown -----")
+    print(message.as_markdown())
+    return 0
 
 
 def cmd_db(args, transport=None) -> int:
@@ -308,7 +421,7 @@ def main(argv: list[str] | None = None, *, transport=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"export": cmd_export, "sensors": cmd_sensors, "sync": cmd_sync,
-                "db": cmd_db}[args.command](args, transport)
+                "db": cmd_db, "notify": cmd_notify}[args.command](args, transport)
     except E.IncompleteDataError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return EXIT_INCOMPLETE

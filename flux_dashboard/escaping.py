@@ -53,6 +53,20 @@ def escape_markdown(value: object) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
+_CHAT_SPECIAL = re.compile(r"([\\`*_\[\]|~#])")
+
+
+def escape_chat(value: object) -> str:
+    """A value as literal text in chat Markdown (Slack, Teams, Mattermost, Discord):
+    ``& < >`` as entities (Slack's own rule, CommonMark reads them too), the characters
+    that make links, emphasis, code, tables or headings backslash-escaped, and bare
+    URLs and e-mail addresses broken by an invisible word joiner. Lighter than
+    ``escape_markdown``: chat clients show a needless backslash as it is."""
+    text = html.escape(str(value), quote=False)
+    text = _AUTOLINK.sub(WORD_JOINER, text)
+    return _CHAT_SPECIAL.sub(r"\\\1", text)
+
+
 # ---------------------------------------------------------------------------
 # HTML (the offline report)
 # ---------------------------------------------------------------------------

@@ -70,6 +70,9 @@ KINDS: tuple[str, ...] = ("toxic_out", "beacon", "inbound_attack", "upload_anoma
 DAY_KINDS = frozenset({"upload_anomaly", "off_hours", "inbound_attack"})
 MACHINE_KINDS = frozenset({"upload_anomaly", "off_hours"})
 SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low")  # most severe first
+KIND_LABELS = {"toxic_out": "Toxic contact (OUT)", "beacon": "Beaconing",
+               "inbound_attack": "Inbound attack", "upload_anomaly": "Upload anomaly",
+               "first_seen": "First-seen remote", "off_hours": "Off-hours activity"}
 
 # Severity: a level per kind (0 low … 3 critical), raised one step per aggravating fact.
 _BASE = {"toxic_out": 2, "beacon": 2, "inbound_attack": 1, "upload_anomaly": 1,

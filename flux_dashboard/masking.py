@@ -257,3 +257,9 @@ def load_secret(path: Path, env_value: str | None = None) -> bytes:
     except OSError:  # read-only or full disk: this process still masks consistently
         return fresh
     return read() or fresh
+
+
+def settings_masker(cache_dir: Path) -> Masker:
+    """The deployment's masker: the secret of ``FLUX_MASK_SECRET``, else the one kept in
+    the cache directory; the dashboard and the notifier alias alike."""
+    return Masker(load_secret(Path(cache_dir) / "mask-secret", os.environ.get("FLUX_MASK_SECRET")))

@@ -31,6 +31,10 @@ Findings: after a sensor's window is complete, the worker detects over its last
 from the cache it just filled: no request) and upserts them in the findings
 database, the same keys and rules as the dashboard's detection. A database that
 is unavailable is logged and retried next cycle; syncing goes on.
+
+Notifications: with routes configured (``FLUX_NOTIFY_FILE``), the worker runs the
+notifier (``notify.notifier``) in its own thread, woken after each detection: the
+daily digests, alerts and silence of the sensors it syncs (no second daemon).
 """
 
 from __future__ import annotations
@@ -146,7 +150,7 @@ class Worker:
                  stop: threading.Event | None = None,
                  clock: Callable[[], datetime] | None = None,
                  on_cycle: Callable[[list[SensorStatus]], None] | None = None,
-                 findings: bool = True) -> None:
+                 findings: bool = True, notifier=None) -> None:
         self.service = service
         self.loader = service.loader
         self.sensors = list(sensors) if sensors else None  # None: every sensor of the key
@@ -156,6 +160,7 @@ class Worker:
         self.status = StatusFile(service.settings.cache_dir, service.settings.source_id)
         self.on_cycle = on_cycle
         self.findings = findings
+        self.notifier = notifier  # notify.notifier.Notifier: woken after each detection
         self._meta: dict[int, dict] = {}  # sensor id -> its metadata (time zone, hours)
 
     def _sensor_ids(self) -> list[int]:
@@ -191,7 +196,14 @@ class Worker:
             return None
         log.info("findings of sensor %s: %d detected (%d new, %d expected by a rule, "
                  "%d reopened)", sensor, found.height, done.new, done.expected, done.reopened)
+        if self.notifier is not None:
+            self.notifier.wake()  # alerts go out now, not at the notifier's next minute
         return done
+
+    def context(self) -> tuple[list[int] | None, dict[int, dict]]:
+        """The sensors this worker syncs and their metadata (for the notifier)."""
+        return (list(self.sensors) if self.sensors is not None else list(self._meta) or None,
+                dict(self._meta))
 
     def sync_sensor(self, sensor: int) -> SensorStatus:
         now = self.clock()
@@ -256,8 +268,12 @@ class Worker:
         return out
 
     def run(self, once: bool = False, every: timedelta = CYCLE_EVERY) -> int:
+        if self.notifier is not None and not once:
+            self.notifier.start(self.context)
         while True:
             states = self.cycle()
+            if once and self.notifier is not None:
+                self.notifier.cycle(*self.context())
             if once or self.stop.is_set():
                 return 0 if states and all(s.last_error is None for s in states) else 3
             self.stop.wait(every.total_seconds())

@@ -60,7 +60,7 @@ def inbox_page(view, store) -> None:
                               format_func=T.STATUS_LABELS.get,
                               help="Open statuses by default; add Expected to see what rules hid.")
     kinds = c2.multiselect("Kind", list(F.KINDS), key="findings_kind",
-                           format_func=T.KIND_LABELS.get, placeholder="Every kind")
+                           format_func=F.KIND_LABELS.get, placeholder="Every kind")
     severities = c3.multiselect("Severity", list(F.SEVERITIES), key="findings_severity",
                                 placeholder="Every severity")
     c4, c5 = st.columns([3, 2])
@@ -82,7 +82,7 @@ def inbox_page(view, store) -> None:
         col.metric(T.STATUS_LABELS[status], f"{inbox.counts[status]:,}")
     if inbox.kinds.height:
         st.caption("Open by kind: " + " · ".join(
-            f"{T.KIND_LABELS.get(k, k)} {o:,}" for k, o, _ in inbox.kinds.rows() if o))
+            f"{F.KIND_LABELS.get(k, k)} {o:,}" for k, o, _ in inbox.kinds.rows() if o))
 
     shown = inbox.table
     if shown.height == 0:

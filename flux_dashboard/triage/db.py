@@ -24,7 +24,7 @@ from flux_dashboard import errors as E
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0001"
+HEAD = "0002"
 
 
 def default_url(cache_dir: Path, source_id: str = "") -> str:

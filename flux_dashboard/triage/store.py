@@ -268,9 +268,18 @@ class FindingsStore:
                statuses: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
                severities: Sequence[str] | None = None, device: str | None = None,
                assignee: str | None = None, keys: Sequence[str] | None = None,
-               search: str | None = None, among: Mapping[str, Iterable[str]] | None = None
-               ) -> sa.Select:
+               search: str | None = None, among: Mapping[str, Iterable[str]] | None = None,
+               first_contact: tuple[datetime, datetime] | None = None,
+               last_contact_since: datetime | None = None,
+               detected_since: datetime | None = None) -> sa.Select:
         c = findings.c
+        if detected_since is not None:
+            q = q.where(c.first_detected >= _utc(detected_since))
+        if first_contact is not None:  # [start, end): the evidence began in this span
+            q = q.where(c.first_contact >= _utc(first_contact[0]),
+                        c.first_contact < _utc(first_contact[1]))
+        if last_contact_since is not None:
+            q = q.where(c.last_contact >= _utc(last_contact_since))
         if sensors is not None:
             q = q.where(c.sensor.in_(sorted({int(s) for s in sensors})))
         for col, wanted in ((c.status, statuses), (c.kind, kinds), (c.severity, severities),
@@ -296,6 +305,9 @@ class FindingsStore:
              severities: Sequence[str] | None = None, device: str | None = None,
              assignee: str | None = None, keys: Sequence[str] | None = None,
              search: str | None = None, among: Mapping[str, Iterable[str]] | None = None,
+             first_contact: tuple[datetime, datetime] | None = None,
+             last_contact_since: datetime | None = None,
+             detected_since: datetime | None = None,
              limit: int | None = None, offset: int = 0) -> pl.DataFrame:
         """Findings (``TRIAGE_SCHEMA``): open ones first, then by severity, the latest
         last contact, the key (``sort``'s order, in SQL). ``sensors`` None: every sensor
@@ -304,7 +316,9 @@ class FindingsStore:
         c = findings.c
         q = self._where(sa.select(*[c[n] for n in TRIAGE_SCHEMA.names()]), sensors,
                         statuses=statuses, kinds=kinds, severities=severities, device=device,
-                        assignee=assignee, keys=keys, search=search, among=among)
+                        assignee=assignee, keys=keys, search=search, among=among,
+                        first_contact=first_contact, last_contact_since=last_contact_since,
+                        detected_since=detected_since)
         q = q.order_by(sa.case((c.status.in_(OPEN), 0), else_=1), _rank(c.severity),
                        c.last_contact.desc().nulls_last(), c.key)
         if limit is not None:
@@ -351,11 +365,15 @@ class FindingsStore:
 
     @_plain_errors
     def events(self, keys: Sequence[str] | None = None,
-               sensors: Iterable[int] | None = None) -> pl.DataFrame:
+               sensors: Iterable[int] | None = None,
+               between: tuple[datetime, datetime] | None = None) -> pl.DataFrame:
         """The history of ``keys`` (of every finding of ``sensors``; of every finding
-        when both are None), oldest first."""
+        when both are None), oldest first; ``between``: events in [start, end) only."""
         q = sa.select(*[finding_events.c[n] for n in EVENT_SCHEMA.names()]) \
             .order_by(finding_events.c.id)
+        if between is not None:
+            q = q.where(finding_events.c.at >= _utc(between[0]),
+                        finding_events.c.at < _utc(between[1]))
         if keys is not None:
             q = q.where(finding_events.c.key.in_(list(keys)))
         if sensors is not None:

@@ -89,3 +89,29 @@ rules = sa.Table(
     sa.Column("deleted_at", sa.DateTime()),
     sa.Column("deleted_by", sa.String(320)),
 )
+
+# Notifications (``flux_dashboard.notify``): one row per message a route must receive,
+# recorded under its unique (route, kind, sensor, subject) before it is sent, then
+# claimed by one worker, then marked sent or failed. ``subject``: the local day of a
+# digest, the finding key of an alert, the silence's last data hour, a test's id.
+# Alerts grouped into one message share a ``batch``.
+deliveries = sa.Table(
+    "deliveries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("route", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(12), nullable=False),  # daily, alert, silent, back, test
+    sa.Column("sensor", sa.BigInteger, nullable=False),  # 0: none (a test message)
+    sa.Column("subject", sa.String(64), nullable=False),
+    sa.Column("batch", sa.String(40)),
+    sa.Column("title", sa.String(300)),
+    sa.Column("late", sa.Boolean, nullable=False, default=False),
+    sa.Column("status", sa.String(10), nullable=False),  # pending, sending, sent, failed
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("claimed_at", sa.DateTime()),
+    sa.Column("claimed_by", sa.String(80)),
+    sa.Column("sent_at", sa.DateTime()),
+    sa.UniqueConstraint("route", "kind", "sensor", "subject", name="uq_deliveries_item"),
+    sa.Index("ix_deliveries_route_id", "route", "id"),
+)

@@ -12,7 +12,6 @@ this one is freed.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from flux_dashboard.config import Settings, load_settings, memory_budget
 from flux_dashboard.errors import FluxError
 from flux_dashboard.filters import Filters
 from flux_dashboard.loader import LoadResult
-from flux_dashboard.masking import Masker, load_secret
+from flux_dashboard.masking import Masker, settings_masker
 from flux_dashboard.service import Service, build_service
 
 
@@ -83,8 +82,7 @@ def loader_for(grant: Grant) -> GuardedLoader:
 
 @st.cache_resource(show_spinner=False)
 def _masker(source_id: str, cache_dir: str) -> Masker:
-    return Masker(load_secret(settings().cache_dir / "mask-secret",
-                              os.environ.get("FLUX_MASK_SECRET")))
+    return settings_masker(settings().cache_dir)
 
 
 def masker(cfg: Settings) -> Masker:

@@ -48,9 +48,6 @@ _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
 ACTION_LABELS = {"acknowledge": "Acknowledge", "investigate": "Investigating",
                  "resolve": "Resolve", "false_positive": "False positive",
                  "reopen": "Reopen", "comment": "Comment only"}
-KIND_LABELS = {"toxic_out": "Toxic contact (OUT)", "beacon": "Beaconing",
-               "inbound_attack": "Inbound attack", "upload_anomaly": "Upload anomaly",
-               "first_seen": "First-seen remote", "off_hours": "Off-hours activity"}
 STATUS_LABELS = {"new": "New", "acknowledged": "Acknowledged",
                  "investigating": "Investigating", "resolved": "Resolved",
                  "false_positive": "False positive", "expected": "Expected"}
@@ -239,7 +236,7 @@ def finding_panel(view: View, store: FindingsStore, row: dict, masked_row: dict)
     key = row["key"]
     version = seen_version(key, row["version"])
     shown = masked_row
-    kind = KIND_LABELS.get(row["kind"], row["kind"])
+    kind = F.KIND_LABELS.get(row["kind"], row["kind"])
     st.subheader(f"{kind} · {shown['device_name'] or shown['ip0'] or '?'}"
                  + (f" → {shown['ip1']}" if shown.get("ip1") else ""), anchor=False)
     st.caption(f"Severity **{row['severity']}** · status **{STATUS_LABELS[row['status']]}**"

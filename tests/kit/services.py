@@ -8,6 +8,9 @@ install the package when it is missing). Nothing is persisted:
 cluster in a temporary directory, started as the ``postgres`` user when the
 tests run as root (PostgreSQL refuses to run as root), trust authentication on
 127.0.0.1 only, no fsync. ``database()`` creates a fresh database per test.
+
+``SmtpServer`` (aiosmtpd) and ``WebhookReceiver`` (http.server): the receiving ends
+of notifications, each on a free loopback port.
 """
 
 from __future__ import annotations
@@ -109,3 +112,81 @@ class PostgresServer:
                        "immediate", "stop"])
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) on a free loopback port; ``messages`` are the
+    parsed e-mails received (``email.message.EmailMessage``), in order."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list = []
+        self.port = free_port()
+        server = self
+
+        class Handler:
+            async def handle_DATA(self, srv, session, envelope):  # noqa: N802 - aiosmtpd's
+                import email
+                from email import policy
+
+                server.messages.append(email.message_from_bytes(
+                    envelope.original_content or envelope.content, policy=policy.default))
+                return "250 OK"
+
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def url(self, to: str = "team@example.org") -> str:
+        """An Apprise URL that delivers here."""
+        return (f"mailto://127.0.0.1:{self.port}?from=flux@example.org&to={to}"
+                f"&smtp=127.0.0.1&secure=no&user=&pass=")
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+class WebhookReceiver:
+    """An HTTP server on a free loopback port that records each POST (path, JSON body)
+    in ``received``; the first ``fail_first`` requests get HTTP 500 (a failing
+    channel). ``failures`` counts those refused."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        import http.server
+        import json
+        import threading
+
+        self.received: list[tuple[str, dict]] = []
+        self.fail_first = fail_first
+        self.failures = 0
+        recv = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if recv.failures < recv.fail_first:
+                    recv.failures += 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                try:
+                    recv.received.append((self.path, json.loads(body)))
+                except ValueError:
+                    recv.received.append((self.path, {"raw": body.decode(errors="replace")}))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str = "hook") -> str:
+        return f"json://127.0.0.1:{self.port}/{path}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
