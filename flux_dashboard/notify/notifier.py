@@ -376,7 +376,8 @@ class Notifier:
                 out.append(self._send_group(ledger, route, mine))
         return out
 
-    def _send_group(self, ledger: Ledger, route: Route, rows: list[dict]) -> Outcome:
+    def _send_group(self, ledger: Ledger, route: Route, rows: list[dict],
+                    actor: str = "notifier") -> Outcome:
         kind, sensor = rows[0]["kind"], int(rows[0]["sensor"])
         subjects = tuple(r["subject"] for r in rows)
         ids = [r["id"] for r in rows]
@@ -428,16 +429,17 @@ class Notifier:
         status = "sent" if ok else "failed"
         log.info("notify %s: %s of sensor %s %s (%s)", route.name, kind, sensor, status,
                  ", ".join(route.targets()))
-        self._audit(route, kind, sensor, subjects, status, tries, message.title)
+        self._audit(route, kind, sensor, subjects, status, tries, actor)
         return Outcome(route.name, kind, sensor, subjects, status, tries,
                        None if ok else error, message.title)
 
     def _audit(self, route: Route, kind: str, sensor: int, subjects: Sequence[str],
-               status: str, attempts: int, title: str) -> None:
+               status: str, attempts: int, actor: str) -> None:
         if self.audit is None:
             return
         try:
-            self.audit.record("notification", user="notifier", role="system",
+            self.audit.record("notification", user=actor,
+                              role="system" if actor == "notifier" else "admin",
                               sensor=sensor or None, route=route.name, kind=kind,
                               status=status, attempts=attempts, items=len(subjects),
                               detail=f"{kind} {subjects[0] if kind == 'daily' else ''}"
@@ -470,10 +472,11 @@ class Notifier:
         raise ValueError(f"unknown delivery kind {kind!r}")
 
     def digest(self, sensor: int, day: date, *, route: Route | None = None,
-               masked: bool = False, late: bool = False, now: datetime | None = None
-               ) -> C.Message | None:
+               masked: bool = False, late: bool = False, now: datetime | None = None,
+               cache_only: bool = False) -> C.Message | None:
         """The digest of ``sensor``'s local ``day`` (None: the day's hours are still
-        missing and it may wait)."""
+        missing and it may wait). ``cache_only``: no request (IncompleteDataError when
+        the flows are not all cached: the dashboard's preview)."""
         from flux_dashboard.triage import run
 
         now = now or self.clock()
@@ -481,14 +484,16 @@ class Notifier:
         start, end = local_day_window(day, tz)
         week_start, week_end = local_day_window(day - timedelta(days=7), tz)
         loader = self.service.loader
+        most = 0 if cache_only else None
         if self.detect:
             (a, b), (c, d) = run.worker_windows(end - timedelta(days=14), end)
-            frame = loader.load(sensor, a, b, cancel=self.stop).frame
-            base = loader.load(sensor, c, d, cancel=self.stop).frame
+            frame = loader.load(sensor, a, b, cancel=self.stop, max_requests=most).frame
+            base = loader.load(sensor, c, d, cancel=self.stop, max_requests=most).frame
             found = run.detect_loaded(frame, base, self.meta(sensor))
             run.record(self.store(), found, now, demo=self.settings.demo)
-        flows = loader.load(sensor, start, end, cancel=self.stop)
-        before = loader.load(sensor, week_start, week_end, cancel=self.stop).frame
+        flows = loader.load(sensor, start, end, cancel=self.stop, max_requests=most)
+        before = loader.load(sensor, week_start, week_end, cancel=self.stop,
+                             max_requests=most).frame
         covered = len(loader.store.covered(loader.source_id, sensor, filters_key(None),
                                            hours_between(start, end)))
         coverage = covered / max(1, len(hours_between(start, end)))
@@ -510,7 +515,7 @@ class Notifier:
                        triaged, links=links, show=shown, g_per_gb=self.settings.carbon_g_per_gb,
                        late=late, coverage=coverage)
 
-    def send_test(self, route: Route) -> Outcome:
+    def send_test(self, route: Route, actor: str = "notifier") -> Outcome:
         """Record and send one test message to ``route`` (its own ledger row)."""
         now = self.clock()
         ledger = self.ledger()
@@ -520,4 +525,4 @@ class Notifier:
         row = ledger.find(route.name, "test", 0, [subject])[subject]
         if not ledger.claim([row["id"]], self.worker, now):
             return Outcome(route.name, "test", 0, (subject,), "waiting")
-        return self._send_group(ledger, route, [row])
+        return self._send_group(ledger, route, [row], actor)

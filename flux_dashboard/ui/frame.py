@@ -31,7 +31,9 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("hunting", "Threat hunting", ":material/troubleshoot:", "pages/6_hunting.py"),
     ("findings", "Findings", ":material/inbox:", "pages/8_findings.py"),
 ]
-ADMIN_PAGES = [("activity", "Activity", ":material/policy:", "pages/7_activity.py")]
+ADMIN_PAGES = [("activity", "Activity", ":material/policy:", "pages/7_activity.py"),
+               ("notifications", "Notifications", ":material/notifications:",
+                "pages/9_notifications.py")]
 _local = threading.local()
 
 
@@ -79,7 +81,7 @@ def run_app() -> None:
             # A table row's remote was chosen (its callback set the Remote IP filter).
             st.switch_page(next(p for p in flows if p.url_path == "remotes"),
                            query_params=_unbound_link())
-        if nav.url_path == "activity":  # no sensor data: no load, no filters
+        if nav.url_path in ("activity", "notifications"):  # admin pages: no load, no filters
             sidebar_identity(session, st.sidebar)
         else:
             _local.view = sidebar_and_load(session)

@@ -26,6 +26,7 @@ from servers import Server, register
 from tests.kit.clock import PINNED_ISO, days_query
 from tests.kit.demo import INCIDENT_DAY
 from tests.kit.procs import ROOT, StreamlitServer, scrubbed_env
+from tests.kit.services import WebhookReceiver
 
 pytestmark = pytest.mark.browser
 
@@ -73,7 +74,8 @@ def oidc() -> Iterator[str]:
         yield f"http://localhost:{server.server_port}"
 
 
-def start_hosted(workdir: Path, oidc_url: str, api_url: str) -> Hosted:
+def start_hosted(workdir: Path, oidc_url: str, api_url: str,
+                 extra_env: dict[str, str] | None = None) -> Hosted:
     """``make serve``'s module with the repo's example policy and an ``[auth]`` pointing
     at the local provider; its log is checked after every test."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +98,7 @@ def start_hosted(workdir: Path, oidc_url: str, api_url: str) -> Hosted:
         "FLUX_ACCESS_FILE": str(ROOT / "deploy" / "access.example.toml"),
         "FLUX_AUDIT_FILE": str(audit), "FLUX_CACHE_DIR": str(workdir / "cache"),
         "SERENICITY_API_URL": api_url, "AUTHLIB_INSECURE_TRANSPORT": "1",
-        "FLUX_NOW": PINNED_ISO, "HOME": str(workdir)})
+        "FLUX_NOW": PINNED_ISO, "HOME": str(workdir), **(extra_env or {})})
     # localhost, not 127.0.0.1: the browser's origin must match redirect_uri
     server = StreamlitServer.start(workdir, env, mode="hosted", command=command,
                                    host="localhost")
@@ -104,8 +106,19 @@ def start_hosted(workdir: Path, oidc_url: str, api_url: str) -> Hosted:
 
 
 @pytest.fixture(scope="module")
-def hosted(tmp_path_factory, oidc, simulator_api) -> Iterator[Hosted]:
-    server = start_hosted(tmp_path_factory.mktemp("hosted"), oidc, simulator_api.url)
+def hook() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def hosted(tmp_path_factory, oidc, simulator_api, hook) -> Iterator[Hosted]:
+    workdir = tmp_path_factory.mktemp("hosted")
+    routes = workdir / "routes.toml"
+    routes.write_text('[routes.soc]\nsensors = [54]\nurls = ["SOC_HOOK"]\n', encoding="utf-8")
+    server = start_hosted(workdir, oidc, simulator_api.url, {
+        "FLUX_NOTIFY_FILE": str(routes), "SOC_HOOK": hook.url("hook-s3cret")})
     yield server
     server.stop()
 
@@ -316,3 +329,33 @@ def test_viewer_sees_finding_statuses_but_no_action_and_no_comment(hosted, conte
     assert not re.search(r"\b192\.168\.\d+\.\d+\b", text) and PLAN.c2_ip not in text
     assert "acknowledged" in text
     page.screenshot(path=str(screenshot_dir / "signin-viewer-findings.png"), full_page=True)
+
+
+def test_admin_sends_a_test_notification(hosted, context_page, hook, screenshot_dir):
+    """The Notifications page: the route by service and host (never its URL), the preview
+    of yesterday's digest from the cache (the Overview that sign-in lands on compared
+    yesterday with a week before, so both days are cached: the preview spends nothing),
+    and "Send a test message" clicked: the webhook receives it."""
+    page = context_page
+    sign_in(page, hosted.url, "alice")
+    link = page.get_by_test_id("stSidebarNavLink").filter(has_text="Notifications")
+    wait_for_run(page, link.click)
+    expect(page.get_by_role("heading", name="Notifications")).to_be_visible(
+        timeout=LOAD_TIMEOUT)
+    preview = page.locator(".st-key-notify_preview")
+    expect(preview).to_contain_text("Flux daily digest", timeout=LOAD_TIMEOUT)
+    expect(preview).to_contain_text("Flows: ")
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    assert "hook-s3cret" not in page.content()
+    page.screenshot(path=str(screenshot_dir / "notifications.png"), full_page=True)
+    before = len(hook.received)
+    wait_for_run(page, page.locator(
+        ".st-key-FormSubmitter-notify_test-Send-a-test-message button").click)
+    expect(page.get_by_text("Test message sent to soc (JSON · 127.0.0.1).")).to_be_visible(
+        timeout=LOAD_TIMEOUT)
+    assert len(hook.received) == before + 1
+    path, body = hook.received[-1]
+    assert path == "/hook-s3cret" and body["title"] == "Flux · test message to soc"
+    assert any(e["event"] == "notification" and e["user"] == USERS["alice"]["email"]
+               and e["status"] == "sent" for e in hosted.audit())
+
