@@ -45,7 +45,8 @@ PAGE_LINKS = {TOXIC: days_link(INCIDENT_DAY), HUNTING: days_link(INCIDENT_DAY)}
 LONGEST_FIRST = ("tests/browser/test_controls.py", "tests/test_loader.py",
                  "tests/browser/test_browser.py", "tests/browser/test_downloads.py",
                  "tests/browser/test_signin.py", "tests/test_app_hosting_attacks.py",
-                 "tests/test_hosting_app.py", "tests/test_app_links.py")
+                 "tests/test_hosting_app.py", "tests/test_notify.py",
+                 "tests/test_app_links.py")
 
 
 def pytest_collection_modifyitems(items) -> None:
