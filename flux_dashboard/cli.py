@@ -276,7 +276,7 @@ def cmd_sync(args, transport=None) -> int:
         logging.WARNING if args.quiet else logging.INFO)
     notifier = None
     routes = None
-    if not args.no_notify and not args.no_findings:
+    if not args.no_notify:
         from flux_dashboard.notify import routes as R
 
         routes = R.load(secrets=_secrets())  # a bad routes file: one line, exit 1
@@ -314,7 +314,7 @@ def cmd_sync(args, transport=None) -> int:
     finally:
         stop.set()
         if notifier is not None:
-            notifier.wake()
+            notifier.close(timeout=3.0)  # a message being sent is finished and recorded
         service.close()
 
 

@@ -509,3 +509,25 @@ def test_notify_test_sends_one_message_and_bad_routes_say_so(tmp_path, hook):
                   tmp_path)
     assert failed.returncode == 1 and "failed after 4 tries" in failed.stderr
     assert "secret-path-123" not in failed.stderr + failed.stdout
+
+
+def test_sync_once_sends_the_routes_digest_from_the_cli(sim, tmp_path, hook):
+    routes = tmp_path / "routes.toml"
+    routes.write_text(routes_toml(team={"sensors": [54], "urls": ["TEAM_HOOK"],
+                                        "receives": ["daily"]}), encoding="utf-8")
+    env = {"SERENICITY_API_URL": sim[1], "FLUX_NOW": NOW.isoformat(),
+           "FLUX_CACHE_DIR": str(tmp_path / "c"), "FLUX_NOTIFY_FILE": str(routes),
+           "TEAM_HOOK": hook.url(), "FLUX_PUBLIC_URL": "https://flux.example.test/base"}
+    args = ["sync", "--once", "--sensors", "54", "--days", str(DAYS), "--no-findings"]
+    done = _cli(args, env, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [b["title"][:18] for _, b in hook.received] == ["Flux daily digest "]
+    assert "Tue 17 Nov 2026" in hook.received[0][1]["title"]
+    check_links(re.findall(r"https://\S+", hook.received[0][1]["message"]), DAY)
+    again = _cli(args, env, tmp_path)
+    assert again.returncode == 0 and len(hook.received) == 1  # once, across processes
+    off = _cli([*args, "--no-notify"], {**env, "FLUX_NOTIFY_FILE": str(tmp_path / "none")},
+               tmp_path)
+    assert off.returncode == 0  # --no-notify does not even read the routes file
+    bad = _cli(args, {**env, "FLUX_NOTIFY_FILE": str(tmp_path / "none")}, tmp_path)
+    assert bad.returncode == 1 and "does not exist (FLUX_NOTIFY_FILE)" in bad.stderr

@@ -160,6 +160,7 @@ class Notifier:
         self.backoff_s = _backoff() if backoff_s is None else backoff_s
         self.detect = detect  # detect a digest's day first (previews; the worker already did)
         self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
         self._meta: dict[int, dict] = {}
         self._masker = None
 
@@ -228,7 +229,16 @@ class Notifier:
         thread = threading.Thread(target=self.run, args=(context,), name="notifier",
                                   daemon=True)
         thread.start()
+        self._thread = thread
         return thread
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Stop the thread: a send in progress is finished and recorded (bounded wait;
+        a retry's backoff is cut short by the stop)."""
+        self.stop.set()
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     def cycle(self, synced: Sequence[int] | None = None,
               known: Mapping[int, Mapping] | None = None) -> list[Outcome]:

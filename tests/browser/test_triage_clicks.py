@@ -19,6 +19,7 @@ from browser_kit import (
     assert_no_errors,
     download,
     metric_int,
+    metric_value,
     open_page,
     read_csv,
     rendered_text,
@@ -137,6 +138,9 @@ def test_a_rule_makes_the_next_detection_expected(page: Page, findings_server):
     button = widget(page, f"FormSubmitter-rule_{key}-Create-the-rule").get_by_role("button")
     wait_for_run(page, button.click)
     expect(main.get_by_text(re.compile(r"Rule #\d+ created"))).to_be_visible()
+    # The message is drawn above the counters: wait for them to be redrawn too (a
+    # loaded machine showed the previous run's 0 for a moment).
+    expect(metric_value(page, "Expected")).not_to_have_text("0", timeout=LOAD_TIMEOUT)
     expected_before = metric_int(page, "Expected")
     assert expected_before >= 1
 
