@@ -717,3 +717,36 @@ def remote_hosts_fig(
         ("Threats", escape_plotly([str(v or "") for v in _col(frame, "threats")])),
     ]
     return _hbar(frame, labels, value, title, "Remote host", extra=extra, outline=toxic)
+
+
+def fleet_strip_fig(frame: pl.DataFrame, order: Sequence[str],
+                    title: str = "Cyberweather per day, every sensor") -> go.Figure:
+    """From ``fleet.strip_frame``: sensors (rows, in ``order``: worst first) × local days,
+    each cell coloured by the day's level on the fixed five-level scale; a day without
+    any flow is left blank."""
+    days = sorted(set(frame["day"].to_list())) if frame.height else []
+    cells = {(r["sensor"], r["day"]): r for r in frame.iter_rows(named=True)}
+    z, text = [], []
+    for name in order:
+        zr, tr = [], []
+        for d in days:
+            r = cells.get((name, d))
+            ok = r is not None and r["flows"] > 0
+            zr.append(r["level"] if ok else None)
+            tr.append(f"<b>{escape_plotly(name)}</b><br>{d:%a %d %b}<br>"
+                      + (f"{LEVEL_NAMES[r['level']]} (cyT {r['cyt']:,})<br>Toxic IN: "
+                         f"{r['toxic_in']:,} · Toxic OUT: {r['toxic_out']:,}" if ok
+                         else "no data"))
+        z.append(zr)
+        text.append(tr)
+    fig = go.Figure(go.Heatmap(
+        x=[d.isoformat() for d in days], y=[escape_plotly(n) for n in order], z=z, text=text,
+        hovertemplate="%{text}<extra></extra>", colorscale=_level_colourscale(),
+        zmin=-0.5, zmax=len(LEVEL_COLOURS) - 0.5, xgap=2, ygap=2, hoverongaps=False,
+        colorbar={"title": {"text": "Level"}, "tickvals": list(LEVEL_NAMES),
+                  "ticktext": [level_label(v) for v in LEVEL_NAMES]}))
+    _base(fig, title, "Local day of each sensor", None,
+          height=max(260, 90 + 26 * len(order)), plot_bgcolor="white")
+    fig.update_yaxes(autorange="reversed", showgrid=False, type="category")
+    fig.update_xaxes(showgrid=False)
+    return fig

@@ -224,10 +224,17 @@ class Client:
 
     def hour_counts(self, sensor_id: int, params: dict[str, Any]) -> FluxPage:
         """One page of ``/flux-hour-sensor``: the sensor's statistics per UTC hour (its
-        ``count`` is the rows of that hour). Counted with the flux requests: it is
-        data, metered and rate-limited like them. The items are as the API sent them."""
-        data = self._get_json(f"sensors/{int(sensor_id)}/flux-hour-sensor", params,
-                              what=f"hourly counts of sensor {sensor_id}", flux=True)
+        ``count`` is the rows of that hour)."""
+        return self.hourly_page(sensor_id, "flux-hour-sensor", params)
+
+    def hourly_page(self, sensor_id: int, endpoint: str, params: dict[str, Any]) -> FluxPage:
+        """One page of ``/flux-hour-sensor`` or ``/flux-hour-ip0`` (per local IP).
+        Counted with the flux requests: it is data, metered and rate-limited like them.
+        The items are as the API sent them."""
+        if endpoint not in ("flux-hour-sensor", "flux-hour-ip0"):
+            raise ValueError(f"not an hourly statistics endpoint: {endpoint!r}")
+        data = self._get_json(f"sensors/{int(sensor_id)}/{endpoint}", params,
+                              what=f"hourly totals of sensor {sensor_id}", flux=True)
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise E.SchemaError("The hourly statistics answer has no 'data' list.")
         return FluxPage(_parse_meta(data.get("meta")), data["data"])

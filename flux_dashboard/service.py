@@ -32,9 +32,10 @@ def _embedded(dense: bool, day: date, pinned: datetime | None, hostile_names: bo
     from flux_dashboard.simulator import Simulator, SimulatorConfig
 
     # No rate limit, faults or other hazards in demo mode: it is a showcase, not a hazard
-    # test; the escaping tests ask for the hostile names (FLUX_DEMO_HOSTILE_NAMES).
+    # test; the escaping tests ask for the hostile names (FLUX_DEMO_HOSTILE_NAMES). The
+    # fleet of small sites fills the Sensors page.
     return Simulator(SimulatorConfig(dense=dense, rate_limit_per_min=None, story_day=day,
-                                     hostile_names=hostile_names,
+                                     fleet=True, hostile_names=hostile_names,
                                      now=clock.pinned(pinned) if pinned else None))
 
 

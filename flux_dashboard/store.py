@@ -55,19 +55,20 @@ _DAMAGE = (pl.exceptions.PolarsError, pl.exceptions.PanicException, ValueError, 
            TypeError)
 
 
-def _duplicates(df: pl.DataFrame) -> int:
+def _duplicates(df: pl.DataFrame, key: tuple[str, ...] = NATURAL_KEY) -> int:
     """Rows beyond the first of each natural key."""
-    return df.height - df.select(pl.struct(NATURAL_KEY).n_unique()).item() if df.height else 0
+    return df.height - df.select(pl.struct(key).n_unique()).item() if df.height else 0
 
 
-def _decode_day(data: bytes, day: date) -> tuple[pl.DataFrame, set[int]]:
+def _decode_day(data: bytes, day: date, schema: pl.Schema = FLOW_SCHEMA,
+                key: tuple[str, ...] = NATURAL_KEY) -> tuple[pl.DataFrame, set[int]]:
     meta = pl.read_parquet_metadata(io.BytesIO(data))
     if meta.get("flux_format") != FORMAT_VERSION:
         raise ValueError("format version")
     hours = {int(h) for h in json.loads(meta["flux_hours"])}
     rows = int(meta["flux_rows"])
     df = pl.read_parquet(io.BytesIO(data))
-    if df.schema != FLOW_SCHEMA:
+    if df.schema != schema:
         raise ValueError("schema")
     if df.height != rows:
         raise ValueError(f"{df.height} rows, metadata says {rows}")
@@ -75,7 +76,7 @@ def _decode_day(data: bytes, day: date) -> tuple[pl.DataFrame, set[int]]:
         sh = df.get_column("start_of_hour")
         if (sh.dt.date() != day).any() or not set(sh.dt.hour().unique()) <= hours:
             raise ValueError("rows outside the covered hours")
-        if _duplicates(df):
+        if _duplicates(df, key):
             raise ValueError("rows with the same natural key")
     return df, hours
 
@@ -95,8 +96,14 @@ _FILE_LOCKS_GUARD = threading.Lock()
 
 
 class Store:
-    def __init__(self, root: Path | str) -> None:
+    """The day files of one kind of rows: the flows by default; ``schema`` and ``key``
+    (the columns that identify a row) for other hourly data (``hourly.py``)."""
+
+    def __init__(self, root: Path | str, schema: pl.Schema = FLOW_SCHEMA,
+                 key: tuple[str, ...] = NATURAL_KEY) -> None:
         self.root = Path(root)
+        self.schema = schema
+        self.key = tuple(key)
 
     # -- paths
     def _dir(self, source_id: str, sensor_id: int, fkey: str) -> Path:
@@ -133,7 +140,7 @@ class Store:
         # never passes for damage, and a decoding failure always is damage.
         try:
             data = path.read_bytes()
-            got = _decode_day(data, day)
+            got = _decode_day(data, day, self.schema, self.key)
         except FileNotFoundError:
             return None
         except _DAMAGE as exc:
@@ -174,7 +181,8 @@ class Store:
             if use != have:
                 df = df.filter(pl.col("start_of_hour").dt.hour().is_in(sorted(use)))
             frames.append(transform(df) if transform is not None else df)
-        frame = pl.concat(frames, rechunk=False) if frames else empty_frame()
+        frame = pl.concat(frames, rechunk=False) if frames else (
+            empty_frame() if self.schema == FLOW_SCHEMA else pl.DataFrame(schema=self.schema))
         return frame, covered
 
     def covered(self, source_id: str, sensor_id: int, fkey: str, hours: Iterable[datetime]
@@ -299,7 +307,7 @@ class Store:
 
         ``checked_at``: when these rows were read from the API (see ``checked``).
         """
-        dup = _duplicates(frame)
+        dup = _duplicates(frame, self.key)
         if dup:  # a bug upstream; a cache file must never serve a row twice
             raise ValueError(f"{dup} rows hold a natural key twice: nothing was written")
         base = self._dir(source_id, sensor_id, fkey)

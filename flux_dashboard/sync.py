@@ -32,6 +32,10 @@ from the cache it just filled: no request) and upserts them in the findings
 database, the same keys and rules as the dashboard's detection. A database that
 is unavailable is logged and retried next cycle; syncing goes on.
 
+Hourly totals: after a sensor's flows, its hourly totals (``hourly.py``) over the
+same window: one request for a cold month, none when warm but the late-data
+recheck's; a failure there is logged and never fails the sensor's cycle.
+
 Notifications: with routes configured (``FLUX_NOTIFY_FILE``), the worker runs the
 notifier (``notify.notifier``) in its own thread, woken after each detection: the
 daily digests, alerts and silence of the sensors it syncs (no second daemon).
@@ -161,6 +165,11 @@ class Worker:
         self.on_cycle = on_cycle
         self.findings = findings
         self.notifier = notifier  # notify.notifier.Notifier: woken after each detection
+        from flux_dashboard.hourly import HourlyLoader
+
+        # The sensors' hourly totals (the Sensors page, first views), kept warm too.
+        self.hourly = HourlyLoader(service.client, service.settings.cache_dir,
+                                   clock=self.clock)
         self._meta: dict[int, dict] = {}  # sensor id -> its metadata (time zone, hours)
 
     def _sensor_ids(self) -> list[int]:
@@ -226,6 +235,12 @@ class Worker:
                         ~result.frame.get_column("start_of_hour").is_in(sorted(covered))).height
             except E.FluxError as exc:
                 error = str(exc).splitlines()[0][:300]
+        if error is None and not self.stop.is_set():
+            try:  # one request for a cold month, none when warm (rechecks aside)
+                self.hourly.load(sensor, start, end, cancel=self.stop)
+            except E.FluxError as exc:
+                log.warning("hourly totals of sensor %s not synced: %s", sensor,
+                            str(exc).splitlines()[0][:300])
         requests = self.service.client.flux_request_count - sent
         covered = store.covered(src, sensor, fkey, hours)
         coverage = len(covered) / len(hours) if hours else 1.0

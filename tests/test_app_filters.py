@@ -15,6 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from flux_dashboard.simulator import Simulator
+from flux_dashboard.simulator.world import FLEET
 from tests.kit.apptest import (
     DEVICES,
     MAIN,
@@ -118,7 +119,7 @@ def test_off_hours_filter_keeps_the_sensor_non_working_hours(truth: Simulator,
 def test_choosing_the_other_sensor_shows_its_data(rows_of) -> None:
     at = run_page(OVERVIEW, days_link(FIXED_DAY))
     options = at.sidebar.selectbox(key="sensor_id").options
-    assert len(options) == 2 and "#77" in options[1], options
+    assert len(options) == 2 + len(FLEET) and "#77" in options[1], options  # + the fleet
     at.sidebar.selectbox(key="sensor_id").set_value(SMALL).run()
     assert not at.exception and not at.error
     assert at.session_state["sensor_id"] == SMALL

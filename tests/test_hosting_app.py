@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from flux_dashboard.simulator.world import FLEET
 from tests.kit.apptest import APP, demo_api, said, use_real_key
 from tests.kit.clock import PLAN, days_link, pinned_clock
 from tests.kit.demo import FIXED_DAY
@@ -107,7 +108,7 @@ def test_sidebar_shows_who_is_signed_in():
 
 # ------------------------------------------------------------------ per-sensor access
 def test_sensor_picker_lists_only_allowed_sensors():
-    assert sidebar_sensors(run(ALICE)) == [54, 77]
+    assert sidebar_sensors(run(ALICE)) == [54, 77, *(f[0] for f in FLEET)]  # the demo fleet
     assert sidebar_sensors(run(BOB)) == [54]
     assert sidebar_sensors(run(CAROL)) == [54]
 

@@ -11,8 +11,9 @@ offset paging duplicates and misses rows), ``inclusive_to``, ``volumes_as``
 seeded random faults and scheduled faults on ``/flux`` (``fault_schedule``
 numbers those requests from 1, counting every request received on that path),
 latency, and ``late_uploads``: a sensor that lost its link and uploaded its
-buffered rows later (see ``LateUpload``); and the demo story (``story``,
-``story_day``: see ``story.StoryPlan``).
+buffered rows later (see ``LateUpload``); the demo story (``story``,
+``story_day``: see ``story.StoryPlan``); the demo's fleet of small sites (``fleet``);
+and hourly statistics that disagree with the flows (``inconsistent_hours``).
 
 The defaults are the API as documented (100 requests a minute, 1,000 rows a
 page, volumes as strings, meta with URLs) with no hazard on: plain device
@@ -89,3 +90,9 @@ class SimulatorConfig:
     # construction (``now``), or ``story_day``. Fixed for the simulator's lifetime.
     story: bool = True
     story_day: date | None = None
+    # The demo's fleet (world.FLEET): about ten small sites beside 54 and 77, for the
+    # Sensors page; one silent since yesterday afternoon, one with a bad night.
+    fleet: bool = False
+    # Hours whose /flux-hour-* statistics disagree with the flows (one more flow
+    # record): the agreement check's hazard.
+    inconsistent_hours: tuple[datetime, ...] = ()

@@ -161,7 +161,8 @@ class TrafficModel:
         story's day 0), so every simulator of one world in the process shares them
         (the tests' ground truth and the API they check, a new instance per test)."""
         key = (self.config.seed, self.config.dense,
-               self.story.today if self.story else None, sensor_id, h)
+               self.story.today if self.story else None, sensor_id, h,
+               self.sites[sensor_id].burst)
         with _HOURS_LOCK:
             rows = _HOURS.get(key)
             if rows is not None:
@@ -235,6 +236,8 @@ class TrafficModel:
             self._inject_planned(site, h, rng, merged)
         else:
             self._inject_toxic(site, rng, merged)
+            if site.burst is not None and site.burst[0] <= h < site.burst[1]:
+                self._inject_toxic(site, rng, merged, site.burst_events)
         ipk = self.ip_key
         devs = site.devices
         keyed = []
@@ -249,12 +252,14 @@ class TrafficModel:
         keyed.sort()
         return [r for _, r in keyed]
 
-    def _inject_toxic(self, site: Site, rng: random.Random, merged: dict) -> None:
+    def _inject_toxic(self, site: Site, rng: random.Random, merged: dict,
+                      events: list[tuple] | None = None) -> None:
         by_tag: dict[str, list[Device]] = {}
         for dev in site.devices:
             for t in dev.tags:
                 by_tag.setdefault(t, []).append(dev)
-        for prob, ips, d, proto, ports, tag, (lo, hi), periodic in site.toxic_events:
+        for prob, ips, d, proto, ports, tag, (lo, hi), periodic in (
+                site.toxic_events if events is None else events):
             if rng.random() >= prob:
                 continue
             targets = by_tag.get(tag)

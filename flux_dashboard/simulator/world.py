@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from itertools import accumulate
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -68,6 +68,9 @@ class Site:
     meta: dict
     toxic_events: list[tuple]
     planned: bool = False  # toxic rows from story.py (ordinary days and the incident)
+    # A bad night: epoch hours [start, end) with ``burst_events`` on top of the usual.
+    burst: tuple[int, int] | None = None
+    burst_events: list[tuple] = field(default_factory=list)
 
 
 def _pool(rng: random.Random, prefixes: list[str], n: int) -> tuple[str, ...]:
@@ -408,4 +411,80 @@ def build_sites(cfg: SimulatorConfig) -> dict[int, Site]:
          "latitude": -20.8789, "longitude": 55.4481},
         _EVENTS_SMALL,
     )
-    return {54: main, 77: small}
+    sites = {54: main, 77: small}
+    if cfg.fleet:
+        sites.update(build_fleet(cfg, inst))
+    return sites
+
+
+# The demo's fleet: (id, short name, full name, zone, size factor, weather factor, role).
+# Weather scales the small site's toxic events (0: a clear month). Role "silent": no
+# data since yesterday 15:00 (local); "bad night": command-and-control traffic from
+# 01:00 to 05:00 last night.
+FLEET: list[tuple] = [
+    (101, "Boulangerie Dupuis – Lyon", "Boulangerie Dupuis – 3 place Bellecour, Lyon",
+     "Europe/Paris", 0.3, 0.05, ""),
+    (102, "Cabinet dentaire Morel – Nantes", "Cabinet dentaire Morel – Nantes",
+     "Europe/Paris", 0.4, 0.15, ""),
+    (103, "Garage Leroy – Lille", "Garage Leroy & Fils – Lille", "Europe/Paris", 0.5, 0.6,
+     ""),
+    (104, "Agence Blanc Immobilier – Bordeaux", "Agence Blanc Immobilier – Bordeaux",
+     "Europe/Paris", 0.4, 0.02, ""),
+    (105, "Étude Roux – Bruxelles", "Étude notariale Roux – Bruxelles", "Europe/Brussels",
+     0.5, 0.1, "bad night"),
+    (106, "Pharmacie Centrale – Fort-de-France", "Pharmacie Centrale – Fort-de-France",
+     "America/Martinique", 0.4, 0.2, ""),
+    (107, "Faure Architectes – Nice", "Cabinet Faure Architectes – Nice", "Europe/Paris",
+     0.5, 1.0, ""),
+    (108, "Clinique vétérinaire Girard – Rennes", "Clinique vétérinaire Girard – Rennes",
+     "Europe/Paris", 0.3, 0.15, "silent"),
+    (109, "Librairie Bonnet – Genève", "Librairie Bonnet – Genève", "Europe/Zurich", 0.3,
+     0.0, ""),
+    (110, "Fiduciaire Mercier – Luxembourg", "Fiduciaire Mercier – Luxembourg",
+     "Europe/Luxembourg", 0.5, 0.3, ""),
+]
+_BAD_NIGHT: list[tuple] = [
+    (0.95, ["91.92.248.153"], "OUT", "TCP", [443], "any", (2, 6), False),
+    (0.95, ["147.45.47.90"], "OUT", "TCP", [8443], "any", (1, 4), False),
+    (0.9, ["194.26.29.113"], "OUT", "TCP", [8443], "any", (1, 3), False),
+    (0.9, ["185.220.101.4"], "OUT", "TCP", [9001], "any", (1, 3), False),
+]
+
+
+def build_fleet(cfg: SimulatorConfig, installed: str) -> dict[int, Site]:
+    """The fleet's sites, their silence and bad night placed against the simulator's
+    clock at construction (so they stay "yesterday" and "last night" for its life)."""
+    from flux_dashboard import clock
+
+    now = cfg.now() if cfg.now else clock.real()
+    now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
+    out = {}
+    for sid, short, full, tzname, size, weather, role in FLEET:
+        zone = ZoneInfo(tzname)
+        rng = random.Random(f"fleet:{cfg.seed}:{sid}")
+        local = now.astimezone(zone)
+        lag, status, burst = timedelta(0), "CONNECTED", None
+        if role == "silent":
+            since = datetime.combine(local.date() - timedelta(days=1), time(15, 0),
+                                     tzinfo=zone)
+            lag, status = now - since, "DISCONNECTED"
+        if role == "bad night":
+            night = local.date() if local.hour >= 5 else local.date() - timedelta(days=1)
+            a = datetime.combine(night, time(1, 0), tzinfo=zone)
+            b = datetime.combine(night, time(5, 0), tzinfo=zone)
+            burst = (int(a.timestamp()) // 3600, int(b.timestamp()) // 3600)
+        events = [(min(1.0, p * weather), ips, d, proto, ports, tag, occ, periodic)
+                  for p, ips, d, proto, ports, tag, occ, periodic in _EVENTS_SMALL]
+        out[sid] = Site(
+            sid, short, full, zone, tzname, rng.random() < 0.5, status, lag,
+            _build_devices(cfg.seed, sid, _SMALL_DEVICES, 0, size),
+            {"mac_address": "dc:a6:32:" + ":".join(f"{rng.randrange(256):02x}"
+                                                   for _ in range(3)),
+             "public_ip": f"{rng.randrange(80, 90)}.{rng.randrange(1, 250)}."
+                          f"{rng.randrange(1, 250)}.{rng.randrange(2, 250)}",
+             "local_ip": "192.168.1.2", "installation_date": installed,
+             "supervision": rng.random() < 0.5, "version": "2.4.1", "end_trial": None,
+             "hno_hours": [*range(0, 8), *range(19, 24)],
+             "latitude": None, "longitude": None},
+            events, burst=burst, burst_events=_BAD_NIGHT if burst else [])
+    return out

@@ -19,7 +19,7 @@ draw what ``flux_dashboard.pagedata`` computes for them.
 
 from flux_dashboard.escaping import escape_markdown as text
 from flux_dashboard.ui.auth import Session, meter
-from flux_dashboard.ui.frame import PAGES, admin_frame, frame, run_app
+from flux_dashboard.ui.frame import PAGES, admin_frame, fleet_frame, frame, run_app
 from flux_dashboard.ui.guide import guide
 from flux_dashboard.ui.loading import lookback
 from flux_dashboard.ui.profile import profile_table, remote_profile, search_box
@@ -38,6 +38,6 @@ from flux_dashboard.ui.widgets import (
 )
 
 __all__ = ["PAGES", "Keyed", "Session", "View", "admin_frame", "chart", "downloads",
-           "evidence_button", "frame", "guide", "header", "hours_text", "human_bytes",
-           "level_counts", "lookback", "meter", "no_flows", "profile_table", "remote_profile",
-           "run_app", "search_box", "settings", "table", "text", "with_triage"]
+           "evidence_button", "fleet_frame", "frame", "guide", "header", "hours_text",
+           "human_bytes", "level_counts", "lookback", "meter", "no_flows", "profile_table",
+           "remote_profile", "run_app", "search_box", "settings", "table", "text", "with_triage"]

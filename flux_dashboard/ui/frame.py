@@ -31,6 +31,9 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("hunting", "Threat hunting", ":material/troubleshoot:", "pages/6_hunting.py"),
     ("findings", "Findings", ":material/inbox:", "pages/8_findings.py"),
 ]
+# Pages without one sensor's data: no sensor picker and no load in the sidebar.
+FLEET_PAGES = [("sensors", "Sensors", ":material/sensors:", "pages/0_sensors.py")]
+NO_SENSOR_PAGES = ("sensors", "activity", "notifications")
 ADMIN_PAGES = [("activity", "Activity", ":material/policy:", "pages/7_activity.py"),
                ("notifications", "Notifications", ":material/notifications:",
                 "pages/9_notifications.py")]
@@ -67,9 +70,11 @@ def run_app() -> None:
     session = gate()
     if session is None:
         # Registered but hidden and never run: no page, no sidebar, no data.
-        st.navigation(flows + [page(*p) for p in ADMIN_PAGES], position="hidden")
+        st.navigation(flows + [page(*p) for p in FLEET_PAGES + ADMIN_PAGES],
+                      position="hidden")
         return
-    sections = {"Flows": flows[:5], "Hunting": flows[5:]}
+    sections = {"Fleet": [page(*p) for p in FLEET_PAGES], "Flows": flows[:5],
+                "Hunting": flows[5:]}
     if session.grant.is_admin:
         sections["Administration"] = [page(*p) for p in ADMIN_PAGES]
     nav = st.navigation(sections, position="sidebar")
@@ -81,7 +86,7 @@ def run_app() -> None:
             # A table row's remote was chosen (its callback set the Remote IP filter).
             st.switch_page(next(p for p in flows if p.url_path == "remotes"),
                            query_params=_unbound_link())
-        if nav.url_path in ("activity", "notifications"):  # admin pages: no load, no filters
+        if nav.url_path in NO_SENSOR_PAGES:  # no load, no filters: the page draws its own
             sidebar_identity(session, st.sidebar)
         else:
             _local.view = sidebar_and_load(session)
@@ -138,6 +143,17 @@ def _audit_view(session: Session, page: str, view: View) -> None:
     record(session, "page_view", required=False, page=page, sensor=int(view.sensor["id"]),
            range=[view.start, view.end], filters=view.filters.describe(),
            masked=view.masked, requests=view.result.flux_requests)
+
+
+def fleet_frame() -> Session:
+    """Call first on pages of every sensor (Sensors): the session, or stop."""
+    if not getattr(_local, "in_nav", False):
+        run_app()
+        st.stop()
+    session = current_session()
+    if session is None:
+        st.stop()
+    return session
 
 
 def admin_frame() -> Session:

@@ -93,7 +93,7 @@ def sidebar_and_load(session: Session) -> View | None:
     sb = side.container()  # source, sensor, range and filters
     bottom = side.container()  # masking: created first (below), shown last
     bottom.divider()
-    masked = _masking_switch(session, bottom)
+    masked = masking_switch(session, bottom)
     sidebar_identity(session, bottom)
     sb.markdown(f"**:material/sensors: {text(cfg.describe())}**")
     if cfg.demo:
@@ -155,7 +155,7 @@ def sidebar_and_load(session: Session) -> View | None:
     return view
 
 
-def _masking_switch(session: Session, bottom) -> bool:
+def masking_switch(session: Session, bottom) -> bool:
     """The presenter's switch; on, and disabled, when masking is forced."""
     forced = masking_forced(session)
     if forced:

@@ -75,6 +75,19 @@ def sensors(cfg: Settings) -> list[dict]:
     return _sensors(cfg.source_id)
 
 
+@st.cache_resource(show_spinner=False)
+def _hourly(source_id: str, cache_dir: str, per_device: bool):
+    from flux_dashboard.hourly import HourlyLoader
+
+    cfg = settings()
+    return HourlyLoader(service().client, cfg.cache_dir, per_device=per_device, clock=cfg.now)
+
+
+def hourly_loader(cfg: Settings, per_device: bool = False):
+    """The process's loader of hourly totals (``hourly.py``) on the shared client."""
+    return _hourly(cfg.source_id, str(cfg.cache_dir), per_device)
+
+
 def loader_for(grant: Grant) -> GuardedLoader:
     """The shared loader behind the session's grant: other sensors are refused first."""
     return GuardedLoader(service().loader, grant)

@@ -61,27 +61,33 @@ def chart(fig, key: str, **kw) -> Any:
 
 
 def downloads(source: View | Session, df: pl.DataFrame | Callable[[], pl.DataFrame],
-              name: str, key: str, sensors: Iterable[int] | None = None) -> None:
+              name: str, key: str, sensors: Iterable[int] | None = None, *,
+              masked: bool | None = None, admin_only: bool | None = None) -> None:
     """CSV and Parquet of exactly ``df`` (built only when clicked, and audited then;
     ``df`` may be a function that builds the frame then).
 
-    ``source`` is the page's view (sensor data) or, for pages without one (the
-    activity page), the session. ``sensors``: the file holds these sensors' data
-    (default: the view's), each checked against the grant when it is built.
+    ``source`` is the page's view (sensor data) or, for pages without one, the
+    session: the Activity page's files are for admins only (``admin_only``, the
+    default without a view), the Sensors page's for anyone granted ``sensors``.
+    ``sensors``: the file holds these sensors' data (default: the view's), each
+    checked against the grant when it is built; ``masked``: whether it is masked
+    (an unmasked file is refused to a grant that became masked).
     """
     view = source if isinstance(source, View) else None
     session = view.session if view is not None else source
     held = sorted({int(s) for s in sensors}) if sensors is not None else None
+    admin = (view is None) if admin_only is None else admin_only
 
     where = ({"sensor": int(view.sensor["id"]), "masked": view.masked,
-              "range": [view.start, view.end]} if view is not None else {})
+              "range": [view.start, view.end]} if view is not None else
+             ({"masked": masked} if masked is not None else {}))
 
     def refusal() -> str | None:
         """Why this build is refused now (nothing built, a 'denied' line), or None."""
         why = None
         for sensor in held if held is not None else [where.get("sensor")]:
             why = why or still_allowed(session, sensor, masked=where.get("masked"),
-                                       admin=view is None)
+                                       admin=admin)
         if why:
             try:
                 record(session, "denied", required=False, reason=why, name=name, **where)
