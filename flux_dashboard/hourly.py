@@ -341,3 +341,68 @@ def agreement_text(diff: pl.DataFrame, tz: str) -> str | None:
     return (f"Data quality: the API's hourly totals and its flows disagree for "
             f"{diff.height} hour{'s' * (diff.height > 1)}: {'; '.join(parts)}{more} "
             "(totals vs flows). The figures on this page come from the flows.")
+
+
+# ------------------------------------------------------------------ a first view
+
+@dataclass(frozen=True)
+class FirstView:
+    """What the Overview can say exactly from hourly totals, before the flows arrive."""
+
+    kpis: dict  # flows, bytes_in, bytes_out, toxic_in, toxic_out, cyt
+    weather: object  # analytics.CyberweatherSummary
+    carbon: dict
+    days: pl.DataFrame  # as analytics.cyberweather(every="1d")
+    every: str
+    traffic: pl.DataFrame  # as analytics.traffic_over_time (toxic_bytes unknown: 0)
+    top_devices: pl.DataFrame | None  # as analytics.top_devices (names unknown: the IPs)
+
+
+def first_view(totals: pl.DataFrame, tz: str, today, g_per_gb: float,
+               devices: pl.DataFrame | None = None) -> FirstView:
+    """The Overview's exact parts from hourly totals (``HOURLY_SCHEMA``; ``devices``:
+    ``DEVICE_SCHEMA``), computed as ``pagedata.overview`` computes them from flows."""
+    from flux_dashboard import analytics as A
+
+    t = totals.filter(pl.col("flows") > 0)
+    sums = {f: int(t[f].sum()) for f in FIGURES if f != "cyt"}
+    kpis = {**sums, "cyt": A.cyt_of(sums["toxic_in"], sums["toxic_out"])}
+    local = pl.col("start_of_hour").dt.convert_time_zone(tz)
+    lo, hi = (t["start_of_hour"].min(), t["start_of_hour"].max()) if t.height else (None, None)
+    every = "1h" if lo is None or (hi - lo).total_seconds() <= 3 * 86400 else "1d"
+
+    def buckets(by: str, cols: list[str]) -> pl.DataFrame:
+        agg = t.group_by(local.dt.truncate(by).alias("bucket")).agg(pl.col(cols).sum())
+        return A._fill_buckets(agg, by, cols)
+
+    days = A._with_levels(buckets("1d", ["toxic_in", "toxic_out", "flows"])).select(
+        "bucket", "toxic_in", "toxic_out", "cyt", "level", "level_name", "flows")
+    traffic = buckets(every, ["bytes_in", "bytes_out", "flows", "toxic_in", "toxic_out"]) \
+        .with_columns((pl.col("toxic_in") + pl.col("toxic_out")).alias("toxic_flows"),
+                      pl.lit(0, pl.Int64).alias("toxic_bytes")) \
+        .select("bucket", "bytes_in", "bytes_out", "toxic_bytes", "flows", "toxic_flows")
+    worst = None
+    if days.height:
+        top = days.sort(["cyt", "bucket"], descending=True).row(0, named=True)
+        worst = A.DayLevel(top["bucket"].date(), int(top["cyt"]), int(top["level"]))
+    now_day = None
+    if today is not None:
+        hit = days.filter(pl.col("bucket").dt.date() == today)
+        cyt = int(hit["cyt"][0]) if hit.height else 0
+        now_day = A.DayLevel(today, cyt, A.cyt_level(cyt))
+    counts = dict(days.group_by("level").len().iter_rows())
+    weather = A.CyberweatherSummary(days.height, worst, now_day,
+                                    {lvl: int(counts.get(lvl, 0)) for lvl in A.LEVEL_NAMES})
+    grams = A.carbon_grams(sums["bytes_in"] + sums["bytes_out"], g_per_gb)
+    carbon = {"bytes": sums["bytes_in"] + sums["bytes_out"], "co2e_g": grams,
+              "car_km": A.car_km(grams), "g_per_gb": float(g_per_gb)}
+    top = None
+    if devices is not None and devices.height:
+        per = devices.group_by("ip0").agg(pl.col("bytes_in").sum(), pl.col("bytes_out").sum(),
+                                          pl.col("flows").sum(),
+                                          (pl.col("toxic_in") + pl.col("toxic_out")).sum()
+                                          .alias("toxic_flows"))
+        top = per.with_columns((pl.col("bytes_in") + pl.col("bytes_out")).alias("bytes")) \
+            .sort(["bytes", "ip0"], descending=[True, False]).head(10) \
+            .with_columns(pl.col("ip0").alias("label"))
+    return FirstView(kpis, weather, carbon, days, every, traffic, top)

@@ -160,3 +160,31 @@ def test_nonsense_answers_are_refused_in_plain_words(tmp_path, item, words):
         h.load(54, datetime(2026, 11, 17, 9, tzinfo=UTC), datetime(2026, 11, 17, 12,
                                                                      tzinfo=UTC))
     assert not list(Path(tmp_path).rglob("*.parquet"))  # nothing cached from it
+
+
+def test_the_first_view_says_what_the_overview_says_from_the_flows(tmp_path):
+    """Every number the first view shows equals the Overview's from the flows."""
+    from flux_dashboard import pagedata as PD
+    from flux_dashboard.hourly import first_view
+
+    sim = Simulator(SimulatorConfig(now=lambda: NOW, rate_limit_per_min=None))
+    start, end = SETTLED_END - timedelta(days=5), SETTLED_END
+    with sim.serve() as server:
+        c = client(server.url)
+        totals = HourlyLoader(c, tmp_path, clock=lambda: NOW).load(54, start, end).frame
+        devices = HourlyLoader(c, tmp_path, per_device=True, clock=lambda: NOW) \
+            .load(54, start, end).frame
+    flows = to_frame(sim.rows(54, start, end))
+    tz, today = "Europe/Paris", None
+    fv = first_view(totals, tz, today, 18.0, devices)
+    ov = PD.overview(flows, tz, today, 18.0)
+    for k in ("flows", "bytes_in", "bytes_out", "toxic_in", "toxic_out", "cyt"):
+        assert fv.kpis[k] == ov.kpis[k], k
+    assert fv.weather == ov.weather and fv.carbon == ov.carbon
+    assert fv.days.equals(ov.days.select(fv.days.columns))
+    assert fv.every == ov.every
+    cols = ["bucket", "bytes_in", "bytes_out", "flows", "toxic_flows"]
+    assert fv.traffic.select(cols).equals(ov.traffic.select(cols))
+    top = ov.top_devices.filter(pl.col("ip0").is_not_null()).head(10)
+    assert fv.top_devices["ip0"].to_list()[:5] == top["ip0"].to_list()[:5]
+    assert fv.top_devices["bytes"].to_list()[:5] == top["bytes"].to_list()[:5]

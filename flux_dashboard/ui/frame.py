@@ -89,7 +89,7 @@ def run_app() -> None:
         if nav.url_path in NO_SENSOR_PAGES:  # no load, no filters: the page draws its own
             sidebar_identity(session, st.sidebar)
         else:
-            _local.view = sidebar_and_load(session)
+            _local.view = sidebar_and_load(session, nav.url_path or "overview")
             if _local.view is not None:
                 _audit_view(session, nav.url_path or "overview", _local.view)
         nav.run()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -122,7 +123,9 @@ class _Window:
 
 
 def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end: datetime,
-              filters: Filters, refresh: bool | str) -> tuple[LoadResult, str, bool] | None:
+              filters: Filters, refresh: bool | str,
+              first_view: Callable[[int], Callable[[], None] | None] | None = None
+              ) -> tuple[LoadResult, str, bool] | None:
     """Load in a worker thread while this (script) thread draws the progress bar.
 
     ``refresh``: False, ``"open"`` (the hour still being written) or ``"range"``.
@@ -131,7 +134,8 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
     be cancelled, and what it completed is cached, so loading again resumes where
     it stopped. Returns (result, note about missing hours, offline): offline when
     the window was not (fully) loaded on purpose (cancelled, budget spent), so the
-    page's other loads must not fetch either.
+    page's other loads must not fetch either. ``first_view(planned requests)``: what
+    to draw above the progress bar while a long load runs (``ui.firstview``), or None.
     """
     loader = loader_for(session.grant)
     w = _Window(cfg.source_id, sensor_id, start, end,
@@ -147,12 +151,22 @@ def load_main(session: Any, cfg: Settings, sensor_id: int, start: datetime, end:
         _cancelled_panel(w.key)
         return _cached_only(loader, session, w.sensor_id, w.start, w.end, w.server,
                             "Showing the cached hours of this range only.")
+    shown = None
     if entry is None:
         booking, instead = _admit(session, cfg, loader, w, refresh, asked_key, confirmed)
         if booking is None:
             return instead
+        planned = booking.estimate.requests if booking.estimate is not None else 0
+        draw = first_view(planned) if first_view is not None and planned else None
+        if draw is not None:
+            # Before the flows start: their requests would hold the rate limiter's slots.
+            shown = st.empty()
+            with shown.container(key="first_view"):
+                draw()
         entry = _start(loader, booking, w, refresh)
     _wait(entry)
+    if shown is not None:
+        shown.empty()
     return _outcome(entry, cfg, w)
 
 

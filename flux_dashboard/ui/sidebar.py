@@ -73,7 +73,7 @@ def masking_forced(session: Session) -> bool:
     return session.hosting.force_mask or session.grant.masked
 
 
-def sidebar_and_load(session: Session) -> View | None:
+def sidebar_and_load(session: Session, page: str = "overview") -> View | None:
     """Draw the sidebar, load the chosen window and return the page's View (None:
     nothing to show; the reason is already on the page)."""
     first_run = "_flux_seen" not in st.session_state
@@ -130,7 +130,15 @@ def sidebar_and_load(session: Session) -> View | None:
         _link_warnings(raw_query)
         return None
 
-    loaded = load_main(session, cfg, sensor_id, start, end, partial_filters, refresh)
+    def first_view(planned: int):
+        from flux_dashboard.ui import firstview
+
+        if not firstview.wanted(page, planned, partial_filters.is_empty, cfg.demo):
+            return None
+        return firstview.first_view(page, session, cfg, sensor, start, end, tz, mask)
+
+    loaded = load_main(session, cfg, sensor_id, start, end, partial_filters, refresh,
+                       first_view)
     if loaded is None:
         _link_warnings(raw_query)
         return None
