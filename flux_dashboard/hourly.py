@@ -171,6 +171,21 @@ class HourlyLoader:
             return 50
         return max(1, math.ceil(max(rows.values(), default=1)))
 
+    def cached(self, sensor: int, start: datetime, end: datetime) -> pl.DataFrame:
+        """The cached totals of the settled hours of ``[start, end)``: no request (the
+        hours not cached are simply absent)."""
+        if self.store is None:
+            return pl.DataFrame(schema=self.schema)
+        open_from = floor_hour(self.clock() - SETTLE)
+        hours = [h for h in hours_between(floor_hour(start), ceil_hour(end)) if h < open_from]
+        frame, covered = self.store.read(self.source_id, int(sensor), "all", hours)
+        if not self.per_device and covered:  # the covered hours without a row: zeros
+            frame = pl.DataFrame({"start_of_hour": sorted(covered)},
+                                 schema={"start_of_hour": pl.Datetime("us", "UTC")}) \
+                .join(frame, on="start_of_hour", how="left") \
+                .with_columns(pl.col(f).fill_null(0) for f in FIGURES)
+        return frame.sort(list(self.key))
+
     # ------------------------------------------------------------------ loading
 
     def load(self, sensor: int, start: datetime, end: datetime, *,

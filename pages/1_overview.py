@@ -8,6 +8,7 @@ from flux_dashboard import pagedata as PD
 from flux_dashboard import ui
 from flux_dashboard.digest import digest
 from flux_dashboard.hours import ceil_hour, range_days, week_on_week
+from flux_dashboard.ui.firstview import data_quality
 
 view = ui.frame()
 ui.header(view, "Overview")
@@ -49,6 +50,7 @@ cols[-1].metric("Cybercarbon (CO2e)", f"≈ {A.human_grams(carbon['co2e_g'])}",
                      f"{A.MOBILE_G_PER_GB:g} for mobile; setting `FLUX_CARBON_G_PER_GB`), compared "
                      f"with an average petrol car at {A.CAR_G_PER_KM:g} gCO2e per km.")
 ui.level_counts(cw.days_per_level, cw.days)
+data_quality(view)
 
 # -- what changed: a whole local day (or today so far) against the same hours a week before
 choices = calendar.days

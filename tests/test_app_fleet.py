@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from flux_dashboard.analytics import LEVEL_NAMES
 from flux_dashboard.simulator import Simulator, SimulatorConfig
 from flux_dashboard.simulator.world import FLEET
-from tests.kit.apptest import chart_specs, demo_api, hermetic, run_page
+from tests.kit.apptest import chart_specs, demo_api, hermetic, plain, run_page
 from tests.kit.clock import PINNED, pinned_clock
 from tests.kit.hosting import CAROL, hosted, signed_in
 
@@ -81,7 +82,7 @@ def test_the_strip_equals_the_overviews_cyberweather_per_day(fresh):
     at = run_page(PAGE)
     main = table(at).filter(pl.col("open").str.contains("sensor=54&")).row(0, named=True)
     strip = main["levels"]  # 30 local days, oldest first; -1: no data
-    today = PINNED.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris")).date()
+    today = PINNED.astimezone(ZoneInfo("Europe/Paris")).date()
     first = today - timedelta(days=30)
     overview = run_page(None, {"sensor": "54", "range": "Custom",
                                "from_day": first.isoformat(), "from_hour": "00:00",
@@ -134,3 +135,30 @@ def test_the_simulator_over_http_through_the_budget(tmp_path):
         fleet = [e for e in audit if e.get("purpose") == "fleet"]  # (the Overview's too)
         assert [e["event"] for e in fleet].count("load_started") == 12
         assert sum(e["requests"] for e in fleet if e["event"] == "load_finished") == 12
+
+
+@pytest.mark.parametrize("skewed", [False, True], ids=["consistent", "one hour off"])
+def test_the_overview_says_where_totals_and_flows_disagree(tmp_path, skewed):
+    """The Sensors page caches the hourly totals; the Overview of a day then compares
+    them with its flows: silent when they agree, a data-quality note when the API's
+    statistics count one flow more in one hour."""
+    from flux_dashboard.hours import local_day_window
+    from tests.kit.clock import PLAN, days_link
+
+    day = PLAN.day(-2)
+    bad = local_day_window(day, "Europe/Paris")[0] + timedelta(hours=10)
+    sim = Simulator(SimulatorConfig(now=pinned_clock, rate_limit_per_min=None,
+                                    inconsistent_hours=(bad,) if skewed else ()))
+    with sim.serve() as server, hermetic(tmp_path / "cache", SERENICITY_API_URL=server.url):
+        open_sensors(sim)
+        at = run_page(None, days_link(day))
+        notes = [plain(w.value) for w in at.warning if "Data quality" in plain(w.value)]
+        if not skewed:
+            assert notes == []
+        else:
+            when = bad.astimezone(ZoneInfo("Europe/Paris"))
+            assert notes == [
+                f"Data quality: the API's hourly totals and its flows disagree for 1 hour: "
+                f"{when:%d %b %H}:00 (flows {notes[0].split('(flows ')[1].split(' vs')[0]} vs "
+                f"{int(notes[0].split('(flows ')[1].split(' vs')[0].replace(',', '')) - 1:,})"
+                " (totals vs flows). The figures on this page come from the flows."]

@@ -94,3 +94,33 @@ def first_view(page: str, session, cfg, sensor: dict, start: datetime, end: date
                                 "names come with the flows)"), key="fv_devices")
 
     return draw
+
+
+def data_quality(view) -> None:
+    """The agreement check on a loaded page: where the hourly totals of this range are
+    cached, the flows of the same hours must sum to them. A difference is said (which
+    hours, by how much), never corrected. Costs no request."""
+    from flux_dashboard.hourly import agreement, agreement_text
+    from flux_dashboard.ui.state import hourly_loader, memo
+
+    result = view.result
+    if result.server_filters:  # rows fetched with server-side filters: not comparable
+        return
+    sid = int(view.sensor["id"])
+
+    def check() -> str | None:
+        totals = hourly_loader(view.settings).cached(sid, view.start, view.end)
+        if totals.height == 0:
+            return None
+        opened = set(result.open_hours)
+        hours = [h for h in totals["start_of_hour"].to_list()
+                 if h not in opened and view.start <= h < view.end]
+        if view.partial_note:  # an incomplete load: only the hours it holds rows of
+            held = set(result.frame["start_of_hour"].unique().to_list())
+            hours = [h for h in hours if h in held]
+        return agreement_text(agreement(totals, result.frame, hours), view.tz)
+
+    note = memo((view.data_key, "agreement"), check)
+    if note:
+        st.warning(text(note), icon=":material/rule:")
+
