@@ -364,6 +364,25 @@ def findings_lines(f: dict, render: dict | None) -> list[str]:
     return lines
 
 
+def first_view_lines(fv: dict) -> list[str]:
+    ratio = fv["first_view_s"] / fv["full_at_limit_s"] if fv["full_at_limit_s"] else 0
+    fleet = fv["fleet"]
+    return [
+        "| | requests | time at 100 req/min |", "|---|---:|---:|",
+        f"| First Overview charts from the hourly totals ({fv['label']}, "
+        f"{fv['flows']:,} flows) | {fv['first_view_requests']:,} | "
+        f"{fv['first_view_s']:.1f} s (target 30 s) |",
+        f"| The full load of the same range (its request count × 0.6 s) | "
+        f"{fv['full_requests']:,} | {_s(fv['full_at_limit_s'])} |", "",
+        f"- First view ÷ full load: {ratio:.3f} (×{1 / ratio:,.0f} sooner)." if ratio else "",
+        "- Top devices from `/flux-hour-ip0` " + (
+            "are in the first view" if fv["devices_shown"] else
+            f"would cost about {fv['devices_estimate']:,} requests here: left for the flows"),
+        f"- The Sensors page: a cold month of the demo's {fleet['sensors']} sensors cost "
+        f"{fleet['cold_requests']} requests (target ≤ 2 each), warm {fleet['warm_requests']}.",
+    ]
+
+
 def owner_lines(o: dict) -> list[str]:
     return [
         f"- {o['distinct_ips']:,} distinct remote IPs: owners looked up once per distinct IP "
@@ -451,6 +470,18 @@ def main(argv: list[str] | None = None) -> int:
         results["findings"] = fnd
         report += ["### Findings (issue 21)", "", *findings_lines(
             fnd, results.get("render")), ""]
+
+    if "first_view" not in args.skip:
+        print(f"\n## 2d. First view of a cold range ({plan.dense_window[0]}) at 100 requests "
+              "a minute, and the fleet's cost", flush=True)
+        fv = run_phase("first_view", argv)
+        results["first_view"] = fv
+        report += ["### First view and the fleet (issue 23)", "", *first_view_lines(fv), ""]
+        if fv["first_view_s"] > 30:
+            problems.append(f"first view: {fv['first_view_s']:.1f} s (target 30 s)")
+        if fv["fleet"]["cold_requests"] > 2 * fv["fleet"]["sensors"] or \
+                fv["fleet"]["warm_requests"]:
+            problems.append(f"fleet: {fv['fleet']}")
 
     if "owners" not in args.skip:
         print(f"\n## 3. Owner (ASN) look-ups on {plan.dense_window[0]}", flush=True)

@@ -576,7 +576,76 @@ def findings_phase(plan: Plan) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- first view
+def first_view_phase(plan: Plan) -> dict:
+    """Time to the first Overview charts of a cold range at the documented 100 requests
+    a minute (the client's own limiter on, the first request is not delayed), from the
+    hourly totals: their load, the first view's numbers and its figures; against the
+    full load of the same range at that rate, from its request count (the cold phase
+    measures that count; at 100 a minute each request takes 0.6 s, so the limit, not
+    the network, sets its time). The dense month (a week with --quick)."""
+    from flux_dashboard import charts as C
+    from flux_dashboard.client import RateLimiter
+    from flux_dashboard.hourly import HourlyLoader, first_view
+    from flux_dashboard.ui.firstview import DEVICES_AT_MOST
+
+    clock = _clock(plan)
+    label, start, end = plan.dense_window
+    sim = Simulator(SimulatorConfig(dense=plan.dense, now=clock, rate_limit_per_min=None,
+                                    hostile_names=True))
+    settings = Settings(api_url="http://first-view.invalid/api/v1",
+                        api_key=Secret("bench-first-view"), rate_limit_per_min=REAL_RATE)
+    out: dict = {"label": label}
+    with tempfile.TemporaryDirectory(prefix="flux-first-view-") as tmp:
+        client = Client(settings, transport=sim.transport(), limiter=RateLimiter(REAL_RATE))
+        tz = client.sensor(SENSOR).get("timezone") or "UTC"
+        before = client.flux_request_count
+        t0 = time.perf_counter()
+        totals = HourlyLoader(client, tmp, clock=clock).load(SENSOR, start, end).frame
+        devices_loader = HourlyLoader(client, tmp, per_device=True, clock=clock)
+        devices_estimate = devices_loader.estimate(SENSOR, start, end).requests
+        devices = (devices_loader.load(SENSOR, start, end).frame
+                   if devices_estimate <= DEVICES_AT_MOST else None)
+        fv = first_view(totals, tz, None, 18.0, devices)
+        figures = [C.traffic_over_time_fig(fv.traffic), C.cyberweather_calendar_fig(fv.days)]
+        if fv.top_devices is not None:
+            figures.append(C.top_bar_fig(fv.top_devices))
+        out["first_view_s"] = time.perf_counter() - t0
+        out["first_view_requests"] = client.flux_request_count - before
+        out["devices_shown"] = devices is not None
+        out["devices_estimate"] = devices_estimate
+        client.close()
+        full = Loader(Client(settings, transport=sim.transport(),
+                             limiter=RateLimiter(BENCH_RATE)), Store(Path(tmp) / "flows"),
+                      per_page=OUR_PAGE, clock=clock)
+        estimate = full.estimate(SENSOR, start, end)
+        out["full_requests"] = estimate.requests
+        out["full_at_limit_s"] = estimate.requests * 60 / REAL_RATE
+        out["flows"] = int(fv.kpis["flows"])
+        full.client.close()
+    # The fleet: a cold month of every demo sensor's totals, then a warm one.
+    fleet_sim = Simulator(SimulatorConfig(now=clock, rate_limit_per_min=None, fleet=True))
+    with tempfile.TemporaryDirectory(prefix="flux-fleet-") as tmp:
+        client = Client(settings, transport=fleet_sim.transport(),
+                        limiter=RateLimiter(BENCH_RATE))
+        sensors = [int(s["id"]) for s in client.sensors()]
+        loader = HourlyLoader(client, tmp, clock=clock)
+        settled = end.replace(minute=0, second=0, microsecond=0)
+        costs = []
+        for _pass in ("cold", "warm"):
+            spent = client.flux_request_count
+            for sid in sensors:
+                loader.load(sid, settled - timedelta(days=31), settled)
+            costs.append(client.flux_request_count - spent)
+        out["fleet"] = {"sensors": len(sensors), "cold_requests": costs[0],
+                        "warm_requests": costs[1]}
+        client.close()
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
 PHASES = {"http": http_phase, "findings": findings_phase, "cold": cold_phase,
+          "first_view": first_view_phase,
           "dense_load": dense_load_phase,
           "render": render_phase, "owners": owners_phase, "growth_fill": growth_fill_phase,
           **{f"growth_{d}": (lambda plan, d=d: growth_phase(plan, d)) for d in GROWTH_DAYS}}
