@@ -38,6 +38,18 @@ ROW_SCHEMA = pl.Schema({
     "open_findings": pl.Int64, "note": pl.String})
 
 
+def silent_after(env: Mapping[str, str]) -> int:
+    """``FLUX_SILENT_HOURS`` (1 to 168), else ``SILENT_AFTER_H``; ConfigError when bad."""
+    from flux_dashboard.errors import ConfigError
+
+    raw = (env.get("FLUX_SILENT_HOURS") or "").strip()
+    if not raw:
+        return SILENT_AFTER_H
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 168:
+        raise ConfigError("FLUX_SILENT_HOURS must be a whole number of hours from 1 to 168.")
+    return int(raw)
+
+
 def daily_levels(totals: pl.DataFrame, tz: str) -> pl.DataFrame:
     """Per local day of ``totals`` (``hourly.HOURLY_SCHEMA``): flows, toxic counts, cyT
     and level (0 Clear … 4 Critical)."""

@@ -1,5 +1,6 @@
 """Sensors: every sensor the user may see at a glance, from the API's hourly totals."""
 
+import os
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -38,6 +39,11 @@ if not listed:
     st.info("No sensor to show for your account.", icon=":material/sensors_off:")
     st.stop()
 
+try:
+    silent_h = FL.silent_after(os.environ)
+except E.ConfigError as exc:
+    st.error(ui.text(exc), icon=":material/error:")
+    st.stop()
 now = cfg.now()
 mask = masker(cfg) if masked else None
 hourly = hourly_loader(cfg)
@@ -85,13 +91,13 @@ with st.spinner("Reading every sensor's hourly totals…"):
         facts.append(FL.SensorFacts(
             shown, tz, totals, cached / max(1, len(settled)),
             describe(states.get(sid), ZoneInfo(tz), now), open_counts.get(sid), note))
-        levels[FL.sensor_row(facts[-1], now)["name"]] = FL.daily_levels(totals, tz)
+        levels[FL.sensor_row(facts[-1], now, silent_h)["name"]] = FL.daily_levels(totals, tz)
 
-table = FL.fleet_table([FL.sensor_row(f, now) for f in facts])
+table = FL.fleet_table([FL.sensor_row(f, now, silent_h) for f in facts])
 silent = table.filter(pl.col("silent")).height
 st.caption(
     f"{table.height} sensor{'s' * (table.height != 1)} · {silent} silent for over "
-    f"{FL.SILENT_AFTER_H} h · the last {FL.FLEET_DAYS} days and today, in each sensor's "
+    f"{silent_h} h · the last {FL.FLEET_DAYS} days and today, in each sensor's "
     f"local time · refreshed with {requests} request{'s' * (requests != 1)} (hourly totals: "
     "one request per sensor and month; nothing when cached)")
 if refused:
