@@ -372,12 +372,14 @@ def first_view_lines(fv: dict) -> list[str]:
         f"| First Overview charts from the hourly totals ({fv['label']}, "
         f"{fv['flows']:,} flows) | {fv['first_view_requests']:,} | "
         f"{fv['first_view_s']:.1f} s (target 30 s) |",
+        f"| … then top devices (`/flux-hour-ip0`: counted first, loaded when ≤ 20 "
+        f"requests) | {fv['with_devices_requests']:,} | {fv['with_devices_s']:.1f} s |",
         f"| The full load of the same range (its request count × 0.6 s) | "
         f"{fv['full_requests']:,} | {_s(fv['full_at_limit_s'])} |", "",
         f"- First view ÷ full load: {ratio:.3f} (×{1 / ratio:,.0f} sooner)." if ratio else "",
         "- Top devices from `/flux-hour-ip0` " + (
             "are in the first view" if fv["devices_shown"] else
-            f"would cost about {fv['devices_estimate']:,} requests here: left for the flows"),
+            f"would cost {fv['devices_estimate']:,} requests here: left for the flows"),
         f"- The Sensors page: a cold month of the demo's {fleet['sensors']} sensors cost "
         f"{fleet['cold_requests']} requests (target ≤ 2 each), warm {fleet['warm_requests']}.",
     ]

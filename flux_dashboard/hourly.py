@@ -147,29 +147,28 @@ class HourlyLoader:
 
     def estimate(self, sensor: int, start: datetime, end: datetime, *,
                  server_filters: Mapping | None = None) -> Estimate:
+        """What a load would cost. The sensor's totals: one item per hour, so the pages
+        are known. Per device, the items are counted first: one request of one item for
+        ``meta.total`` (``spent``, metered and audited by ``spending`` like the flows'
+        counts), then the pages that total fills, with the splitting margin."""
         _, todo, _ = self._plan(int(sensor), start, end)
         if not todo:
             return Estimate(0, 0, 0)
-        span = (todo[-1] - todo[0]) // HOUR + 1
-        per_hour = self._devices_guess(int(sensor)) if self.per_device else 1
-        pages = math.ceil(span * per_hour / self.per_page)
-        return Estimate(pages + (1 if pages > 1 else 0), len(todo), span * per_hour,
-                        exact=False)
+        a, b = todo[0], todo[-1] + HOUR
+        items, spent = (b - a) // HOUR, 0
+        if self.per_device:
+            q = {"from": iso(a - timedelta(seconds=1)), "to": iso(b - timedelta(seconds=1)),
+                 "sort_by": "utc_hour", "page": 1, "per_page": 1}
+            items, spent = self.client.hourly_page(int(sensor), self.endpoint, q).meta.total, 1
+        pages = math.ceil(items / self.per_page)
+        requests = 1 if pages <= 1 else math.ceil(1.4 * pages) + 2
+        return Estimate(requests, len(todo), items, spent=spent)
 
     refetch_estimate = estimate
 
     def expected_rows(self, sensor: int, start: datetime, end: datetime,
                       server: Mapping = ()) -> int | None:
         return None  # a few thousand rows at most: never too big for memory
-
-    def _devices_guess(self, sensor: int) -> int:
-        """Devices per hour seen in the newest cached day (50 when nothing is cached)."""
-        if self.store is None:
-            return 50
-        rows = self.store.hourly_rows(self.source_id, sensor, "all", newest=1)
-        if not rows:
-            return 50
-        return max(1, math.ceil(max(rows.values(), default=1)))
 
     def cached(self, sensor: int, start: datetime, end: datetime) -> pl.DataFrame:
         """The cached totals of the settled hours of ``[start, end)``: no request (the

@@ -73,6 +73,13 @@ def test_quick_bench_prints_the_tables(tmp_path):
     assert any(ln.startswith("| postgresql | ") for ln in lines)
     assert "- Detection over " in text
 
+    # The first view of a cold range and the fleet's cost (issue 23).
+    assert "### First view and the fleet (issue 23)" in text
+    first = next(_cells(ln) for ln in lines if ln.startswith("| First Overview charts"))
+    assert _int(first[1]) >= 1 and _seconds(first[2].split(" (")[0]) > 0
+    assert "- The Sensors page: a cold month of the demo's 12 sensors cost 12 requests " \
+        "(target ≤ 2 each), warm 0." in text
+
     saved = (out / "results.md").read_text()
     assert header in saved and "| Threat hunting |" in saved
     assert saved.strip() in text

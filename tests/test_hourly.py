@@ -188,3 +188,22 @@ def test_the_first_view_says_what_the_overview_says_from_the_flows(tmp_path):
     top = ov.top_devices.filter(pl.col("ip0").is_not_null()).head(10)
     assert fv.top_devices["ip0"].to_list()[:5] == top["ip0"].to_list()[:5]
     assert fv.top_devices["bytes"].to_list()[:5] == top["bytes"].to_list()[:5]
+
+
+def test_per_device_costs_are_counted_before_they_are_spent(tmp_path):
+    """The per-device estimate asks the API how many items there are (one request of one
+    item, ``spent``), so the first view can leave an expensive month to the flows."""
+    sim = Simulator(SimulatorConfig(now=lambda: NOW, rate_limit_per_min=None,
+                                    max_per_page=300))
+    with sim.serve() as server:
+        for days in (1, 7):
+            h = HourlyLoader(client(server.url), tmp_path / str(days), per_device=True,
+                             clock=lambda: NOW, per_page=300)
+            start = SETTLED_END - timedelta(days=days)
+            est = h.estimate(54, start, SETTLED_END)
+            got = h.load(54, start, SETTLED_END)
+            assert est.spent == 1 and est.rows == got.frame.height
+            assert got.flux_requests <= est.requests <= 2 * got.flux_requests + 2, (
+                days, est, got.flux_requests)
+        assert h.estimate(54, start, SETTLED_END) == h.estimate(54, start, SETTLED_END)
+        assert h.estimate(54, start, SETTLED_END).requests == 0  # cached now

@@ -27,7 +27,7 @@ from flux_dashboard.hours import range_days
 from flux_dashboard.masking import Masker
 
 FIRST_VIEW_OVER = 20  # requests (about 12 s at 100 a minute): below, the flows come fast
-DEVICES_AT_MOST = 40  # per-device totals only when they cost at most this many requests
+DEVICES_AT_MOST = 20  # per-device totals only when they cost at most this (about 12 s)
 PAGES = ("overview", "devices")
 
 
@@ -42,26 +42,38 @@ def first_view(page: str, session, cfg, sensor: dict, start: datetime, end: date
     from flux_dashboard.ui.auth import spender
     from flux_dashboard.ui.state import hourly_loader
 
-    def load(per_device: bool):
-        loader = hourly_loader(cfg, per_device)
-        if per_device and loader.estimate(sensor["id"], start, end).requests > DEVICES_AT_MOST:
-            return None
-        return spending.load(spender(session), loader, sensor["id"], start, end,
+    def load():
+        return spending.load(spender(session), hourly_loader(cfg), sensor["id"], start, end,
                              purpose="first view").frame
+
+    def load_devices() -> tuple[int, object]:
+        """(their cost, the per-device totals or None): counted first (one request, in
+        the gate's estimate), loaded only when cheap; booked and audited either way."""
+        loader = hourly_loader(cfg, True)
+        booking = spending.begin(spender(session), loader, sensor["id"], start, end,
+                                 purpose="first view")
+        cost = booking.estimate.requests if booking.estimate is not None else 0
+        if cost > DEVICES_AT_MOST:
+            booking.finish(0)
+            return cost, None
+        try:
+            got = loader.load(sensor["id"], start, end, max_requests=booking.allowance)
+        except BaseException as exc:
+            booking.finish(0, exc)
+            raise
+        booking.finish(got.flux_requests)
+        return cost, got.frame
 
     def draw() -> None:
         try:
-            totals = load(False)
-            devices = load(True)
+            totals = load()
         except E.FluxError as exc:
             st.caption(f"No first view from the hourly totals ({text(exc)}); the flows load "
                        "below.")
             return
-        if devices is not None and mask is not None:
-            devices = mask.mask_frame(devices, {"ip0": "local_ip"})
         now = cfg.now()
         today = range_days(start, end, now, tz).today_in_range
-        fv = compute(totals, tz, today, cfg.carbon_g_per_gb, devices)
+        fv = compute(totals, tz, today, cfg.carbon_g_per_gb)
         st.info("**First view** from the API's hourly totals (exact sums per hour). The "
                 "flow-level parts (remotes, protocols, ports, threats, devices' names) load "
                 "below; the page switches to the full view when they arrive.",
@@ -89,9 +101,22 @@ def first_view(page: str, session, cfg, sensor: dict, start: datetime, end: date
                                           "buckets, hourly totals)"), key="fv_traffic")
             chart(C.cyberweather_calendar_fig(fv.days, title="Cyberweather per day (hourly "
                                               "totals)"), key="fv_calendar")
-        if fv.top_devices is not None:
-            chart(C.top_bar_fig(fv.top_devices, title="Top devices by bytes (hourly totals; "
-                                "names come with the flows)"), key="fv_devices")
+        # The per-device totals last: everything above is on screen already.
+        try:
+            cost, devices = load_devices()
+        except E.FluxError:
+            cost, devices = -1, None
+        if devices is None:
+            st.caption("Top devices by bytes come with the flows" + (
+                f" (their hourly totals would cost {cost:,} requests here)." if cost > 0
+                else "."))
+            return
+        if mask is not None:
+            devices = mask.mask_frame(devices, {"ip0": "local_ip"})
+        top = compute(totals, tz, today, cfg.carbon_g_per_gb, devices).top_devices
+        if top is not None:
+            chart(C.top_bar_fig(top, title="Top devices by bytes (hourly totals; names come "
+                                "with the flows)"), key="fv_devices")
 
     return draw
 
