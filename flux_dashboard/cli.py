@@ -288,11 +288,16 @@ def cmd_sync(args, transport=None) -> int:
         stop.set()
         if notifier is not None:
             notifier.wake()
+        # Waits for slots and retries end at once; a request the API holds open does
+        # not: past STOP_GRACE_S the process leaves anyway (what completed is on disk,
+        # every write is atomic, a message being sent is in the ledger).
+        threading.Thread(target=_leave_after, args=(STOP_GRACE_S,), daemon=True).start()
 
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, stopping)
-    service = build_service(settings, transport=transport, background=True, share=args.share)
+    service = build_service(settings, transport=transport, background=True, share=args.share,
+                            stop=stop)
     if routes is not None and len(routes):
         notifier = _notifier(service, routes, stop)
     meter = request_meter(settings)
@@ -316,6 +321,20 @@ def cmd_sync(args, transport=None) -> int:
         if notifier is not None:
             notifier.close(timeout=3.0)  # a message being sent is finished and recorded
         service.close()
+
+
+STOP_GRACE_S = 4.0  # a stopping worker exits within this, whatever the API does
+
+
+def _leave_after(seconds: float) -> None:
+    import os
+
+    time.sleep(seconds)
+    logging.getLogger("flux_dashboard.sync").warning(
+        "stopping: a request to the API is still unanswered after %.0f s; exiting now "
+        "(everything completed is saved; the next start resumes)", seconds)
+    logging.shutdown()
+    os._exit(0)
 
 
 def _secrets() -> dict:

@@ -80,15 +80,29 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 # --------------------------------------------------------------------------- rate limiter
+def stopped_wait(stop: threading.Event | None, sleep: Callable[[float], None],
+                 seconds: float) -> None:
+    """Wait ``seconds``, or until ``stop`` is set: then ``LoadCancelledError`` (no
+    request is made after a stop, however long the wait it was in)."""
+    if stop is None:
+        sleep(seconds)
+        return
+    if stop.wait(seconds) or stop.is_set():
+        raise E.LoadCancelledError("Stopped while waiting to send a request to the API.",
+                                   hours=[])
+
+
 class RateLimiter:
     """Evenly spaced slots: at most ``per_minute`` requests a minute, no bursts."""
 
     def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 stop: threading.Event | None = None) -> None:
         self.interval = 60.0 / per_minute
         self.per_minute = per_minute
         self._clock = clock
         self._sleep = sleep
+        self._stop = stop  # set: a wait for a slot ends at once (the process is stopping)
         self._lock = threading.Lock()
         self._next = 0.0
 
@@ -103,7 +117,7 @@ class RateLimiter:
     def acquire(self) -> None:
         wait = self.reserve()
         if wait > 0:
-            self._sleep(wait)
+            stopped_wait(self._stop, self._sleep, wait)
 
     def pause(self, seconds: float) -> None:
         """Push every future slot back (the server told us to slow down)."""
@@ -169,8 +183,10 @@ class Client:
     def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None,
                  limiter: RateLimiter | None = None, sleep: Callable[[float], None] = time.sleep,
                  rand: Callable[[], float] = random.random, max_retries: int = MAX_RETRIES,
-                 on_wait: Callable[[str, float], None] | None = None) -> None:
+                 on_wait: Callable[[str, float], None] | None = None,
+                 stop: threading.Event | None = None) -> None:
         self.settings = settings
+        self.stop = stop  # set: retries and waits end at once (the process is stopping)
         self._key = settings.api_key.reveal() if settings.api_key else None
         self._sleep = sleep
         self._rand = rand
@@ -260,7 +276,7 @@ class Client:
                          r.detail or r.kind, attempt)
                 if self.on_wait:
                     self.on_wait(r.detail or r.kind, delay)
-                self._sleep(delay)
+                stopped_wait(self.stop, self._sleep, delay)
 
     def _attempt(self, path: str, params: dict[str, str], *, what: str, flux: bool) -> Any:
         self.limiter.acquire()

@@ -5,6 +5,7 @@ Shared by the CLI and the Streamlit glue so both exercise the same code.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
@@ -50,10 +51,13 @@ class Service:
 
 
 def build_service(settings: Settings, *, transport=None, background: bool = False,
-                  share: float = 1.0, compact: bool = False) -> Service:
+                  share: float = 1.0, compact: bool = False,
+                  stop: threading.Event | None = None) -> Service:
     """``background``: the sync worker's service, which books at most ``share`` of
     the key's request slots and lets interactive requests go first (shared.py).
-    ``compact``: the loader returns compact frames (the dashboard's, for memory)."""
+    ``compact``: the loader returns compact frames (the dashboard's, for memory).
+    ``stop``: once set, every wait for a request slot or a retry ends at once (the
+    worker's SIGTERM: it must exit in seconds, whatever the API does)."""
     if transport is None and settings.demo:
         transport = embedded_simulator(settings).transport()
     limiter, locks = None, None
@@ -62,14 +66,18 @@ def build_service(settings: Settings, *, transport=None, background: bool = Fals
 
         limiter = RedisRateLimiter(settings.redis_url, settings.source_id,
                                    settings.rate_limit_per_min, background=background,
-                                   share=share)
+                                   share=share, stop=stop)
         locks = RedisLocks(settings.redis_url)
     elif background and share < 1:
         from flux_dashboard.client import RateLimiter
 
         # One process: the worker's own limiter runs at its share of the rate.
-        limiter = RateLimiter(max(1, int(settings.rate_limit_per_min * share)))
-    client = Client(settings, transport=transport, limiter=limiter)
+        limiter = RateLimiter(max(1, int(settings.rate_limit_per_min * share)), stop=stop)
+    elif stop is not None:
+        from flux_dashboard.client import RateLimiter
+
+        limiter = RateLimiter(settings.rate_limit_per_min, stop=stop)
+    client = Client(settings, transport=transport, limiter=limiter, stop=stop)
     store = Store(settings.cache_dir)
     loader = Loader(client, store, per_page=settings.per_page, clock=settings.now,
                     max_concurrency=settings.max_concurrency, locks=locks, compact=compact,

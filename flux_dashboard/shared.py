@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 from flux_dashboard import clock as clock_mod
 from flux_dashboard import errors as E
 from flux_dashboard.budget import ALL, KEEP_DAYS, Budgets, Reservation, Usage
+from flux_dashboard.client import stopped_wait
 
 PREFIX = "flux:"
 LOCK_TTL_S = 60.0
@@ -156,7 +157,8 @@ class RedisRateLimiter:
 
     def __init__(self, url: str, source_id: str, per_minute: int, *,
                  background: bool = False, share: float = 1.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 stop: threading.Event | None = None) -> None:
         if not 0 < share <= 1:
             raise E.ConfigError("The background share of the rate limit must be in (0, 1].")
         self.url = url
@@ -165,6 +167,7 @@ class RedisRateLimiter:
         self.background = background
         self.share = share
         self._sleep = sleep
+        self._stop = stop  # set: the waits for a slot end at once (the process is stopping)
         kid = _key_id(source_id)
         self._keys = [f"{PREFIX}rate:{kid}:next", f"{PREFIX}rate:{kid}:background"]
         r = connect(url)
@@ -183,12 +186,12 @@ class RedisRateLimiter:
                 booked, wait = self._reserve(keys=self._keys, args=args)
             if int(booked):
                 return max(0.0, float(wait))
-            self._sleep(min(max(float(wait), 0.01), 5.0))
+            stopped_wait(self._stop, self._sleep, min(max(float(wait), 0.01), 5.0))
 
     def acquire(self) -> None:
         wait = self.reserve()
         if wait > 0:
-            self._sleep(wait)
+            stopped_wait(self._stop, self._sleep, wait)
 
     def pause(self, seconds: float) -> None:
         """Push every process's next slot at least ``seconds`` from now (a 429)."""

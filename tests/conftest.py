@@ -46,7 +46,7 @@ LONGEST_FIRST = ("tests/browser/test_controls.py", "tests/test_loader.py",
                  "tests/browser/test_browser.py", "tests/browser/test_downloads.py",
                  "tests/browser/test_signin.py", "tests/test_app_hosting_attacks.py",
                  "tests/test_hosting_app.py", "tests/test_notify.py",
-                 "tests/test_app_links.py")
+                 "tests/test_app_fleet.py", "tests/test_app_links.py")
 
 
 def pytest_collection_modifyitems(items) -> None:

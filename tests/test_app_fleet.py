@@ -150,7 +150,14 @@ def test_the_overview_says_where_totals_and_flows_disagree(tmp_path, skewed):
     sim = Simulator(SimulatorConfig(now=pinned_clock, rate_limit_per_min=None,
                                     inconsistent_hours=(bad,) if skewed else ()))
     with sim.serve() as server, hermetic(tmp_path / "cache", SERENICITY_API_URL=server.url):
-        open_sensors(sim)
+        # The day's totals cached as the Sensors page or the worker leaves them.
+        from flux_dashboard.client import Client
+        from flux_dashboard.config import load_settings
+        from flux_dashboard.hourly import HourlyLoader
+
+        cfg = load_settings(secrets={})
+        start, end = local_day_window(day, "Europe/Paris")
+        HourlyLoader(Client(cfg), cfg.cache_dir, clock=cfg.now).load(54, start, end)
         at = run_page(None, days_link(day))
         notes = [plain(w.value) for w in at.warning if "Data quality" in plain(w.value)]
         if not skewed:

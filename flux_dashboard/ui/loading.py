@@ -265,8 +265,14 @@ def _wait(entry: Load) -> None:
                            "later load resumes from there")
             while entry.running:
                 p: Progress | None = entry.progress
+                # Drawn on every turn, even unchanged: a Streamlit call is where the
+                # script notices a stop (a server shutting down, a rerun). Without it,
+                # a load that never reports (an API that does not answer) held SIGTERM
+                # up until its retries ran out.
                 if p is not None:
                     bar.progress(p.fraction, text=progress_text(p))
+                else:
+                    bar.progress(0.0, text="Connecting to the sensor…")
                 entry.join(0.25)
         holder.empty()
 

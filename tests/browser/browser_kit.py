@@ -39,8 +39,9 @@ PAGES = [
     ("hunting", "Threat hunting", "Threat hunting", False, True, False),  # metrics: in a tab
 ]
 PAGE_IDS = [p[0] or "overview" for p in PAGES]
-# The navigation: those pages and the Findings inbox (its clicks: test_triage_clicks.py).
-NAV_LABELS = [p[2] for p in PAGES] + ["Findings"]
+# The navigation: the Sensors page (test_fleet_clicks.py), those pages and the Findings
+# inbox (its clicks: test_triage_clicks.py).
+NAV_LABELS = ["Sensors", *(p[2] for p in PAGES), "Findings"]
 
 # st.error boxes that are findings shown by design, not failures.
 EXPECTED_ERRORS = (
