@@ -487,7 +487,13 @@ def cyberweather_summary(df: pl.DataFrame, tz: str, today: date | None = None
     without any flow are Clear (as in :func:`cyberweather`). Pass ``today`` only
     when today is inside the selected range.
     """
-    days = cyberweather(df, tz, "1d").with_columns(pl.col("bucket").dt.date().alias("day"))
+    return summary_of_days(cyberweather(df, tz, "1d"), today)
+
+
+def summary_of_days(days: pl.DataFrame, today: date | None = None) -> CyberweatherSummary:
+    """``cyberweather_summary`` of days already rated (``cyberweather(every="1d")``'s
+    columns; the hourly totals' first view builds them without flows)."""
+    days = days.with_columns(pl.col("bucket").dt.date().alias("day"))
     counts = dict(days.group_by("level").len().iter_rows())
     per_level = {lvl: int(counts.get(lvl, 0)) for lvl in LEVEL_NAMES}
     worst = None
@@ -538,7 +544,12 @@ def human_km(km: float | None) -> str:
 
 def cybercarbon(df: pl.DataFrame, g_per_gb: float) -> dict:
     """Footprint of all traffic (in + out): bytes, co2e_g, car_km, g_per_gb."""
-    total = df.select(pl.col("in_bytes").sum() + pl.col("out_bytes").sum()).item() or 0
+    return carbon_of_bytes(
+        df.select(pl.col("in_bytes").sum() + pl.col("out_bytes").sum()).item() or 0, g_per_gb)
+
+
+def carbon_of_bytes(total: int, g_per_gb: float) -> dict:
+    """``cybercarbon`` of ``total`` bytes of traffic."""
     grams = carbon_grams(total, g_per_gb)
     return {"bytes": int(total), "co2e_g": grams, "car_km": car_km(grams),
             "g_per_gb": float(g_per_gb)}

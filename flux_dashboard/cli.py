@@ -338,12 +338,9 @@ def _leave_after(seconds: float) -> None:
 
 
 def _secrets() -> dict:
-    import os
+    from flux_dashboard.config import read_secrets, secrets_file
 
-    from flux_dashboard.config import read_secrets
-
-    return read_secrets(Path(os.environ.get("FLUX_SECRETS_FILE")
-                             or Path.cwd() / ".streamlit" / "secrets.toml").expanduser())
+    return read_secrets(secrets_file())
 
 
 def _notifier(service, routes, stop=None, detect: bool = False):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -246,6 +247,14 @@ def _positive(name: str, raw: str | None, default: float) -> float:
     return value
 
 
+def secrets_file(env: Mapping[str, str] | None = None) -> Path:
+    """The secrets file: ``FLUX_SECRETS_FILE`` (a hosted deployment's, for the CLI and the
+    sync worker too), else ``.streamlit/secrets.toml`` in the working directory."""
+    env = os.environ if env is None else env
+    return Path(env.get("FLUX_SECRETS_FILE") or Path.cwd() / ".streamlit" / "secrets.toml"
+                ).expanduser()
+
+
 def load_settings(
     env: dict[str, str] | None = None,
     secrets: dict | None = None,
@@ -260,9 +269,7 @@ def load_settings(
     """
     env = dict(os.environ if env is None else env)
     if secrets is None:
-        # FLUX_SECRETS_FILE: the hosted deployment's file, for the CLI and sync worker too.
-        secrets = read_secrets(secrets_path or Path(
-            env.get("FLUX_SECRETS_FILE") or Path.cwd() / ".streamlit" / "secrets.toml"))
+        secrets = read_secrets(secrets_path or secrets_file(env))
     sec = {k.upper(): v for k, v in secrets.items() if isinstance(v, str | int)}
 
     def get(name: str) -> str | None:

@@ -62,7 +62,7 @@ import polars.selectors as cs
 
 from flux_dashboard import hunting as Hn
 from flux_dashboard.analytics import flag_aggs
-from flux_dashboard.hours import HOUR, ceil_hour, floor_hour, hour_label, local_day_window
+from flux_dashboard.hours import HOUR, ceil_hour, floor_hour, local_day_window, range_query
 from flux_dashboard.schema import CRITICAL_THREATS, THREATS, UTC_US
 
 KINDS: tuple[str, ...] = ("toxic_out", "beacon", "inbound_attack", "upload_anomaly",
@@ -389,11 +389,7 @@ def link_query(finding: Mapping, tz: str, target: str = "device"
     else:
         start = floor_hour(finding["first_contact"])
         end = max(ceil_hour(finding["last_contact"]), start + HOUR)
-    (a, a_hour), (b, b_hour) = hour_label(start, zone), hour_label(end, zone)
-    query: dict[str, str | list[str]] = {
-        "sensor": str(finding["sensor"]), "range": "Custom",
-        "from_day": a.isoformat(), "from_hour": a_hour,
-        "to_day": b.isoformat(), "to_hour": b_hour}
+    query: dict[str, str | list[str]] = range_query(finding["sensor"], start, end, zone)
     if target == "device" and finding.get("ip0"):
         return DEVICE_PAGE, {**query, "device": [finding["ip0"]]}
     if target == "remote" and finding.get("ip1"):

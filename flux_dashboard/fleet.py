@@ -82,12 +82,14 @@ class SensorFacts:
 
 
 def sensor_row(f: SensorFacts, now: datetime, silent_after_h: int = SILENT_AFTER_H,
-               days: int = FLEET_DAYS) -> dict:
+               days: pl.DataFrame | None = None, span: int = FLEET_DAYS) -> dict:
+    """The sensor's row; ``days``: its ``daily_levels`` when already computed."""
     zone = ZoneInfo(f.tz)
     today = now.astimezone(zone).date()
     yesterday, week_before = today - timedelta(days=1), today - timedelta(days=8)
-    levels = {r["day"]: r for r in daily_levels(f.totals, f.tz).iter_rows(named=True)}
-    window = [today - timedelta(days=days - i) for i in range(days)]
+    per_day = days if days is not None else daily_levels(f.totals, f.tz)
+    levels = {r["day"]: r for r in per_day.iter_rows(named=True)}
+    window = [today - timedelta(days=span - i) for i in range(span)]
     strip = "".join(STRIP[levels[d]["level"]] if d in levels and levels[d]["flows"] else NO_DATA
                     for d in window)
     daily = [levels[d]["level"] if d in levels and levels[d]["flows"] else None for d in window]

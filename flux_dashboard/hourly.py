@@ -395,21 +395,8 @@ def first_view(totals: pl.DataFrame, tz: str, today, g_per_gb: float,
         .with_columns((pl.col("toxic_in") + pl.col("toxic_out")).alias("toxic_flows"),
                       pl.lit(0, pl.Int64).alias("toxic_bytes")) \
         .select("bucket", "bytes_in", "bytes_out", "toxic_bytes", "flows", "toxic_flows")
-    worst = None
-    if days.height:
-        top = days.sort(["cyt", "bucket"], descending=True).row(0, named=True)
-        worst = A.DayLevel(top["bucket"].date(), int(top["cyt"]), int(top["level"]))
-    now_day = None
-    if today is not None:
-        hit = days.filter(pl.col("bucket").dt.date() == today)
-        cyt = int(hit["cyt"][0]) if hit.height else 0
-        now_day = A.DayLevel(today, cyt, A.cyt_level(cyt))
-    counts = dict(days.group_by("level").len().iter_rows())
-    weather = A.CyberweatherSummary(days.height, worst, now_day,
-                                    {lvl: int(counts.get(lvl, 0)) for lvl in A.LEVEL_NAMES})
-    grams = A.carbon_grams(sums["bytes_in"] + sums["bytes_out"], g_per_gb)
-    carbon = {"bytes": sums["bytes_in"] + sums["bytes_out"], "co2e_g": grams,
-              "car_km": A.car_km(grams), "g_per_gb": float(g_per_gb)}
+    weather = A.summary_of_days(days, today)
+    carbon = A.carbon_of_bytes(sums["bytes_in"] + sums["bytes_out"], g_per_gb)
     top = None
     if devices is not None and devices.height:
         per = devices.group_by("ip0").agg(pl.col("bytes_in").sum(), pl.col("bytes_out").sum(),

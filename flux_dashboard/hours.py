@@ -101,6 +101,17 @@ def labelled_datetime(day: date, label: str, zone: ZoneInfo) -> datetime | None:
     return local_datetime(day, HOUR_LABELS.index(base), zone, fold=int(label != base))
 
 
+def range_query(sensor: int | str, start: datetime, end: datetime, tz: str | ZoneInfo
+                ) -> dict[str, str]:
+    """A link's query pinning the sidebar's custom range to ``[start, end)`` in the
+    sensor's local days and hours (an edge in the hour a DST fall-back repeats is
+    labelled "(2nd)" when it is the second, as ``hour_label`` writes it)."""
+    zone = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
+    (a, a_hour), (b, b_hour) = hour_label(start, zone), hour_label(end, zone)
+    return {"sensor": str(sensor), "range": "Custom", "from_day": a.isoformat(),
+            "from_hour": a_hour, "to_day": b.isoformat(), "to_hour": b_hour}
+
+
 def sensor_zone(sensor: Mapping) -> str:
     """The sensor's ``timezone`` when it names a zone this machine knows, else "UTC"."""
     tz = sensor.get("timezone")

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from flux_dashboard import errors as E
 from flux_dashboard.access import Hosting, anonymous_refusal, is_loopback
-from flux_dashboard.config import load_settings, read_secrets
+from flux_dashboard.config import load_settings, read_secrets, secrets_file
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTH_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret",
@@ -165,8 +165,7 @@ def plan(env: Mapping[str, str], secrets_path: Path) -> Plan:
 def main(argv: list[str] | None = None) -> int:
     check_only = "--check" in (argv if argv is not None else sys.argv[1:])
     try:
-        secrets = os.environ.get("FLUX_SECRETS_FILE") or Path.cwd() / ".streamlit" / "secrets.toml"
-        p = plan(os.environ, Path(secrets).expanduser().resolve())
+        p = plan(os.environ, secrets_file().resolve())
     except E.ConfigError as exc:
         print(f"Cannot serve: {exc}", file=sys.stderr)
         return 2

@@ -59,7 +59,7 @@ except E.DatabaseUnavailableError:
     open_counts = {}
 slot = int(now.timestamp() // REFRESH.total_seconds())
 spend = spender(session)
-facts, levels, requests, refused = [], {}, 0, []
+rows, levels, requests, refused = [], {}, 0, []
 with st.spinner("Reading every sensor's hourly totals…"):
     for s in listed:
         sid, tz = int(s["id"]), sensor_zone(s)
@@ -84,16 +84,21 @@ with st.spinner("Reading every sensor's hourly totals…"):
                 except E.FluxError:
                     got = None
         totals = got.frame if got is not None else pl.DataFrame(schema=hourly.schema)
-        settled = hours_between(start, floor_hour(now))
-        cached = len(flows_store.covered(src, sid, filters_key(None), settled)) \
-            if flows_store is not None else 0
+        share = _recent().get(("flows cached", *key))
+        if share is None:  # 31 days of file footers: read once per five minutes
+            settled = hours_between(start, floor_hour(now))
+            cached = len(flows_store.covered(src, sid, filters_key(None), settled)) \
+                if flows_store is not None else 0
+            share = _recent()[("flows cached", *key)] = cached / max(1, len(settled))
         shown = mask.mask_sensor(s) if mask is not None else s
-        facts.append(FL.SensorFacts(
-            shown, tz, totals, cached / max(1, len(settled)),
-            describe(states.get(sid), ZoneInfo(tz), now), open_counts.get(sid), note))
-        levels[FL.sensor_row(facts[-1], now, silent_h)["name"]] = FL.daily_levels(totals, tz)
+        days = FL.daily_levels(totals, tz)
+        row = FL.sensor_row(FL.SensorFacts(
+            shown, tz, totals, share, describe(states.get(sid), ZoneInfo(tz), now),
+            open_counts.get(sid), note), now, silent_h, days=days)
+        rows.append(row)
+        levels[row["name"]] = days
 
-table = FL.fleet_table([FL.sensor_row(f, now, silent_h) for f in facts])
+table = FL.fleet_table(rows)
 silent = table.filter(pl.col("silent")).height
 st.caption(
     f"{table.height} sensor{'s' * (table.height != 1)} · {silent} silent for over "
@@ -102,7 +107,7 @@ st.caption(
     "one request per sensor and month; nothing when cached)")
 if refused:
     st.warning(f"{len(refused)} sensor(s) show only what is cached: "
-               + ui.text(next(f.note for f in facts if f.note)), icon=":material/block:")
+               + ui.text(next(r["note"] for r in rows if r["note"])), icon=":material/block:")
 
 c1, c2, c3 = st.columns([3, 2, 2])
 search = c1.text_input("Sensor", key="fleet_search", placeholder="part of a sensor's name")

@@ -74,7 +74,7 @@ if recent is not None:
         st.caption(f"{recent.height} newest · {failed} failed" if failed
                    else f"{recent.height} newest")
         ui.table(recent.select("created_at", "route", "kind", "sensor", "subject", "status",
-                               "attempts", "late", "sent_at", "last_error", "title"),
+                               "attempts", "late", "sent_at", "last_error"),
                  key="notify_deliveries", max_height=420)
 
 st.subheader("Preview a digest", anchor=False)

@@ -31,7 +31,7 @@ import polars as pl
 from flux_dashboard import analytics as A
 from flux_dashboard.escaping import escape_chat, one_line
 from flux_dashboard.findings import KIND_LABELS, SEVERITIES
-from flux_dashboard.hours import hour_label, local_day_window
+from flux_dashboard.hours import local_day_window, range_query
 from flux_dashboard.masking import Masker
 
 TOP_FINDINGS = 5
@@ -172,11 +172,7 @@ class Links:
 
 def day_query(sensor: int, day: date, tz: str) -> dict[str, str]:
     """The sidebar's custom range pinned to one local day of the sensor (DST-safe)."""
-    zone = ZoneInfo(tz)
-    start, end = local_day_window(day, zone)
-    (a, a_hour), (b, b_hour) = hour_label(start, zone), hour_label(end, zone)
-    return {"sensor": str(sensor), "range": "Custom", "from_day": a.isoformat(),
-            "from_hour": a_hour, "to_day": b.isoformat(), "to_hour": b_hour}
+    return range_query(sensor, *local_day_window(day, tz), tz)
 
 
 # ------------------------------------------------------------------ the daily digest

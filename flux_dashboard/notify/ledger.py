@@ -48,14 +48,13 @@ class Ledger:
 
     @_plain_errors
     def record(self, items: Sequence[dict], now: datetime) -> None:
-        """Record messages (dicts of route, kind, sensor, subject and optionally batch,
-        title, late) as pending; those already recorded are left as they are."""
+        """Record messages (dicts of route, kind, sensor, subject and optionally batch)
+        as pending; those already recorded are left as they are."""
         if not items:
             return
         at = _utc(now)
         rows = [{"route": i["route"], "kind": i["kind"], "sensor": int(i["sensor"]),
-                 "subject": str(i["subject"]), "batch": i.get("batch"),
-                 "title": (i.get("title") or "")[:300] or None, "late": bool(i.get("late")),
+                 "subject": str(i["subject"]), "batch": i.get("batch"), "late": False,
                  "status": "pending", "attempts": 0, "created_at": at} for i in items]
         with self.engine.begin() as conn:
             conn.execute(self._insert(T).values(rows).on_conflict_do_nothing(
@@ -93,10 +92,12 @@ class Ledger:
 
     @_plain_errors
     def finish(self, ids: Sequence[int], sent: bool, now: datetime,
-               error: str | None = None, status: str = "failed") -> None:
-        """Mark claimed rows sent, or ``status`` (failed; dropped: an alert whose
-        finding was triaged before it went out) with ``error``."""
-        values = ({"status": "sent", "sent_at": _utc(now), "attempts": T.c.attempts + 1}
+               error: str | None = None, status: str = "failed", late: bool = False) -> None:
+        """Mark claimed rows sent (``late``: a digest past its time), or ``status``
+        (failed; dropped: an alert whose finding was triaged before it went out) with
+        ``error``."""
+        values = ({"status": "sent", "sent_at": _utc(now), "attempts": T.c.attempts + 1,
+                   "late": late}
                   if sent else {"status": status, "last_error": (error or "")[:MAX_ERROR]})
         with self.engine.begin() as conn:
             conn.execute(T.update().where(T.c.id.in_(list(ids)),

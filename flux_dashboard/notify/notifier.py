@@ -428,7 +428,7 @@ class Notifier:
                             route.name, kind, sensor, tries, self.attempts, error)
         ok = not pending
         if ok:
-            ledger.finish(ids, True, self.clock())
+            ledger.finish(ids, True, self.clock(), late=message.title.startswith("[late]"))
         elif self.stop.is_set() and tries < self.attempts:
             ledger.release(ids)  # stopping: the next worker tries again
         else:
