@@ -276,7 +276,11 @@ class Client:
                          r.detail or r.kind, attempt)
                 if self.on_wait:
                     self.on_wait(r.detail or r.kind, delay)
-                stopped_wait(self.stop, self._sleep, delay)
+                backoff = getattr(self.limiter, "backoff", None)  # a load's gate: its cancel
+                if backoff is not None:
+                    backoff(delay, self.stop, self._sleep)
+                else:
+                    stopped_wait(self.stop, self._sleep, delay)
 
     def _attempt(self, path: str, params: dict[str, str], *, what: str, flux: bool) -> Any:
         self.limiter.acquire()

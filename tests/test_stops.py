@@ -8,12 +8,17 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
+from flux_dashboard.client import Client, RateLimiter
+from flux_dashboard.config import load_settings
+from flux_dashboard.loader.gate import Gate, Stop, gate_client, gated
 from flux_dashboard.simulator import Simulator, SimulatorConfig
 from tests.kit.procs import scrubbed_env, wait_until
 
@@ -89,3 +94,39 @@ def test_the_worker_stops_in_seconds_then_resumes(tmp_path, fault):
     server2.shutdown()
     assert 0 < second < cold_cost, (first, second, cold_cost)
     assert first + second <= cold_cost + 15, (first, second, cold_cost)
+
+
+def test_a_cancelled_load_stops_waiting_for_its_retry_at_once():
+    """The client's backoff before a retry watches the load's cancel: against an API
+    that refuses every connection, a cancel ends the wait within a fraction of a second
+    (the five backoffs would take 15.5 s), and no request is sent after it."""
+    sent = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        sent.append(time.monotonic())
+        raise httpx.ConnectError("refused", request=request)
+
+    settings = load_settings(env={"SERENICITY_API_KEY": "k" * 32}, secrets={})
+    client = Client(settings, transport=httpx.MockTransport(refuse),
+                    limiter=RateLimiter(60_000), rand=lambda: 1.0)
+    gate_client(client)
+    gate = Gate(cancel=threading.Event())
+    outcome: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            with gated(gate):
+                client.flux_page(54, {"page": 1})
+        except BaseException as exc:  # noqa: BLE001 - what the load ended with
+            outcome.append(exc)
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    wait_until(lambda: len(sent) >= 3, 10, what="three attempts")  # in the 2 s backoff now
+    cancelled_at = time.monotonic()
+    gate.cancel.set()
+    t.join(5)
+    assert not t.is_alive()
+    assert time.monotonic() - cancelled_at < 1.0
+    assert len(outcome) == 1 and isinstance(outcome[0], Stop) and outcome[0].cancelled
+    assert all(s < cancelled_at for s in sent)  # nothing sent after the cancel

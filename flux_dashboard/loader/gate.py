@@ -12,11 +12,12 @@ per worker (``max_concurrency``), none started after it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flux_dashboard import errors as E
-from flux_dashboard.client import Client
+from flux_dashboard.client import Client, stopped_wait
 
 # Errors a load stops on at once: a retry or another window would get the same.
 FATAL = (E.AuthenticationError, E.ForbiddenError, E.NotFoundError, E.InvalidRequestError,
@@ -96,6 +97,23 @@ class GatedLimiter:
         if wait > 0 and gate.cancel.wait(wait):  # cancelled while waiting for the slot
             gate.refund()
             raise Stop(cancelled=True)
+
+    def backoff(self, seconds: float, stop: threading.Event | None, sleep) -> None:
+        """The client's wait before a retry: a cancelled load stops waiting at once
+        (``Stop``), a stopping process too (``LoadCancelledError``)."""
+        gate: Gate | None = getattr(_current, "gate", None)
+        cancel = gate.cancel if gate is not None else None
+        if cancel is None or sleep is not time.sleep:  # no load, or a test's own clock
+            stopped_wait(stop, sleep, seconds)
+            if cancel is not None and cancel.is_set():
+                raise Stop(cancelled=True)
+            return
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if stop is not None and stop.is_set():
+                stopped_wait(stop, sleep, 0)  # raises LoadCancelledError
+            if cancel.wait(min(left, 0.2)):
+                raise Stop(cancelled=True)
 
     def __getattr__(self, name: str):
         return getattr(self._inner, name)

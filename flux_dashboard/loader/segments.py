@@ -28,7 +28,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+import queue
+import threading
+from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -55,7 +57,7 @@ def fetch_segments(loader: Loader, sensor_id: int, segments: list[tuple[datetime
     """Fetch the missing segments into ``acc``: the heads, then the planned windows and
     keyset chunks in parallel; a settled segment's rows must add up to its head's total."""
     fetch = Fetcher(loader, sensor_id, params, acc, report, gate)
-    with ThreadPoolExecutor(loader.max_concurrency, thread_name_prefix="flux") as pool:
+    with DaemonPool(loader.max_concurrency, "flux") as pool:
         # First request of every segment: reveals its size and the page size granted.
         heads = [pool.submit(fetch.head, a, b) for a, b in segments]
         acc.planned = len(heads)
@@ -148,6 +150,50 @@ def plan_rest(loader: Loader, fetch: Fetcher, plans: list[SegmentPlan],
             tail = sum(counts[h] * scale for h in hours_between(cut, p.end))
             rest.append((cut, p.end, round(tail), p.density))
     return windows, rest
+
+
+class DaemonPool:
+    """``ThreadPoolExecutor``'s ``submit`` and ``with``, on daemon threads.
+
+    ``concurrent.futures`` joins its workers when the interpreter exits, so a
+    server told to stop (SIGTERM) would wait for a request the API holds open
+    or a retry's backoff. These threads are abandoned instead: what they had
+    completed is already saved (the store writes each page atomically).
+    """
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True)
+                         for i in range(max(1, workers))]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn: Callable, *args) -> Future:
+        future: Future = Future()
+        self._jobs.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, fn, args = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiter, as the executor does
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:
+            t.join()
+
+    def __enter__(self) -> DaemonPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
 
 
 def wait_all(futures) -> None:
