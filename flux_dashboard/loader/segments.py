@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
