@@ -604,9 +604,22 @@ def test_auth_forbidden_and_not_found():
     assert sim.requests[-1] == ("/sensors/54", {})
 
 
+def test_rate_limit_slides_in_real_time_under_a_pinned_clock():
+    """The data clock pinned (as every suite runs it), the limit's window still
+    slides: after a minute of real time the key may send again."""
+    ticks = [1000.0]
+    sim, client, _ = make(rate_limit_per_min=2, limit_clock=lambda: ticks[0])
+    assert client.get("/sensors/77").status_code == 200
+    assert client.get("/sensors/77").status_code == 200
+    assert client.get("/sensors/77").status_code == 429
+    ticks[0] += 61
+    assert client.get("/sensors/77").status_code == 200
+
+
 def test_rate_limit_sliding_window_with_retry_after():
     clock = Clock()
-    sim, client, _ = make(rate_limit_per_min=3, clock=clock)
+    sim, client, _ = make(rate_limit_per_min=3, clock=clock,
+                          limit_clock=lambda: clock.now.timestamp())
     for _ in range(3):
         assert client.get("/sensors/77").status_code == 200
         clock.now += timedelta(seconds=10)

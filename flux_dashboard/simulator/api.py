@@ -240,6 +240,7 @@ class Simulator:
                                                   f"{nxt:%Y-%m-%dT%H:%M:%SZ}"},
                                  {"retry-after": str(wait)})
         if cfg.rate_limit_per_min is not None:
+            ts = cfg.limit_clock()
             window = self._windows.setdefault(key, deque())
             while window and window[0] <= ts - 60:
                 window.popleft()

@@ -32,6 +32,7 @@ turn on the paging, type and fault hazards they are about; the benchmarks
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -82,6 +83,10 @@ class SimulatorConfig:
     forbidden_sensors: tuple[int, ...] = (99,)
     installed: datetime = datetime(2025, 1, 1, tzinfo=UTC)
     now: Callable[[], datetime] | None = None
+    # Seconds for the rate limit's sliding window: real time, whatever ``now`` says (a
+    # pinned data clock would freeze the window: after the first minute's requests,
+    # every request would be refused for good).
+    limit_clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] | None = None
     # Generated hours kept in memory; a dense hour is ~1,500 compact rows (~0.3 MB).
     cache_hours: int = 24 * 40
