@@ -265,7 +265,7 @@ def cmd_sync(args, transport=None) -> int:
     import threading
 
     from flux_dashboard.service import build_service, request_meter
-    from flux_dashboard.sync import Worker
+    from flux_dashboard.sync import RequestTally, Worker
 
     settings = _settings(args)
     if args.days > settings.max_range_days:
@@ -300,10 +300,7 @@ def cmd_sync(args, transport=None) -> int:
                             stop=stop)
     if routes is not None and len(routes):
         notifier = _notifier(service, routes, stop)
-    meter = request_meter(settings)
-
-    def count(states) -> None:  # the worker's requests count in the team's quota meter
-        meter.add("sync-worker", sum(s.requests for s in states))
+    count = RequestTally(request_meter(settings))  # the team's quota meter
 
     if not args.no_findings:  # migrations at start-up; a database that is down is retried
         from flux_dashboard.triage import run

@@ -296,6 +296,30 @@ class Worker:
                 return 0
 
 
+class RequestTally:
+    """The worker's requests into the team's quota meter, one booking per cycle.
+
+    A meter that cannot be reached (Redis restarting) must not stop the worker: the
+    cycle's requests are kept and booked with the next cycle's, so none is lost.
+    """
+
+    def __init__(self, meter, user: str = "sync-worker") -> None:
+        self.meter, self.user = meter, user
+        self.pending = 0
+
+    def __call__(self, states: Sequence[SensorStatus]) -> None:
+        self.pending += sum(s.requests for s in states)
+        if not self.pending:
+            return
+        try:
+            self.meter.add(self.user, self.pending)
+        except E.FluxError as exc:
+            log.warning("%d requests not counted yet (booked with the next cycle): %s",
+                        self.pending, str(exc).splitlines()[0][:300])
+            return
+        self.pending = 0
+
+
 def _newest_end(hours: list[datetime], covered: set[datetime]) -> datetime | None:
     """End of the newest cached hour of the window (gaps show in the coverage)."""
     done = [h for h in hours if h in covered]

@@ -304,3 +304,22 @@ def test_a_database_that_goes_away_mid_session_is_a_message_not_a_traceback(flow
             assert toxic.dataframe
     finally:
         pg.stop()
+
+
+def test_a_link_followed_after_an_action_opens_the_linked_finding(cache):
+    """Found by the soak: after triaging one finding, following another finding's link
+    in the same session still showed the first (the focus kept after an action won over
+    the link)."""
+    run_page(FINDINGS, RANGE)
+    keys = store_in(cache).list()["key"].to_list()
+    first, second = keys[0], keys[1]
+    at = open_finding(first)
+    at.button(key=f"assign_me_{first}").click().run()
+    assert not at.exception
+    assert store_in(cache).get(first)["assignee"] == "anonymous"
+    assert at.button(key=f"assign_me_{first}").disabled  # still in focus after the action
+    at.query_params["finding"] = second
+    at.run()
+    assert not at.exception
+    keys_on_page = {b.key for b in at.button}
+    assert f"assign_me_{second}" in keys_on_page and f"assign_me_{first}" not in keys_on_page

@@ -355,3 +355,32 @@ def test_the_deployment_wiring_uses_redis_when_configured(redis_url, tmp_path):
         assert isinstance(request_meter(plain), Meter)
     finally:
         local.close()
+
+
+def test_the_workers_request_tally_survives_a_redis_restart(tmp_path):
+    """Found by the soak: the sync worker exited when Redis restarted under it (booking
+    its cycle's requests in the quota meter raised). Now the requests are kept and
+    booked with the next cycle's: none lost, and the worker goes on."""
+    from flux_dashboard.shared import RedisMeter
+    from flux_dashboard.sync import RequestTally, SensorStatus
+    from tests.kit.services import RedisServer
+
+    def states(n: int) -> list[SensorStatus]:
+        return [SensorStatus(sensor=54, days=1, synced_to=None, coverage=1.0,
+                             last_success=None, requests=n)]
+
+    redis = RedisServer(tmp_path)
+    try:
+        meter = RedisMeter(redis.url, clock=lambda: datetime(2026, 3, 10, 12, tzinfo=UTC))
+        tally = RequestTally(meter)
+        tally(states(2))
+        assert meter.usage().today == 2
+        redis.stop()
+        tally(states(5))  # Redis down: no exception, the 5 are kept
+        assert tally.pending == 5
+        redis.restart()  # empty again (no persistence)
+        tally(states(3))
+        assert tally.pending == 0
+        assert meter.usage().today == 8  # the 5 kept and the 3 of this cycle
+    finally:
+        redis.stop()

@@ -43,7 +43,7 @@ SEEN = "_flux_triage_seen"  # key -> the version the previous run showed
 TABLE_GEN = "_flux_findings_table_gen"  # a new table key after an action: no stale selection
 SELECTION = "_flux_findings_selection"  # (table key, row indices, the keys they meant)
 BASIS = "_flux_findings_basis"  # the keys of the table as the last run drew it
-FOCUS = "_flux_findings_focus"  # the keys just acted on: still shown after the action
+FOCUS = "_flux_findings_focus"  # (the keys just acted on, the link's finding then)
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
 ACTION_LABELS = {"acknowledge": "Acknowledge", "investigate": "Investigating",
                  "resolve": "Resolve", "false_positive": "False positive",
@@ -147,6 +147,11 @@ def show_message() -> None:
                                                    if kind == "ok" else ":material/error:")
 
 
+def _focus(keys: list[str]) -> None:
+    """Keep ``keys`` in focus after an action, while the link's finding stays the same."""
+    st.session_state[FOCUS] = (keys, st.query_params.get("finding") or "")
+
+
 def seen_version(key: str, current: int) -> int:
     """The version the previous run showed for ``key`` (recording ``current`` for the
     next): what a submit in this run acts on."""
@@ -175,9 +180,10 @@ def focus_keys(view: View, store: FindingsStore, event: Any, keys: list[str],
     st.session_state[BASIS] = list(keys)
     if chosen:
         return chosen
-    if st.session_state.get(FOCUS):
-        return list(st.session_state[FOCUS])
     wanted = st.query_params.get("finding") or ""
+    focus = st.session_state.get(FOCUS)
+    if focus and focus[1] == wanted:  # a link followed since the action wins over it
+        return list(focus[0])
     if not view.masked:
         return [wanted] if re.fullmatch(r"[0-9a-f]{20}", wanted) else []
     if not re.fullmatch(r"f-[0-9a-f]{18}", wanted):
@@ -216,7 +222,7 @@ def apply(view: View, store: FindingsStore, items: list[tuple[str, int, int]], a
         _message("error", f"Not saved: {exc}")
         return False
     st.session_state[TABLE_GEN] = st.session_state.get(TABLE_GEN, 0) + 1
-    st.session_state[FOCUS] = [k for k, _, _ in items]
+    _focus([k for k, _, _ in items])
     for c in conflicts:
         record(session, "triage_refused", required=False, page="findings", finding=c.key,
                action=action, changed_by=c.who)
@@ -393,7 +399,7 @@ def _create_rule(view: View, store: FindingsStore, row: dict, version: int, dev:
         _message("error", f"Rule #{rid} created; this finding was not marked: {exc}")
         return
     st.session_state[TABLE_GEN] = st.session_state.get(TABLE_GEN, 0) + 1
-    st.session_state[FOCUS] = [row["key"]]
+    _focus([row["key"]])
     _message("ok", f"Rule #{rid} created: the next detections it matches come in as "
                    "expected.")
 

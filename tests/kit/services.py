@@ -39,9 +39,20 @@ class RedisServer:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.log = workdir / "redis.log"
+        self.workdir = workdir
+        self._start()
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop it and, ``down_s`` later, start it again on the same address, empty
+        (no persistence)."""
+        self.stop()
+        time.sleep(down_s)
+        self._start()
+
+    def _start(self) -> None:
         self.proc = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(workdir), "--logfile", str(self.log)],
+             "--appendonly", "no", "--dir", str(self.workdir), "--logfile", str(self.log)],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
