@@ -3,13 +3,14 @@
 # make test-fast : every test but the browser suite (the inner loop)
 # make serve : check the hosting configuration, then serve for a team (see deploy/README.md)
 # make bench : loader and page-render benchmarks against the simulator over HTTP
+# make soak  : the chaos soak of the whole hosted deployment (about 15 minutes)
 PYTHON  ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 PORT    ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: install install-dev run serve sync db-upgrade test test-fast lint bench chromium redis-server postgresql clean
+.PHONY: install install-dev run serve sync db-upgrade test test-fast lint bench soak chromium redis-server postgresql clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,7 +69,7 @@ db-upgrade: install
 # with FLUX_TEST_NOW, e.g. `make test FLUX_TEST_NOW=2026-10-25T22:59:50Z`.
 # Test files run on TEST_WORKERS processes (pytest-xdist; one file stays on one worker,
 # so its servers and shared runs are made once); the 15 slowest tests are listed last.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test: install-dev chromium redis-server postgresql
@@ -84,6 +85,12 @@ lint: install-dev
 
 bench: install-dev redis-server postgresql
 	$(BIN)/python -m benchmarks.bench
+
+# Two replicas, the worker, Redis and PostgreSQL for 10 minutes while the API fails
+# and every process is restarted once; fails when a target is missed (README).
+SOAK_ARGS ?=
+soak: install-dev redis-server postgresql
+	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-output bench-output

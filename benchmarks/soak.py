@@ -234,6 +234,7 @@ def run(plan: Plan, out_dir: Path | None = None) -> dict:
             worker.kill()
             worker.wait()
             event("worker killed (SIGKILL)")
+            result["worker_restarted_at"] = worker_log.stat().st_size
             worker = start_worker()
             event("worker restarted")
             until(0.62)
@@ -261,9 +262,11 @@ def run(plan: Plan, out_dir: Path | None = None) -> dict:
         result["t0"] = t_start
         result["outcomes"] = shared.outcomes
         result["assigned"] = list(shared.assigned)
+        result["pruned_downloads"] = shared.pruned_downloads
 
-        # Let the worker finish its cycle, then stop everything with SIGTERM.
-        _settle_worker(worker_log, deadline=time.monotonic() + 240)
+        # The restarted worker must have completed its window; then stop everything.
+        result["worker_complete"] = _settle_worker(
+            worker_log, result.get("worker_restarted_at", 0), time.monotonic() + 150)
         for r in replicas:
             took = sigterm(r.proc)
             result["stops"].append((f"{r.name} (end)", took))
@@ -313,13 +316,19 @@ async def _sessions(analysts: list[SoakAnalyst], deadline: float) -> None:
     await asyncio.gather(*(a.run(deadline) for a in analysts), return_exceptions=True)
 
 
-def _settle_worker(worker_log: Path, deadline: float) -> None:
-    """Wait until the worker synced every sensor once more after the faults (or the
-    deadline): what it had left to fetch is in the cache before the checks."""
-    seen = worker_log.read_text(errors="replace").count("sync sensor ")
-    while time.monotonic() < deadline:
-        if worker_log.read_text(errors="replace").count("sync sensor ") >= seen + len(SENSORS):
-            return
+def _settle_worker(worker_log: Path, since: int, deadline: float) -> bool:
+    """Whether the restarted worker (its log from byte ``since``) completed every
+    sensor's window: the load the kill interrupted, finished. Waits until the deadline."""
+    import re
+
+    while True:
+        with worker_log.open("rb") as fh:
+            fh.seek(since)
+            text = fh.read().decode(errors="replace")
+        if all(re.search(rf"sync sensor {s}: .* 100% of", text) for s in SENSORS):
+            return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(1)
 
 
@@ -414,10 +423,15 @@ def _check_work(sim, log: Log, cached: dict, url: str, tmp: Path) -> dict:
         svc.close()
     with log.lock:
         solo = sum(1 for _, p, _, o in log.rows[before:] if p.endswith("/flux") and o == "200")
-    repeated = Counter(q for _, p, q, o in rows if p.endswith("/flux") and o == "200"
-                       and '"per_page", "1"' not in q)
-    return {"flux_ok": useful, "solo_flux": solo,
-            "identical_refetches": sum(c - 1 for c in repeated.values() if c > 1)}
+    seen: dict[str, float] = {}
+    refetched = []  # (first time, again, query): the same rows asked twice
+    for t, p, q, o in rows:
+        if p.endswith("/flux") and o == "200" and '"per_page", "1"' not in q:
+            if q in seen:
+                refetched.append((seen[q], t, f"{p} {q}"))
+            seen[q] = t
+    return {"flux_ok": useful, "solo_flux": solo, "identical_refetches": len(refetched),
+            "refetched": refetched}
 
 
 def _check_triage(database: str, assigned: list[str]) -> dict:
@@ -503,6 +517,8 @@ def table(r: dict) -> tuple[list[str], list[str]]:
         problems.append(f"slow stops: {slow_stops}")
     if r["triage_wrong"]:
         problems.append(f"triage without exactly one event: {r['triage_wrong'][:5]}")
+    if not r["worker_complete"]:
+        problems.append("the restarted worker did not complete its window")
     if r["worker_exited"] is not None:
         problems.append(f"the sync worker had exited (status {r['worker_exited']})")
     if r["duplicate_messages"]:
@@ -528,8 +544,12 @@ def table(r: dict) -> tuple[list[str], list[str]]:
         f"| row requests, whole deployment / one process, fresh cache, no faults | "
         f"{r['flux_ok']:,} / {r['solo_flux']:,} ({ratio:.2f}×); identical refetches "
         f"{r['identical_refetches']} | ≤ 1.5× |",
+        f"| the worker's window complete after its kill | "
+        f"{'yes' if r['worker_complete'] else 'NO'} | yes |",
         f"| actions ({plan['sessions']} sessions, {plan['minutes']:g} min) | {kinds} | 0 failed |",
         f"| p95 time to settled: calm / faults | {_s(cp95)} / {_s(fp95)} ({ratio_p95}) | — |",
+        f"| downloads whose file Streamlit pruned before the GET (clicked again) | "
+        f"{r['pruned_downloads']} | — (reported) |",
         f"| tracebacks in the logs | {tb} | 0 |",
         "| SIGTERM to exit | " + ", ".join(f"{n} {t:.1f} s" for n, t in stops) +
         f" | ≤ {EXIT_WITHIN_S:.0f} s each |",
@@ -553,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=300, help="the simulator's and the key's "
                    "limit, requests a minute (default 300)")
     p.add_argument("--short", action="store_true", help="2 sessions, 90 s, each fault once")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "soak")
+    p.add_argument("--out", type=Path, default=ROOT / "bench-output" / "soak",
+                   help="the logs, soak.md (the table) and outcomes.jsonl")
     args = p.parse_args(argv)
     plan = Plan.short() if args.short else Plan(args.minutes, args.sessions, args.rate)
     print(f"soak: {plan.sessions} sessions, {plan.minutes:g} min, API limit {plan.rate}/min",
@@ -563,6 +584,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "soak.md").write_text("\n".join(lines) + "\n")
+    with (args.out / "refetched.jsonl").open("w") as fh:
+        for first, again, q in r["refetched"]:
+            fh.write(json.dumps({"first_s": round(first - r["t0"], 1),
+                                 "again_s": round(again - r["t0"], 1), "query": q}) + "\n")
     with (args.out / "outcomes.jsonl").open("w") as fh:
         for o in r["outcomes"]:
             fh.write(json.dumps(o.__dict__ | {"at_s": round(o.started - r["t0"], 1)}) + "\n")

@@ -66,6 +66,7 @@ class Shared:
     assigned: list[str] = field(default_factory=list)  # keys whose "Assign to me" completed
     outcomes: list[Outcome] = field(default_factory=list)
     restarting: dict[str, float] = field(default_factory=dict)  # replica URL -> until
+    pruned_downloads: int = 0  # a built file gone before it was fetched (then clicked again)
 
 
 class SoakClient(WsClient):
@@ -231,9 +232,16 @@ class SoakAnalyst(WsAnalyst):
             return 0.0
         _, element = self.client.widgets[key]
         t0 = time.perf_counter()
-        url = await self.client.deferred_file(element.deferred_file_id, 120)
         async with httpx.AsyncClient(base_url=self.base, timeout=120) as http:
+            url = await self.client.deferred_file(element.deferred_file_id, 120)
             resp = await http.get(url)
+            if resp.status_code == 404:
+                # Streamlit 1.67 keeps a built file in no session's references, so any
+                # session's run that ends prunes it (two ends: gone) before the browser
+                # fetched it. Counted, then clicked again, as a user would.
+                self.shared.pruned_downloads += 1
+                url = await self.client.deferred_file(element.deferred_file_id, 120)
+                resp = await http.get(url)
         if resp.status_code != 200:
             raise RunFailed(f"the download answered HTTP {resp.status_code}")
         lines = resp.text.splitlines()

@@ -30,6 +30,11 @@ import math
 from collections.abc import Sequence
 from datetime import date, datetime
 
+# pandas before plotly builds any figure: plotly looks pandas up in sys.modules, and a
+# session thread importing it (Streamlit's tables do) while another builds a figure made
+# that one see a half-imported module (AttributeError; found by the soak, two sessions
+# on a freshly restarted server). Imported here, it is complete before any figure.
+import pandas  # noqa: F401
 import plotly.graph_objects as go
 import polars as pl
 

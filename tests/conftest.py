@@ -42,7 +42,7 @@ PAGE_LINKS = {TOXIC: days_link(INCIDENT_DAY), HUNTING: days_link(INCIDENT_DAY)}
 # they are collected. The longest files go first: one that starts last is the run's tail
 # (test_loader.py, collected mid-way, ran alone for its last four minutes). Measured with
 # --durations=0 on 2026-12-07; the order of the others is left as collected.
-LONGEST_FIRST = ("tests/browser/test_controls.py", "tests/test_loader.py",
+LONGEST_FIRST = ("tests/test_soak.py", "tests/browser/test_controls.py", "tests/test_loader.py",
                  "tests/browser/test_browser.py", "tests/browser/test_downloads.py",
                  "tests/browser/test_signin.py", "tests/test_app_hosting_attacks.py",
                  "tests/test_hosting_app.py", "tests/test_notify.py",

@@ -305,3 +305,44 @@ def test_is_empty():
     assert C.is_empty(None)
     assert C.is_empty(A.top_devices(EMPTY))
     assert not C.is_empty(A.top_devices(sample()))
+
+
+RACE = """
+import threading, sys
+from flux_dashboard import charts  # noqa: F401  (what every page imports first)
+import plotly.graph_objects as go
+errors = []
+barrier = threading.Barrier(8)
+def build():
+    barrier.wait()
+    for _ in range(200):
+        try:
+            go.Figure().add_bar(x=[1, 2], y=["a", "b"], customdata=[[1], [2]])
+        except Exception as exc:
+            errors.append(repr(exc))
+            return
+def table():
+    barrier.wait()
+    import pandas  # noqa: F401  (another session's table, at the same moment)
+threads = [threading.Thread(target=build) for _ in range(7)] + [threading.Thread(target=table)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(errors[:1])
+sys.exit(1 if errors else 0)
+"""
+
+
+def test_figures_built_while_another_session_imports_pandas_do_not_fail():
+    """Found by the soak: on a freshly started server, a session building a chart while
+    another imported pandas saw a half-imported module and crashed with a traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", RACE], cwd=root, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr[-2000:]
