@@ -69,7 +69,7 @@ db-upgrade: install
 # with FLUX_TEST_NOW, e.g. `make test FLUX_TEST_NOW=2026-10-25T22:59:50Z`.
 # Test files run on TEST_WORKERS processes (pytest-xdist; one file stays on one worker,
 # so its servers and shared runs are made once); the 15 slowest tests are listed last.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test: install-dev chromium redis-server postgresql

@@ -41,7 +41,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.load_test.metrics import Phase
-from benchmarks.soak_sessions import Shared, SoakAnalyst, cold_ranges
+from benchmarks.soak_sessions import Outcome, Shared, SoakAnalyst, cold_ranges
 from tests.kit.procs import ROOT, free_port, scrubbed_env
 from tests.kit.services import PostgresServer, RedisServer, WebhookReceiver
 
@@ -255,7 +255,7 @@ def run(plan: Plan, out_dir: Path | None = None) -> dict:
         chaos_thread = threading.Thread(target=chaos, name="chaos", daemon=True)
         chaos_thread.start()
         event(f"{plan.sessions} sessions for {plan.minutes:g} min")
-        asyncio.run(_sessions(analysts, deadline))
+        _sessions(analysts, deadline)
         chaos_thread.join(timeout=max(1.0, plan.outage_s + plan.hang_s + 60))
         event("sessions done")
         result["calm_until"] = t_start_sessions + duration * CALM
@@ -312,8 +312,20 @@ def _restart(replica: Replica, shared: Shared, result: dict, event) -> None:
     event(f"{replica.name} restarted")
 
 
-async def _sessions(analysts: list[SoakAnalyst], deadline: float) -> None:
-    await asyncio.gather(*(a.run(deadline) for a in analysts), return_exceptions=True)
+def _sessions(analysts: list[SoakAnalyst], deadline: float) -> None:
+    """The sessions on an event loop of their own thread (the caller's thread may run
+    one already: a test process that drove Playwright's sync API)."""
+    async def all_of_them() -> None:
+        ends = await asyncio.gather(*(a.run(deadline) for a in analysts),
+                                    return_exceptions=True)
+        for a, end in zip(analysts, ends, strict=True):
+            if isinstance(end, BaseException):  # a session that crashed is a failure
+                a.shared.outcomes.append(Outcome(a.idx, "session", "failed", time.monotonic(),
+                                                 None, f"crashed: {end!r}"[:300]))
+
+    t = threading.Thread(target=asyncio.run, args=(all_of_them(),), name="soak-sessions")
+    t.start()
+    t.join()
 
 
 def _settle_worker(worker_log: Path, since: int, deadline: float) -> bool:

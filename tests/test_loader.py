@@ -614,7 +614,7 @@ def test_server_rate_limit_on_is_never_exceeded(tmp_path):
         return httpx.MockTransport(handler)
 
     sim = Simulator(SimulatorConfig(now=lambda: NOW + timedelta(seconds=clock()),
-                                    rate_limit_per_min=limit))
+                                    rate_limit_per_min=limit, limit_clock=clock))
     settings = Settings(api_url="http://sim.test/api/v1", api_key=Secret("test-key-123"),
                         rate_limit_per_min=limit)
     client = Client(settings, transport=record(sim.transport()), sleep=sleep,
