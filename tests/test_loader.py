@@ -1052,3 +1052,35 @@ def test_compact_loader_returns_the_same_rows_as_categoricals(tmp_path):
         loader.load(54, *later, max_requests=0)
     assert info.value.partial.schema == cold.frame.schema
     same_rows(info.value.partial.with_columns(strings), want)
+
+
+def test_sessions_pricing_one_cold_range_at_once_spend_one_estimate(tmp_path):
+    """Found by the soak: five sessions opening the same cold range on a fresh server
+    each priced it, each with the same full-page request (the page size not learned
+    yet). The estimate is single-flight: they all get one estimate's result."""
+    slow = threading.Event()
+
+    def wrap(inner):
+        def handler(request):
+            slow.wait(0.3)  # every estimate is still running when the others ask
+            return inner.handle_request(request)
+        return httpx.MockTransport(handler)
+
+    sim, loader = make(tmp_path, wrap=wrap)
+    alone_sim, alone = make(tmp_path / "alone")
+    want = alone.estimate(54, *WEEK)
+    barrier = threading.Barrier(5)
+    got = []
+
+    def price():
+        barrier.wait()
+        got.append(loader.estimate(54, *WEEK))
+
+    threads = [threading.Thread(target=price) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(got) == 5 and {g.requests for g in got} == {want.requests}
+    flux = sum(1 for p, _ in sim.requests if p.endswith("/flux"))
+    assert flux == sum(1 for p, _ in alone_sim.requests if p.endswith("/flux")) > 0

@@ -39,7 +39,12 @@ from flux_dashboard import errors as E
 from flux_dashboard.client import Client
 from flux_dashboard.hours import HOUR, SETTLE, ceil_hour, floor_hour, hours_between
 from flux_dashboard.loader.cost import predict_planned, predict_walk
-from flux_dashboard.loader.estimate import ESTIMATE_TTL_S, SHAPE_TTL_S, estimate_window
+from flux_dashboard.loader.estimate import (
+    ESTIMATE_TTL_S,
+    ESTIMATE_WAIT_S,
+    SHAPE_TTL_S,
+    estimate_window,
+)
 from flux_dashboard.loader.fetch import Accumulator
 from flux_dashboard.loader.gate import FATAL, Gate, Stop, gate_client
 from flux_dashboard.loader.recheck import RECHECK_EVERY, recheck
@@ -97,6 +102,7 @@ class Loader:
         # that sensor and filters may have changed the cache; daily profiles by
         # (source, sensor, filters). Both small: a few numbers per entry.
         self._estimates: TTLCache = TTLCache(maxsize=512, ttl=ESTIMATE_TTL_S)
+        self._estimating: dict[tuple, threading.Event] = {}  # estimates being computed
         self._shapes: TTLCache = TTLCache(maxsize=256, ttl=SHAPE_TTL_S)
         self._estimates_lock = threading.Lock()
         self._granted_page: int | None = None  # meta.per_page of the last full page asked
@@ -240,11 +246,27 @@ class Loader:
             return Estimate(requests=0, missing_hours=0, rows=0)
         with self._estimates_lock:
             hit = self._estimates.get(key)
+            flight = self._estimating.get(key) if hit is None else None
+            mine = hit is None and flight is None
+            if mine:  # single flight: sessions opening one cold range price it once
+                flight = self._estimating[key] = threading.Event()
         if hit is not None:
             return replace(hit, spent=0)
-        result = estimate_window(self, sensor_id, start, end, params)
-        with self._estimates_lock:
-            self._estimates[key] = result
+        if not mine:
+            flight.wait(ESTIMATE_WAIT_S)
+            with self._estimates_lock:
+                hit = self._estimates.get(key)
+            if hit is not None:
+                return replace(hit, spent=0)
+        try:  # (the other estimate failed or is slow: this one prices it itself)
+            result = estimate_window(self, sensor_id, start, end, params)
+            with self._estimates_lock:
+                self._estimates[key] = result
+        finally:
+            if mine:
+                with self._estimates_lock:
+                    self._estimating.pop(key, None)
+                flight.set()
         return result
 
     def refetch_estimate(self, sensor_id: int, start: datetime, end: datetime, *,

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ESTIMATE_TTL_S = 180.0  # an estimate is reused this long (Streamlit reruns on every click)
+ESTIMATE_WAIT_S = 30.0  # the longest a caller waits for the same estimate in flight
 SHAPE_TTL_S = 3600.0  # a sensor's daily profile of rows per hour is kept this long
 MAX_COUNTS = 3  # more missing segments than this are counted as one span
 SAMPLE_HOURS = 6  # single hours counted to learn a sensor's daily profile, when worth it
