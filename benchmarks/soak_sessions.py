@@ -158,6 +158,8 @@ def trigger(wid: str) -> WidgetState:
 class SoakAnalyst(WsAnalyst):
     """One analyst of the soak on one replica (``base``), its link's range in ``days``."""
 
+    actions = ACTIONS
+
     def __init__(self, idx: int, base: str, warm: list[tuple[date, date]],
                  cold: list[tuple[date, date]], seed: int, phase: Phase, shared: Shared,
                  think: tuple[float, float]) -> None:
@@ -272,31 +274,12 @@ class SoakAnalyst(WsAnalyst):
     async def check_page(self) -> str:
         return ""
 
-    # -- the loop
-    async def run(self, deadline: float) -> None:
-        try:
-            await self.start()
-            await self._do("open", self.open)
-            names, weights = zip(*ACTIONS, strict=True)
-            while time.monotonic() < deadline:
-                await asyncio.sleep(self.rng.uniform(*self.think))
-                if time.monotonic() >= deadline:
-                    break
-                action = self.rng.choices(names, weights)[0]
-                ok = await self._do(action, getattr(self, f"act_{action}"))
-                while not ok and time.monotonic() < deadline:  # start again from the link
-                    self.page_id = "overview"
-                    ok = await self._do("open", self.open)
-                    if not ok:
-                        await asyncio.sleep(2)
-        finally:
-            await self.close()
-
-    async def _do(self, action: str, act) -> bool:
+    async def _record(self, action: str, coro) -> bool:
+        """Each action ends as one ``Outcome`` (``Analyst.run`` is the loop)."""
         started = time.monotonic()
         self.note = ""
         try:
-            seconds = await act()
+            seconds = await coro
         except Exception as exc:  # every action ends as an outcome
             text = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
             last = self.client.last if self.client else None
@@ -312,6 +295,7 @@ class SoakAnalyst(WsAnalyst):
             else:
                 kind = "failed"
             self.shared.outcomes.append(Outcome(self.idx, action, kind, started, None, text))
+            self.page_id = "overview"  # the link is opened again on its first page
             if kind == "interrupted":  # the browser reconnects once the replica is back
                 await self._wait_for_replica()
             return False

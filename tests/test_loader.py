@@ -48,6 +48,23 @@ def make(tmp_path, *, per_page=1000, key="test-key-123", store=True, wrap=None, 
     return sim, loader
 
 
+def at_once(n: int, call) -> list:
+    """``call()`` in ``n`` threads released together; their results."""
+    barrier = threading.Barrier(n)
+    results = []
+
+    def run():
+        barrier.wait()
+        results.append(call())
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return results
+
+
 _TRUTH: dict[tuple, pl.DataFrame] = {}
 
 
@@ -289,18 +306,7 @@ def test_interrupted_load_flags_hours_then_resumes(tmp_path):
 
 def test_two_concurrent_loads_of_one_window_make_one_set_of_requests(tmp_path):
     sim, loader = make(tmp_path, store=False)
-    results = []
-    barrier = threading.Barrier(2)
-
-    def run():
-        barrier.wait()
-        results.append(loader.load(54, *WEEK))
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = at_once(2, lambda: loader.load(54, *WEEK))
     single_sim, single = make(tmp_path / "single", store=False)
     single.load(54, *WEEK)
     assert sim.flux_request_count() == single_sim.flux_request_count()
@@ -1069,18 +1075,7 @@ def test_sessions_pricing_one_cold_range_at_once_spend_one_estimate(tmp_path):
     sim, loader = make(tmp_path, wrap=wrap)
     alone_sim, alone = make(tmp_path / "alone")
     want = alone.estimate(54, *WEEK)
-    barrier = threading.Barrier(5)
-    got = []
-
-    def price():
-        barrier.wait()
-        got.append(loader.estimate(54, *WEEK))
-
-    threads = [threading.Thread(target=price) for _ in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    got = at_once(5, lambda: loader.estimate(54, *WEEK))
     assert len(got) == 5 and {g.requests for g in got} == {want.requests}
     flux = sum(1 for p, _ in sim.requests if p.endswith("/flux"))
     assert flux == sum(1 for p, _ in alone_sim.requests if p.endswith("/flux")) > 0

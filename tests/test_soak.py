@@ -26,6 +26,9 @@ def test_the_short_soak_meets_every_target(tmp_path):
         assert fault in said, said
     assert r["hours_checked"] >= 24 * len(soak.SENSORS)
     assert len(r["stops"]) == 5  # two restarts, then the three processes at the end
+    # Every kind of action was played (the soak's own ones too).
+    played = {o.action for o in r["outcomes"]}
+    assert {"page", "range", "cancel", "download", "triage"} <= played, played
     kinds = Counter(o.kind for o in r["outcomes"])
     assert kinds["completed"] >= 10, kinds
     assert r["digests"] >= len(soak.SENSORS)  # yesterday's report of each sensor

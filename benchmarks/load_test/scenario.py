@@ -71,6 +71,8 @@ class Analyst(abc.ABC):
     seconds until the run it caused settled.
     """
 
+    actions = ACTIONS  # (name, weight): ``act_<name>`` chosen at random
+
     def __init__(self, idx: int, browser, base: str, days: tuple[date, date], seed: int,
                  phase: Phase, think: tuple[float, float], sensor: int | None = None) -> None:
         self.idx, self.browser, self.base, self.days = idx, browser, base, days
@@ -125,15 +127,18 @@ class Analyst(abc.ABC):
         try:
             await self.start()
             await self._record("open", self.open(timeout=ACTION_TIMEOUT_MS))
-            names, weights = zip(*ACTIONS, strict=True)
+            names, weights = zip(*self.actions, strict=True)
             while time.monotonic() < deadline:
                 await asyncio.sleep(self.rng.uniform(*self.think))
                 if time.monotonic() >= deadline:
                     break
                 action = self.rng.choices(names, weights)[0]
                 ok = await self._record(action, getattr(self, f"act_{action}")())
-                if not ok:  # start again from the link (the session state is unknown)
-                    await self._record("open", self.open(timeout=ACTION_TIMEOUT_MS))
+                while not ok and time.monotonic() < deadline:
+                    # start again from the link (the session state is unknown)
+                    ok = await self._record("open", self.open(timeout=ACTION_TIMEOUT_MS))
+                    if not ok:
+                        await asyncio.sleep(2)
         finally:
             await self.close()
 
