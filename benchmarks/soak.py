@@ -381,6 +381,8 @@ def _check_cache(sim, cache: Path, env: dict[str, str]) -> dict:
     filtered = 0
     cached: dict[int, set[datetime]] = defaultdict(set)
     for path in cache.glob("*/sensor-*/*/*.parquet"):
+        if path.name.startswith("."):  # a write a killed process left unfinished
+            continue
         if path.parent.name != "all":
             filtered += 1
             continue

@@ -35,6 +35,8 @@ def cached_hours(cache: Path) -> set[datetime]:
     """Hours the flows cache claims to hold for the sensor (its files' own metadata)."""
     out: set[datetime] = set()
     for path in cache.glob(f"*/sensor-{SENSOR}/*/*.parquet"):
+        if path.name.startswith("."):  # a write in progress (atomic: renamed when done)
+            continue
         day = datetime.fromisoformat(path.stem).replace(tzinfo=UTC)
         hours = json.loads(pl.read_parquet_metadata(path)["flux_hours"])
         out |= {day + timedelta(hours=int(h)) for h in hours}
@@ -97,6 +99,8 @@ def test_sigterm_during_a_load_on_a_dead_api_exits_in_seconds_then_resumes(
     server2 = start_server(tmp_path, f"api-{fault}-again", env)
     try:
         page.goto(server2.url + link)
+        wait_until(lambda: cached_hours(cache) >= wanted, LOAD_TIMEOUT / 1000,
+                   what="the rest of the range saved")
         expect(page.get_by_text("Loading flows:")).to_have_count(0, timeout=LOAD_TIMEOUT)
         expect(page.get_by_test_id("stMetric").first).to_be_visible(timeout=LOAD_TIMEOUT)
         assert metric_int(page, "Flows") == sim.count_rows(SENSOR, start, end)
