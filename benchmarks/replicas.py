@@ -73,6 +73,17 @@ def _keys_hash(frame) -> int:
     return int(keys.sum() % (1 << 61)) if frame.height else 0
 
 
+def peak_per_minute(times) -> int:
+    """The most of ``times`` (seconds) in any sliding 60-second window."""
+    stamps = sorted(times)
+    j = peak = 0
+    for i, t in enumerate(stamps):
+        while stamps[j] <= t - 60:
+            j += 1
+        peak = max(peak, i - j + 1)
+    return peak
+
+
 def run(rate: int, days: int, now: datetime = NOW) -> dict:
     from flux_dashboard.hours import SETTLE, floor_hour
     from flux_dashboard.schema import to_frame
@@ -162,13 +173,7 @@ def run(rate: int, days: int, now: datetime = NOW) -> dict:
         solo = sum(1 for _, path, _, st in log[before:] if path.endswith("/flux") and st == 200)
 
     flux = [(t, q, st) for t, path, q, st in busy if path.endswith("/flux")]
-    stamps = sorted(t for t, _, _ in flux)
-    j = 0
-    peak = 0
-    for i, t in enumerate(stamps):  # sliding 60 s window
-        while stamps[j] <= t - 60:
-            j += 1
-        peak = max(peak, i - j + 1)
+    peak = peak_per_minute(t for t, _, _ in flux)
     out.update({
         "requests": len(busy), "flux_requests": sum(1 for *_, st in flux if st == 200),
         "peak_per_minute": peak,

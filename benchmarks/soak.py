@@ -41,6 +41,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.load_test.metrics import Phase
+from benchmarks.replicas import peak_per_minute
 from benchmarks.soak_sessions import Outcome, Shared, SoakAnalyst, cold_ranges
 from tests.kit.procs import ROOT, free_port, scrubbed_env
 from tests.kit.services import PostgresServer, RedisServer, WebhookReceiver
@@ -283,9 +284,9 @@ def run(plan: Plan, out_dir: Path | None = None) -> dict:
         served = nonlocal_served[0]
         sim.config.fault_rate = 0.0
         sim.config.fault_schedule.clear()
-        result.update(_check_cache(sim, tmp / "cache", env))
-        result.update(_check_limits(log, plan.rate, sim, result))
-        result.update(_check_work(sim, log, result["cached"], served.url, tmp))
+        result.update(_check_cache(sim, tmp / "cache"))
+        result.update(_check_limits(log))
+        result.update(_check_work(log, result["cached"], served.url, tmp))
         result.update(_check_triage(database, shared.assigned))
         result.update(_check_deliveries(database, hook))
         logs = [r.log_path for r in replicas] + [worker_log]
@@ -371,7 +372,7 @@ def _findings(database: str):
 
 
 # --------------------------------------------------------------------------- checks
-def _check_cache(sim, cache: Path, env: dict[str, str]) -> dict:
+def _check_cache(sim, cache: Path) -> dict:
     """Every hour the flows cache holds equals the simulator's rows for it."""
     import polars as pl
 
@@ -408,20 +409,15 @@ def _check_cache(sim, cache: Path, env: dict[str, str]) -> dict:
             "cached": {s: sorted(h) for s, h in cached.items()}}
 
 
-def _check_limits(log: Log, rate: int, sim, result: dict) -> dict:
+def _check_limits(log: Log) -> dict:
     with log.lock:
         rows = list(log.rows)
-    admitted = sorted(t for t, _, _, o in rows if o != "limit429")
-    peak = j = 0
-    for i, t in enumerate(admitted):
-        while admitted[j] <= t - 60:
-            j += 1
-        peak = max(peak, i - j + 1)
+    peak = peak_per_minute(t for t, _, _, o in rows if o != "limit429")
     kinds = Counter(o for *_, o in rows)
     return {"requests": len(rows), "peak_per_minute": peak, "outcomes_api": dict(kinds)}
 
 
-def _check_work(sim, log: Log, cached: dict, url: str, tmp: Path) -> dict:
+def _check_work(log: Log, cached: dict, url: str, tmp: Path) -> dict:
     """Row requests the deployment needed, against one process loading the same hours
     from a fresh cache without faults (measured now, on the same simulator)."""
     from flux_dashboard.config import load_settings
